@@ -1,0 +1,230 @@
+"""Request building and response parsing, shared by a synchronous and an asynchronous client.
+
+Both clients turn an :class:`ApiRequest` into the same :class:`HttpCall` with
+:func:`build_call` and hand the raw answer to the same :func:`parse_answer`; they differ only
+in how bytes travel (``requests`` for tasks, ``aiohttp`` for triggers). So what a request
+is, what an answer means and which failures are retried is written once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode
+
+from airflow_provider_census import __version__
+from airflow_provider_census.api.endpoints import ApiRequest
+from airflow_provider_census.api.errors import (
+    CensusApiError,
+    CensusAuthenticationError,
+    CensusNotFoundError,
+    CensusRateLimitError,
+    CensusResponseError,
+    CensusServerError,
+    CensusTransportError,
+    CensusValidationError,
+)
+from airflow_provider_census.api.models import ShapeError
+from airflow_provider_census.api.retry import RetryPolicy, parse_retry_after
+
+if TYPE_CHECKING:
+    from airflow_provider_census.api.operations import Operation
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Envelope = Mapping[str, Any]
+
+USER_AGENT = f"airflow-provider-census/{__version__}"
+EXCERPT_CHARS = 160
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where to send requests and how patiently.
+
+    ``token_origin`` names where the token came from (an Airflow connection id), so that an
+    authentication error says what to fix. ``token`` is excluded from ``repr``.
+    """
+
+    base_url: str
+    token: str = field(repr=False)
+    token_origin: str = "the Census API token"  # noqa: S105 (a description, not a secret)
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    """Exactly what goes on the wire; identical for both clients."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def build_call(settings: ClientSettings, request: ApiRequest) -> HttpCall:
+    url = settings.base_url.rstrip("/") + request.path
+    if request.params:
+        url = f"{url}?{urlencode(request.params)}"
+    headers = {
+        "Authorization": f"Bearer {settings.token}",
+        "Accept": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+    body = None
+    if request.body is not None:
+        headers["Content-Type"] = "application/json"
+        body = json.dumps(request.body).encode()
+    return HttpCall(request.method, url, headers, body)
+
+
+def parse_answer(settings: ClientSettings, request: ApiRequest, answer: RawAnswer) -> Envelope:
+    """The JSON envelope of a success, or the typed error that the answer means."""
+    log.debug("Census %s -> HTTP %d", request.label, answer.status)
+    payload = _decode_json(answer.body)
+    if answer.status >= 400:
+        raise _error_for_status(settings, request, answer, payload)
+    if answer.status == 204 or (not answer.body.strip() and request.method == "DELETE"):
+        return {}
+    if not isinstance(payload, Mapping):
+        raise CensusResponseError(
+            f"Census answered {request.label} with HTTP {answer.status} but "
+            f"{_describe_body(settings, answer.body, payload)}; expected a JSON object. "
+            "A proxy may be in the way, or Census had a passing fault.",
+            http_status=answer.status,
+            request_label=request.label,
+        )
+    envelope_status = payload.get("status")
+    if envelope_status in ("error", "not_found"):
+        message = _census_message(settings, payload)
+        error_class = CensusNotFoundError if envelope_status == "not_found" else CensusValidationError
+        raise error_class(
+            f"Census refused {request.label} for {request.subject}: {message or 'no reason given'}",
+            http_status=answer.status,
+            request_label=request.label,
+            census_message=message,
+        )
+    return payload
+
+
+def read_result(operation: Operation[T], envelope: Envelope) -> T:
+    """The operation's typed result, or an unreadable-response error naming what was off."""
+    try:
+        return operation.read(envelope)
+    except ShapeError as exc:
+        raise CensusResponseError(
+            f"Census answered {operation.request.label} with an unexpected shape: {exc}",
+            http_status=200,
+            request_label=operation.request.label,
+        ) from None
+
+
+def scrub(settings: ClientSettings, text: str) -> str:
+    """Text from the wire with the token removed, in case anything echoes it back."""
+    return text.replace(settings.token, "***") if settings.token else text
+
+
+def _decode_json(body: bytes) -> Any:
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _census_message(settings: ClientSettings, payload: Any) -> str | None:
+    if isinstance(payload, Mapping):
+        for key in ("message", "error", "errors"):
+            value = payload.get(key)
+            if value:
+                text = value if isinstance(value, str) else json.dumps(value)
+                return scrub(settings, text)
+    return None
+
+
+def _describe_body(settings: ClientSettings, body: bytes, payload: Any) -> str:
+    """A short, token-free account of a body we could not use, quoting its start."""
+    if not body.strip():
+        return "an empty body"
+    text = scrub(settings, body.decode("utf-8", errors="replace"))
+    excerpt = re.sub(r"\s+", " ", text).strip()[:EXCERPT_CHARS]
+    if payload is not None:
+        return f"JSON of type {type(payload).__name__}: {excerpt!r}"
+    if re.match(r"\s*(<!doctype|<html|<)", text, re.IGNORECASE):
+        return f"an HTML page, not JSON: {excerpt!r}"
+    return f"a body that is not valid JSON (cut off?): {excerpt!r}"
+
+
+def _error_for_status(settings: ClientSettings, request: ApiRequest, answer: RawAnswer, payload: Any) -> CensusApiError:
+    status = answer.status
+    message = _census_message(settings, payload)
+    said = f": {message}" if message else f"; the body was {_describe_body(settings, answer.body, payload)}"
+    where = f"HTTP {status} on {request.label}"
+    retry_after = parse_retry_after(_header(answer.headers, "Retry-After"))
+    common: dict[str, Any] = {
+        "http_status": status,
+        "request_label": request.label,
+        "census_message": message,
+        "retry_after": retry_after,
+    }
+    if status == 401:
+        return CensusAuthenticationError(
+            f"Census did not accept the API token from {settings.token_origin} ({where}){said}. "
+            "Put the workspace API token (Census: Settings, API access) in the connection's "
+            "password field.",
+            **common,
+        )
+    if status == 403:
+        return CensusAuthenticationError(
+            f"The API token from {settings.token_origin} may not access {request.subject} ({where}){said}. "
+            "Use a token of the workspace that owns it.",
+            **common,
+        )
+    if status == 404:
+        return CensusNotFoundError(
+            f"Census has no {request.subject} ({where}){said}. Check the id, and that "
+            f"{settings.token_origin} points at the right workspace and region.",
+            **common,
+        )
+    if status == 429:
+        wait = f"; it asked to wait {retry_after:.0f} s" if retry_after is not None else ""
+        return CensusRateLimitError(f"Census is rate limiting requests ({where}){wait}.", **common)
+    if status >= 500:
+        return CensusServerError(f"Census failed to answer {request.subject} ({where}){said}", **common)
+    return CensusValidationError(f"Census refused the request for {request.subject} ({where}){said}", **common)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def transport_error(request: ApiRequest, cause: BaseException, *, reached_census: bool) -> CensusTransportError:
+    """A failure to get any answer, worded for the user; never includes the URL's query or headers."""
+    kind = "could not connect" if not reached_census else "got no answer"
+    return CensusTransportError(
+        f"Census {kind} for {request.label} ({type(cause).__name__}: {_first_line(cause)})",
+        reached_census=reached_census,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()
+    return text[0][:EXCERPT_CHARS] if text else ""

@@ -1,0 +1,254 @@
+"""Typed results that keep every field Census sent.
+
+Census adds fields to its answers over time, so each result keeps the whole payload in
+``raw`` and types only what the provider reasons about. Catalog objects (sources,
+destinations, their objects) are handed to users as-is, so they are TypedDicts over the
+payload; sync runs, syncs and pages drive decisions, so they are validated dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypedDict, TypeVar
+
+from airflow_provider_census.api.states import RunOutcome, classify_run
+
+T = TypeVar("T")
+
+
+class ShapeError(ValueError):
+    """A payload does not have the shape Census documents; the client turns it into an API error."""
+
+
+class Source(TypedDict, total=False):
+    id: int
+    slug: str
+    name: str
+    label: str | None
+    last_test_succeeded: bool | None
+    last_tested_at: str | None
+    credentials: dict[str, Any]
+    read_only_connection: bool
+    data_sources: list[dict[str, Any]]
+
+
+class SourceObject(TypedDict, total=False):
+    """A model or a table of a source; ``type`` says which."""
+
+    type: str
+    id: int
+    name: str
+    query: str
+    compiled_query: str | None
+    table_catalog: str
+    table_schema: str
+    table_name: str
+    created_at: str
+    updated_at: str
+    columns: list[dict[str, Any]]
+
+
+class Destination(TypedDict, total=False):
+    id: int
+    slug: str
+    name: str
+    credentials: dict[str, Any]
+    objects: list[dict[str, Any]]
+
+
+class DestinationObject(TypedDict, total=False):
+    label: str
+    full_name: str
+    allow_custom_fields: bool
+    allow_case_sensitive_field_names: bool
+    fields: list[dict[str, Any]]
+
+
+def require_mapping(value: object, what: str) -> Mapping[str, Any]:
+    """``value`` as a JSON object, or a ShapeError that says what was expected."""
+    if not isinstance(value, Mapping):
+        raise ShapeError(f"{what} should be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def require_list(value: object, what: str) -> list[Any]:
+    """``value`` as a JSON array, or a ShapeError that says what was expected."""
+    if not isinstance(value, list):
+        raise ShapeError(f"{what} should be a JSON array, got {type(value).__name__}")
+    return value
+
+
+def optional_int(value: object) -> int | None:
+    """A count or id that may be null or sent as text; anything else reads as None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def required_int(data: Mapping[str, Any], key: str, what: str) -> int:
+    value = optional_int(data.get(key))
+    if value is None:
+        raise ShapeError(f"{what} has no integer {key!r} (got {data.get(key)!r})")
+    return value
+
+
+def optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def first_int(data: Mapping[str, Any], *keys: str) -> int | None:
+    """The first of several spellings of a count that Census sent as a number."""
+    for key in keys:
+        value = optional_int(data.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    """One run of a sync. Only ``id``, ``sync_id`` and ``status`` are required."""
+
+    id: int
+    sync_id: int
+    status: str
+    canceled: bool
+    records_processed: int | None = None
+    records_updated: int | None = None
+    records_failed: int | None = None
+    records_invalid: int | None = None
+    source_record_count: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_detail: str | None = None
+    current_step: str | None = None
+    full_sync: bool | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    completed_at: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, payload: object) -> SyncRun:
+        data = require_mapping(payload, "a sync run")
+        status = data.get("status")
+        if not isinstance(status, str):
+            raise ShapeError(f"sync run {data.get('id')!r} has no text 'status' (got {status!r})")
+        full_sync = data.get("full_sync")
+        return cls(
+            id=required_int(data, "id", "a sync run"),
+            sync_id=required_int(data, "sync_id", "a sync run"),
+            status=status,
+            canceled=data.get("canceled") is True,
+            records_processed=optional_int(data.get("records_processed")),
+            records_updated=optional_int(data.get("records_updated")),
+            records_failed=optional_int(data.get("records_failed")),
+            records_invalid=first_int(data, "records_invalid", "records_invalids", "source_record_invalids"),
+            source_record_count=optional_int(data.get("source_record_count")),
+            error_code=optional_str(data.get("error_code")),
+            error_message=optional_str(data.get("error_message")),
+            error_detail=optional_str(data.get("error_detail")),
+            current_step=optional_str(data.get("current_step")),
+            full_sync=full_sync if isinstance(full_sync, bool) else None,
+            created_at=optional_str(data.get("created_at")),
+            updated_at=optional_str(data.get("updated_at")),
+            completed_at=optional_str(data.get("completed_at")),
+            raw=dict(data),
+        )
+
+    @property
+    def outcome(self) -> RunOutcome:
+        return classify_run(self.status, self.canceled)
+
+
+@dataclass(frozen=True)
+class Sync:
+    """A sync's configuration. ``status`` here is the sync's (e.g. "Ready"), not a run's."""
+
+    id: int
+    label: str | None
+    operation: str | None
+    paused: bool | None
+    status: str | None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(cls, payload: object) -> Sync:
+        data = require_mapping(payload, "a sync")
+        paused = data.get("paused")
+        return cls(
+            id=required_int(data, "id", "a sync"),
+            label=optional_str(data.get("label")),
+            operation=optional_str(data.get("operation")),
+            paused=paused if isinstance(paused, bool) else None,
+            status=optional_str(data.get("status")),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class SyncWrite:
+    """The answer to creating, validating, updating or deleting a sync.
+
+    ``status`` is Census's outcome word (``created``, ``updated``, ``success`` for a
+    ``validate_only`` check, ``deleted``); ``sync_id`` is known when Census said it.
+    """
+
+    status: str
+    sync_id: int | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Pagination:
+    page: int | None
+    per_page: int | None
+    total_records: int | None
+    next_page: int | None
+    prev_page: int | None
+    last_page: int | None
+
+    @classmethod
+    def from_api(cls, payload: object) -> Pagination | None:
+        if not isinstance(payload, Mapping):
+            return None
+        return cls(
+            page=optional_int(payload.get("page")),
+            per_page=optional_int(payload.get("per_page")),
+            total_records=optional_int(payload.get("total_records")),
+            next_page=optional_int(payload.get("next_page")),
+            prev_page=optional_int(payload.get("prev_page")),
+            last_page=optional_int(payload.get("last_page")),
+        )
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list, with what Census said about the pages after it."""
+
+    items: Sequence[T]
+    number: int
+    per_page: int
+    pagination: Pagination | None
+    next_url: str | None
+
+    @property
+    def next_number(self) -> int | None:
+        """The next page to ask for, or None at the end.
+
+        Reads the newer ``pagination`` block when there is one; else the older ``next``
+        URL, which some answers keep even on their last page, so a short or empty page
+        also ends the list.
+        """
+        if self.pagination is not None and (self.pagination.next_page or self.pagination.last_page):
+            return self.pagination.next_page if self.pagination.next_page else None
+        if not self.next_url or len(self.items) < self.per_page:
+            return None
+        return self.number + 1

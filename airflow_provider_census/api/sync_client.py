@@ -1,0 +1,83 @@
+"""The synchronous client, for code running in a task: ``requests`` with one pooled session."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TypeVar
+
+import requests
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from airflow_provider_census.api.client import (
+    ClientSettings,
+    Envelope,
+    RawAnswer,
+    build_call,
+    parse_answer,
+    read_result,
+    transport_error,
+)
+from airflow_provider_census.api.endpoints import ApiRequest
+from airflow_provider_census.api.operations import Operation
+
+T = TypeVar("T")
+
+
+class CensusClient:
+    """Sends requests with retries; use :meth:`run` for typed results."""
+
+    def __init__(self, settings: ClientSettings, session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self._session = session or requests.Session()
+
+    def run(self, operation: Operation[T]) -> T:
+        return read_result(operation, self.call(operation.request))
+
+    def call(self, request: ApiRequest) -> Envelope:
+        """The envelope of a success, after the retries the policy allows."""
+        for attempt in self.settings.retry.retrying(request):
+            with attempt:
+                return parse_answer(self.settings, request, self._send(request))
+        raise AssertionError("tenacity either returns or raises")  # pragma: no cover
+
+    def _send(self, request: ApiRequest) -> RawAnswer:
+        call = build_call(self.settings, request)
+        try:
+            response = self._session.request(
+                call.method,
+                call.url,
+                headers=dict(call.headers),
+                data=call.body,
+                timeout=(self.settings.connect_timeout, self.settings.timeout),
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise transport_error(request, exc, reached_census=not _never_connected(exc)) from None
+        return RawAnswer(response.status_code, response.headers, response.content)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> CensusClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when no connection was made, so no byte of the request reached Census."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, NewConnectionError | ConnectTimeoutError):
+            return True
+        reason = getattr(seen, "reason", None)
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        seen = reason if isinstance(reason, BaseException) else nested or seen.__cause__ or seen.__context__
+    return False

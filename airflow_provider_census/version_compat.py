@@ -1,0 +1,48 @@
+"""The only module that knows which Airflow it runs on.
+
+Everything version-dependent is imported from here, so supporting a new Airflow release
+means reading one file. ``airflow.providers.common.compat`` resolves the Airflow 3 Task SDK
+names and falls back to their Airflow 2 homes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow import __version__ as _airflow_version
+from packaging.version import Version
+
+AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
+AIRFLOW_V_3_0_PLUS = AIRFLOW_VERSION >= Version("3.0.0")
+AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= Version("3.3.0")
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseHook, Connection
+    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.log import mask_secret
+else:
+    from airflow.providers.common.compat.sdk import AirflowException, BaseHook, mask_secret
+
+
+async def aget_connection(conn_id: str) -> Connection:
+    """Read a connection without blocking the event loop, on every supported Airflow.
+
+    Airflow 3 has an async connection API; on Airflow 2 the blocking read (a database or
+    secrets-backend call) runs in a worker thread instead.
+    """
+    if hasattr(BaseHook, "aget_connection"):
+        return await BaseHook.aget_connection(conn_id)
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(BaseHook.get_connection)(conn_id)
+
+
+__all__ = [
+    "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_0_PLUS",
+    "AIRFLOW_V_3_3_PLUS",
+    "AirflowException",
+    "BaseHook",
+    "aget_connection",
+    "mask_secret",
+]

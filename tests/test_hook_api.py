@@ -1,0 +1,168 @@
+"""The hook against the emulator over real HTTP: every endpoint, paging, sync and async."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from airflow_provider_census.api.errors import CensusNotFoundError, CensusValidationError
+from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.testing import CensusEmulator, RunScript
+
+VALID_SYNC: dict[str, Any] = {
+    "operation": "upsert",
+    "label": "orders to braze",
+    "source_attributes": {"connection_id": 4, "object": {"type": "model", "name": "braze_test"}},
+    "destination_attributes": {"connection_id": 15, "object": "user"},
+    "mappings": [{"from": {"type": "column", "data": "EMAIL"}, "to": "external_id", "is_primary_identifier": True}],
+}
+
+
+def test_catalog_endpoints(hook: CensusHook) -> None:
+    sources = hook.list_sources().items
+    assert {source["id"] for source in sources} >= {4, 10}
+    assert hook.get_source(4)["slug"] == hook.get_source(sources[0]["slug"] if sources[0]["id"] == 4 else 4)["slug"]
+    objects = list(hook.iter_source_objects(4))
+    assert {obj["type"] for obj in objects} == {"model", "table"}
+    model_id = next(obj["id"] for obj in objects if obj["type"] == "model")
+    assert hook.get_model(4, model_id)["columns"]
+    assert all(obj["type"] == "model" for obj in hook.iter_models(4))
+    table_id = next(obj["id"] for obj in objects if obj["type"] == "table")
+    assert hook.get_table(4, table_id)["table_name"]
+    assert [table["id"] for table in hook.iter_tables(4)] == [table_id]
+    destinations = hook.list_destinations().items
+    assert {dest["slug"] for dest in destinations} >= {"braze", "hubspot"}
+    assert hook.get_destination("braze")["id"] == 15
+    assert {obj["full_name"] for obj in hook.iter_destination_objects("braze")} >= {"user", "event"}
+    assert hook.get_destination_object(15, "user")["fields"]
+
+
+def test_sync_life_cycle_create_update_delete(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    checked = hook.create_sync(VALID_SYNC, validate_only=True)
+    assert checked.sync_id is None and checked.status == "success"
+    created = hook.create_sync(VALID_SYNC)
+    assert created.status == "created" and created.sync_id is not None
+    legacy = hook.create_sync(
+        {**VALID_SYNC, "source_attributes": {"connection_slug": "snowflake-xxxxxxx-us-east-1", "type": "model", "model_name": "braze_test"}},
+        legacy_endpoint=True,
+    )
+    assert legacy.sync_id is not None and legacy.sync_id != created.sync_id
+    sync = hook.get_sync(created.sync_id)
+    assert (sync.id, sync.label, sync.operation) == (created.sync_id, "orders to braze", "upsert")
+    assert hook.update_sync(created.sync_id, {"paused": True}).status == "updated"
+    assert hook.get_sync(created.sync_id).paused is True
+    assert created.sync_id in {s.id for s in hook.iter_syncs(per_page=1)}
+    assert hook.delete_sync(created.sync_id).status == "deleted"
+    with pytest.raises(CensusNotFoundError, match=f"no sync {created.sync_id}"):
+        hook.get_sync(created.sync_id)
+    assert [r.method for r in census_conn.requests_for("POST", "/api/v1/syncs")] == ["POST", "POST"]
+
+
+def test_census_validation_message_reaches_the_user(hook: CensusHook) -> None:
+    with pytest.raises(CensusValidationError) as info:
+        hook.create_sync({**VALID_SYNC, "mappings": []})
+    assert info.value.http_status == 422
+    assert info.value.census_message and info.value.census_message in str(info.value)
+
+
+def test_trigger_and_follow_a_run_to_completion(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="completed", records_processed=7, records_updated=7))
+    run_id = hook.trigger_sync_run(sync_id, force_full_sync=True)
+    states = []
+    for _ in range(10):
+        run = hook.get_sync_run(run_id)
+        states.append(run.status)
+        if run.outcome.is_terminal:
+            break
+    assert states == ["queued", "working", "working", "completed"]
+    assert run.outcome is RunOutcome.SUCCEEDED
+    assert (run.records_processed, run.full_sync) == (7, True)
+    assert [r.id for r in hook.iter_sync_runs(sync_id)] == [run_id]
+    latest = hook.latest_sync_run(sync_id)
+    assert latest is not None and latest.id == run_id
+    (trigger,) = census_conn.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")
+    assert trigger.query == {"force_full_sync": "true"}
+
+
+def test_failed_run_carries_census_error_fields(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(
+        RunScript(outcome="failed", working_polls=0, error_code="JSON_ARRAY_ERROR", error_message="bad array")
+    )
+    run_id = hook.trigger_sync_run(sync_id)
+    hook.get_sync_run(run_id)
+    run = hook.get_sync_run(run_id)
+    assert run.outcome is RunOutcome.FAILED
+    assert (run.error_code, run.error_message) == ("JSON_ARRAY_ERROR", "bad array")
+
+
+def test_cancel_a_run(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="never"))
+    run_id = hook.trigger_sync_run(sync_id)
+    assert hook.cancel_sync_run(run_id)["status"] == "cancelled"
+    assert hook.get_sync_run(run_id).outcome is RunOutcome.CANCELED
+    with pytest.raises(CensusNotFoundError, match="no sync run 999999"):
+        hook.cancel_sync_run(999999)
+
+
+def test_iterators_follow_pages_to_the_end(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="skipped"))
+    triggered = [hook.trigger_sync_run(sync_id) for _ in range(7)]
+    census_conn.clear_requests()
+    seen = [run.id for run in hook.iter_sync_runs(sync_id, per_page=3)]
+    assert seen == sorted(triggered, reverse=True)
+    assert [r.query["page"] for r in census_conn.requests_for("GET", f"/api/v1/syncs/{sync_id}/sync_runs")] == [
+        "1",
+        "2",
+        "3",
+    ]
+    oldest_first = [run.id for run in hook.iter_sync_runs(sync_id, per_page=100, order="asc")]
+    assert oldest_first == sorted(triggered)
+    page = hook.list_sync_runs(sync_id, page=2, per_page=3)
+    assert [run.id for run in page.items] == sorted(triggered, reverse=True)[3:6]
+
+
+def test_test_connection(hook: CensusHook, census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert hook.test_connection() == (True, f"Connected to Census at {census_conn.base_url}")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CENSUS_BAD",
+        f'{{"conn_type": "census", "password": "wrong-token", "extra": {{"base_url": "{census_conn.base_url}"}}}}',
+    )
+    ok, message = CensusHook("census_bad").test_connection()
+    assert not ok
+    assert "census_bad" in message and "wrong-token" not in message
+
+
+def test_requests_are_logged_at_debug_without_the_token(
+    hook: CensusHook, census_conn: CensusEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="airflow_provider_census"):
+        hook.get_sync(61)
+    assert "GET /syncs/61 -> HTTP 200" in caplog.text
+    assert census_conn.token not in caplog.text
+
+
+async def test_async_client_reads_runs_and_cancels(census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="never"))
+    run_id = census_conn.trigger(sync_id)
+    hook = CensusHook()
+    try:
+        first = await hook.aget_sync_run(run_id)
+        assert (first.id, first.sync_id, first.status) == (run_id, sync_id, "queued")
+        assert (await hook.acancel_sync_run(run_id))["status"] == "cancelled"
+        assert (await hook.aget_sync_run(run_id)).outcome is RunOutcome.CANCELED
+    finally:
+        await hook.aclose()
+
+
+async def test_async_and_sync_clients_send_the_same_request(census_conn: CensusEmulator) -> None:
+    hook = CensusHook()
+    hook.get_sync_run(census_conn.trigger(61))
+    try:
+        await hook.aget_sync_run(census_conn.trigger(61))
+    finally:
+        await hook.aclose()
+    sync_get, async_get = [r for r in census_conn.requests if r.path.startswith("/api/v1/sync_runs/")]
+    assert (sync_get.method, sync_get.query) == (async_get.method, async_get.query)

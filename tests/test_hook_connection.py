@@ -1,0 +1,116 @@
+"""From an Airflow connection to client settings: regions, base URLs, the token, the form."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import entry_points
+from typing import Any
+
+import pytest
+
+from airflow_provider_census.api.errors import CensusConfigurationError
+from airflow_provider_census.get_provider_info import get_provider_info
+from airflow_provider_census.hooks.census import CensusHook
+
+TOKEN = "secret-token:canary-77d1"
+
+
+def use_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str = "census_default", **fields: Any) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "census", **fields}))
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, "https://app.getcensus.com/api/v1"),
+        ({"region": "eu"}, "https://app-eu.getcensus.com/api/v1"),
+        ({"region": " EU "}, "https://app-eu.getcensus.com/api/v1"),
+        ({"extra__census__region": "eu"}, "https://app-eu.getcensus.com/api/v1"),
+        ({"base_url": "https://census-proxy.example.com/api/v1/"}, "https://census-proxy.example.com/api/v1"),
+        ({"base_url": "https://census-proxy.example.com"}, "https://census-proxy.example.com/api/v1"),
+        ({"base_url": "http://127.0.0.1:8765/api/v1"}, "http://127.0.0.1:8765/api/v1"),
+        ({"base_url": "http://localhost:8765/api/v1"}, "http://localhost:8765/api/v1"),
+        ({"base_url": "http://[::1]:8765/api/v1"}, "http://[::1]:8765/api/v1"),
+        ({"region": "eu", "base_url": "https://p.example.com/api/v1"}, "https://p.example.com/api/v1"),
+    ],
+)
+def test_base_url_from_region_or_url(monkeypatch: pytest.MonkeyPatch, extra: dict[str, str], expected: str) -> None:
+    use_connection(monkeypatch, password=TOKEN, extra=extra)
+    assert CensusHook().settings.base_url == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragments"),
+    [
+        ({"extra": {}}, ["'census_default' has no API token", "password field"]),
+        ({"password": "   ", "extra": {}}, ["has no API token"]),
+        ({"password": TOKEN, "extra": {"region": "ap"}}, ["region 'ap'", "eu and us", "base_url"]),
+        ({"password": TOKEN, "extra": {"base_url": "http://census.example.com/api/v1"}}, ["unencrypted", "https"]),
+        ({"password": TOKEN, "extra": {"base_url": "http://10.0.0.5/api/v1"}}, ["unencrypted"]),
+        ({"password": TOKEN, "extra": {"base_url": "ftp://x/api"}}, ["not an http(s) URL"]),
+        ({"password": TOKEN, "extra": {"base_url": "https://bearer:abc@x.example.com/api/v1"}}, ["credentials"]),
+    ],
+)
+def test_bad_connections_fail_with_what_to_fix(
+    monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], fragments: list[str]
+) -> None:
+    use_connection(monkeypatch, **fields)
+    with pytest.raises(CensusConfigurationError) as info:
+        _ = CensusHook().settings
+    for fragment in fragments:
+        assert fragment in str(info.value)
+    assert TOKEN not in str(info.value)
+
+
+def test_settings_name_the_connection_for_auth_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_connection(monkeypatch, "census_eu", password=TOKEN, extra={"region": "eu"})
+    settings = CensusHook("census_eu").settings
+    assert settings.token == TOKEN
+    assert "census_eu" in settings.token_origin
+
+
+def test_provider_is_registered_through_its_entry_point() -> None:
+    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_provider_census")]
+    info = entry.load()()
+    assert info["package-name"] == "airflow-provider-census"
+    for key in ("name", "description", "versions", "integrations", "hooks", "connection-types"):
+        assert info[key], key
+
+
+def test_connection_form_agrees_with_provider_info() -> None:
+    (conn_type,) = get_provider_info()["connection-types"]
+    assert conn_type["connection-type"] == CensusHook.conn_type == "census"
+    assert conn_type["hook-class-name"] == f"{CensusHook.__module__}.{CensusHook.__name__}"
+    assert conn_type["hook-name"] == CensusHook.hook_name
+    behaviour = conn_type["ui-field-behaviour"]
+    assert CensusHook.get_ui_field_behaviour() == {
+        "hidden_fields": behaviour["hidden-fields"],
+        "relabeling": behaviour["relabeling"],
+        "placeholders": behaviour["placeholders"],
+    }
+    assert set(conn_type["conn-fields"]) == {"region", "base_url"}
+
+
+def test_airflow_discovers_the_connection_type() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-census" in manager.providers
+    hook_info = manager.hooks["census"]
+    assert hook_info is not None
+    assert hook_info.hook_class_name == "airflow_provider_census.hooks.census.CensusHook"
+    assert hook_info.connection_id_attribute_name == "census_conn_id"
+    assert manager.field_behaviours["census"]["relabeling"] == {"password": "API token"}
+
+
+def test_connection_form_shows_the_declared_fields_on_this_airflow() -> None:
+    """Airflow 3.2+ builds the form from ``conn-fields``; Airflow 2 from the hook's widgets."""
+    from airflow.providers_manager import ProvidersManager
+
+    widgets = ProvidersManager().connection_form_widgets
+    declared = get_provider_info()["connection-types"][0]["conn-fields"]
+    for name, spec in declared.items():
+        field = widgets[f"extra__census__{name}"].field
+        label = field["schema"]["title"] if isinstance(field, dict) else field.args[0]
+        description = field["description"] if isinstance(field, dict) else field.kwargs["description"]
+        assert (label, description) == (spec["label"], spec["description"])

@@ -46,7 +46,14 @@ def test_sync_life_cycle_create_update_delete(hook: CensusHook, census_conn: Cen
     created = hook.create_sync(VALID_SYNC)
     assert created.status == "created" and created.sync_id is not None
     legacy = hook.create_sync(
-        {**VALID_SYNC, "source_attributes": {"connection_slug": "snowflake-xxxxxxx-us-east-1", "type": "model", "model_name": "braze_test"}},
+        {
+            **VALID_SYNC,
+            "source_attributes": {
+                "connection_slug": "snowflake-xxxxxxx-us-east-1",
+                "type": "model",
+                "model_name": "braze_test",
+            },
+        },
         legacy_endpoint=True,
     )
     assert legacy.sync_id is not None and legacy.sync_id != created.sync_id

@@ -70,7 +70,9 @@ def test_settings_name_the_connection_for_auth_errors(monkeypatch: pytest.Monkey
 
 
 def test_provider_is_registered_through_its_entry_point() -> None:
-    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_provider_census")]
+    (entry,) = [
+        e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_provider_census")
+    ]
     info = entry.load()()
     assert info["package-name"] == "airflow-provider-census"
     for key in ("name", "description", "versions", "integrations", "hooks", "connection-types"):

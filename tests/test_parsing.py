@@ -112,7 +112,12 @@ def test_list_data_of_the_wrong_type_is_an_unreadable_response() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "error_class", "fragments"),
     [
-        (401, {"status": "error", "message": "Unauthorized"}, CensusAuthenticationError, ["census_default", "password"]),
+        (
+            401,
+            {"status": "error", "message": "Unauthorized"},
+            CensusAuthenticationError,
+            ["census_default", "password"],
+        ),
         (403, {"status": "error", "message": "Forbidden"}, CensusAuthenticationError, ["may not access sync 5"]),
         (404, {"status": "error", "message": "Not found"}, CensusNotFoundError, ["no sync 5", "Not found"]),
         (422, {"status": "error", "message": "Mappings are invalid"}, CensusValidationError, ["Mappings are invalid"]),

@@ -1,0 +1,208 @@
+"""The test-facing handle on an emulated Census: start it, script it, inspect it.
+
+The server runs on its own event loop in a background thread, so tests written in plain
+synchronous code (and Airflow tasks under test) can talk to it over real HTTP while the
+test thread scripts syncs and reads the request log. aiohttp is imported only in
+:meth:`CensusEmulator.start`, which keeps ``import airflow_provider_census.testing`` cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_census.testing.faults import FaultPlan, FaultProfile
+from airflow_provider_census.testing.requestlog import RecordedRequest, RequestLog
+from airflow_provider_census.testing.runs import RunScript
+from airflow_provider_census.testing.workspace import Workspace
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+DEFAULT_TOKEN = "secret-token:emulator"  # noqa: S105 - a fixed test token, not a secret
+_START_TIMEOUT = 30.0
+
+
+class CensusEmulator:
+    """A Census v1 API on ``127.0.0.1``, for tests, demos and benchmarks.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`. ``port=0``
+    picks a free port; read :attr:`base_url` after starting.
+    """
+
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        faults: FaultProfile | None = None,
+        keepalive_timeout: float = 300.0,
+    ) -> None:
+        self.token = token
+        self.host = host
+        self._requested_port = port
+        self._port: int | None = None
+        self._keepalive_timeout = keepalive_timeout
+        self.workspace = Workspace()
+        self._faults = FaultPlan()
+        self._faults.set_profile(faults)
+        self._log = RequestLog()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/api/v1``: what a Census connection's base URL would be."""
+        return f"http://{self.host}:{self.port}/api/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> CensusEmulator:
+        """Start serving in a background thread; returns once the port is listening."""
+        if self._thread is not None:
+            return self
+        from airflow_provider_census.testing import server
+
+        state = server.EmulatorState(self.token, self.workspace, self._faults, self._log)
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                runner = loop.run_until_complete(
+                    server.serve(state, self.host, self._requested_port, self._keepalive_timeout)
+                )
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            self._loop, self._runner = loop, runner
+            self._port = int(runner.addresses[0][1])
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                _close_loop(loop)
+
+        thread = threading.Thread(target=main, name="census-emulator", daemon=True)
+        thread.start()
+        if not ready.wait(_START_TIMEOUT):
+            raise RuntimeError("the Census emulator did not start in time")
+        if failure:
+            thread.join()
+            raise RuntimeError(f"the Census emulator could not start: {failure[0]}") from failure[0]
+        self._thread = thread
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every connection; safe to call twice."""
+        thread, loop, runner = self._thread, self._loop, self._runner
+        if thread is None or loop is None or runner is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            self._thread = self._loop = self._runner = None
+            self._port = None
+
+    def __enter__(self) -> CensusEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- scripting ----------------------------------------------------------------------
+
+    def add_sync(self, script: RunScript | None = None, label: str | None = None) -> int:
+        """Add a sync whose runs follow ``script`` (default: complete after a few polls)."""
+        return self.workspace.add_sync(script or RunScript(), label=label)
+
+    def script_sync(self, sync_id: int, script: RunScript) -> None:
+        """Make the next runs of an existing sync (seeded ones too) follow ``script``."""
+        self.workspace.script_sync(sync_id, script)
+
+    def trigger(self, sync_id: int, full_sync: bool = False) -> int:
+        """Start a run directly, as if someone pressed "Sync now" in the Census app."""
+        return self.workspace.trigger(sync_id, full_sync=full_sync)
+
+    def set_faults(self, profile: FaultProfile | None) -> None:
+        """Replace the random fault profile (None: no random faults, no added latency)."""
+        self._faults.set_profile(profile)
+
+    def fail_next(
+        self,
+        kind: str,
+        count: int = 1,
+        *,
+        method: str | None = None,
+        path_prefix: str | None = None,
+        retry_after: float = 1.0,
+        latency: float = 1.0,
+    ) -> None:
+        """Give the next ``count`` matching requests the fault ``kind``, for certain."""
+        self._faults.fail_next(
+            kind, count, method=method, path_prefix=path_prefix, retry_after=retry_after, latency=latency
+        )
+
+    def clear_faults(self) -> None:
+        """Forget the fault profile and every pending :meth:`fail_next`."""
+        self._faults.clear()
+
+    # -- inspection ---------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request so far, in the order their answers were decided."""
+        return self._log.all()
+
+    def requests_for(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
+        return self._log.matching(method, path)
+
+    def clear_requests(self) -> None:
+        self._log.clear()
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        """A run's JSON as ``GET /sync_runs/{id}`` would show it, without moving it on."""
+        return self.workspace.run(run_id)
+
+    def runs_of(self, sync_id: int) -> list[dict[str, Any]]:
+        """Every run of a sync, newest first, as ``GET /syncs/{id}/sync_runs`` orders them."""
+        return list(reversed(self.workspace.runs_of(sync_id)))
+
+    def run_finished_at(self, run_id: int) -> float | None:
+        """``time.monotonic()`` when the run ended (known ahead for time-driven runs)."""
+        return self.workspace.run_finished_at(run_id)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left on the loop and close it, so no task is destroyed pending."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()

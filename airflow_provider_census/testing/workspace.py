@@ -1,0 +1,248 @@
+"""The in-memory Census workspace: its connections, syncs and sync runs.
+
+Everything the HTTP handlers and the test-facing API read or change goes through one
+:class:`Workspace`, guarded by one lock. Handlers run on the server's event loop and tests
+call in from their own thread, so every public method takes the lock and holds it only
+for quick in-memory work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+from airflow_provider_census.testing import validation
+from airflow_provider_census.testing.catalog import JSON, Catalog
+from airflow_provider_census.testing.errors import not_found
+from airflow_provider_census.testing.runs import Run, RunScript, iso, utcnow
+
+_SEED_MAPPINGS: list[JSON] = [
+    {"from": {"type": "column", "data": "EMAIL"}, "to": "external_id", "is_primary_identifier": True},
+    {"from": {"type": "column", "data": "RANDOM_PROP"}, "to": "custom_field:random_prop"},
+]
+_SEED_SYNCS: list[JSON] = [
+    {
+        "id": 52,
+        "label": "Airtable companies to Braze",
+        "operation": "upsert",
+        "source_attributes": {"connection_id": 4, "object": {"type": "model", "id": 18, "name": "airtable_test"}},
+        "destination_attributes": {"connection_id": 15, "object": "user"},
+        "created_at": "2021-10-20T02:44:00.000Z",
+    },
+    {
+        "id": 60,
+        "label": "Braze test users",
+        "operation": "upsert",
+        "source_attributes": {"connection_id": 4, "object": {"type": "model", "id": 15, "name": "braze_test"}},
+        "destination_attributes": {"connection_id": 15, "object": "user"},
+        "created_at": "2021-11-02T09:15:31.412Z",
+    },
+    {
+        "id": 61,
+        "label": "Braze test events",
+        "operation": "append",
+        "source_attributes": {"connection_id": 4, "object": {"type": "model", "id": 15, "name": "braze_test"}},
+        "destination_attributes": {"connection_id": 15, "object": "event"},
+        "created_at": "2021-11-02T09:20:05.027Z",
+    },
+]
+_MANUAL = {"ui_tag": "Manual", "ui_detail": "Manually triggered by test@getcensus.com"}
+_JSON_ARRAY_DETAIL = (
+    'Please make sure the field "custom_field:Users" with value "jim" is formatted as a JSON Array. '
+    "Don't hesitate to reach out to the Census Support Team if you need help with this."
+)
+_SEED_RUNS: list[JSON] = [
+    {
+        "id": 92, "sync_id": 52, "source_record_count": 1, "records_processed": 1, "records_updated": 1,
+        "records_failed": 0, "records_invalid": 0, "created_at": "2021-10-20T02:44:35.381Z",
+        "updated_at": "2021-10-20T02:45:55.949Z", "completed_at": "2021-10-20T02:45:55.947Z",
+        "scheduled_execution_time": None, "error_code": None, "error_message": None, "error_detail": None,
+        "status": "completed", "canceled": False, "full_sync": True, "sync_trigger_reason": _MANUAL,
+    },
+    {
+        "id": 93, "sync_id": 52, "source_record_count": 1, "records_processed": None,
+        "records_updated": None, "records_failed": None, "records_invalid": 0,
+        "created_at": "2021-10-20T02:48:40.373Z", "updated_at": "2021-10-20T02:49:53.430Z",
+        "completed_at": None, "scheduled_execution_time": None, "error_code": "JSON_ARRAY_ERROR",
+        "error_message": "The array field being used does not appear to be valid JSON: " + _JSON_ARRAY_DETAIL,
+        "error_detail": _JSON_ARRAY_DETAIL, "status": "failed", "current_step": "Running sync",
+        "canceled": False, "full_sync": True, "sync_trigger_reason": _MANUAL,
+    },
+    {
+        "id": 94, "sync_id": 52, "source_record_count": 1, "records_processed": 1, "records_updated": 1,
+        "records_failed": 0, "records_invalid": 0, "created_at": "2021-10-20T02:51:07.546Z",
+        "updated_at": "2021-10-20T02:52:29.236Z", "completed_at": "2021-10-20T02:52:29.234Z",
+        "scheduled_execution_time": None, "error_code": None, "error_message": None, "error_detail": None,
+        "status": "completed", "canceled": False, "full_sync": True, "sync_trigger_reason": _MANUAL,
+    },
+]  # fmt: skip
+# New runs get ids above every seeded one, so ids stay global and increasing.
+_FIRST_NEW_RUN_ID = 100
+_SYNC_STATUS = {"completed": "Up to date", "failed": "Failing"}
+
+
+class Workspace:
+    """Syncs and runs of one emulated workspace, safe to use from several threads."""
+
+    def __init__(self) -> None:
+        self.catalog = Catalog()
+        self._lock = threading.RLock()
+        self._syncs: dict[int, JSON] = {}
+        self._scripts: dict[int, RunScript] = {}
+        self._runs: dict[int, Run] = {}
+        self._run_ids = itertools.count(_FIRST_NEW_RUN_ID)
+        self._seed()
+
+    def _seed(self) -> None:
+        for seed in _SEED_SYNCS:
+            sync = self._blank_sync(seed["id"], seed["created_at"])
+            sync.update({key: value for key, value in seed.items() if key != "created_at"})
+            sync["mappings"] = [dict(mapping) for mapping in _SEED_MAPPINGS]
+            self._syncs[sync["id"]] = sync
+            self._scripts[sync["id"]] = RunScript()
+        for payload in _SEED_RUNS:
+            self._runs[payload["id"]] = Run.historical(payload, RunScript())
+
+    @staticmethod
+    def _blank_sync(sync_id: int, created_at: str) -> JSON:
+        return {
+            "id": sync_id,
+            "label": None,
+            "created_at": created_at,
+            "updated_at": created_at,
+            "operation": "upsert",
+            "schedule_frequency": "never",
+            "schedule_day": None,
+            "schedule_hour": None,
+            "schedule_minute": None,
+            "paused": False,
+            "source_attributes": {},
+            "destination_attributes": {},
+            "mappings": [],
+        }
+
+    # -- syncs ------------------------------------------------------------------------
+
+    def _sync(self, sync_id: int) -> JSON:
+        sync = self._syncs.get(sync_id)
+        if sync is None:
+            raise not_found("Sync", sync_id)
+        return sync
+
+    def _sync_view(self, sync: JSON) -> JSON:
+        """A sync as the API shows it, with a ``status`` derived from its latest run."""
+        view = dict(sync)
+        runs = sorted(self._runs_of(sync["id"]), key=lambda run: run.id)
+        shown = [run.to_api() for run in runs if run.phase() != "skipped"]
+        if not shown:
+            view["status"] = "Ready"
+        elif shown[-1]["status"] in ("queued", "working"):
+            view["status"] = "Working"
+        else:
+            view["status"] = _SYNC_STATUS.get(shown[-1]["status"], "Failing")
+        return view
+
+    def list_syncs(self) -> list[JSON]:
+        with self._lock:
+            return [self._sync_view(self._syncs[key]) for key in sorted(self._syncs)]
+
+    def get_sync(self, sync_id: int) -> JSON:
+        with self._lock:
+            return self._sync_view(self._sync(sync_id))
+
+    def create_sync(self, body: object, *, validate_only: bool = False) -> int | None:
+        """Create a sync from a ``POST /syncs`` body; with ``validate_only`` only check it."""
+        config = validation.new_sync(self.catalog, body)
+        if validate_only:
+            return None
+        return self._insert_sync(config, RunScript())
+
+    def _insert_sync(self, config: JSON, script: RunScript) -> int:
+        with self._lock:
+            sync_id = max(self._syncs, default=0) + 1
+            sync = self._blank_sync(sync_id, iso(utcnow()))
+            sync.update(config)
+            self._syncs[sync_id] = sync
+            self._scripts[sync_id] = script
+            return sync_id
+
+    def update_sync(self, sync_id: int, body: object) -> JSON:
+        with self._lock:
+            sync = self._sync(sync_id)
+            sync.update(validation.sync_changes(self.catalog, body))
+            sync["updated_at"] = iso(utcnow())
+            return self._sync_view(sync)
+
+    def delete_sync(self, sync_id: int) -> None:
+        with self._lock:
+            self._sync(sync_id)
+            del self._syncs[sync_id]
+
+    def add_sync(self, script: RunScript, label: str | None = None) -> int:
+        """Create a ready-made sync (model 15 to Braze users) that follows ``script``."""
+        config = validation.new_sync(
+            self.catalog,
+            {
+                "label": label,
+                "operation": "upsert",
+                "source_attributes": {"connection_id": 4, "object": {"type": "model", "id": 15}},
+                "destination_attributes": {"connection_id": 15, "object": "user"},
+                "mappings": [dict(mapping) for mapping in _SEED_MAPPINGS],
+            },
+        )
+        return self._insert_sync(config, script)
+
+    def script_sync(self, sync_id: int, script: RunScript) -> None:
+        """Make the next runs of ``sync_id`` follow ``script`` (runs already started keep theirs)."""
+        with self._lock:
+            self._sync(sync_id)
+            self._scripts[sync_id] = script
+
+    # -- runs -------------------------------------------------------------------------
+
+    def _runs_of(self, sync_id: int) -> list[Run]:
+        return [run for run in self._runs.values() if run.sync_id == sync_id]
+
+    def _run(self, run_id: int) -> Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise not_found("Sync run", run_id)
+        return run
+
+    def trigger(self, sync_id: int, *, full_sync: bool) -> int:
+        """Start a run; it is skipped at once if an earlier run of the sync is still going."""
+        with self._lock:
+            self._sync(sync_id)
+            busy = any(run.in_progress() for run in self._runs_of(sync_id))
+            run = Run(next(self._run_ids), sync_id, self._scripts[sync_id], full_sync=full_sync)
+            if busy:
+                run.mark_skipped()
+            self._runs[run.id] = run
+            return run.id
+
+    def poll_run(self, run_id: int) -> JSON:
+        """The run as one ``GET /sync_runs/{id}`` sees it; this moves it one step on."""
+        with self._lock:
+            run = self._run(run_id)
+            run.poll()
+            return run.to_api()
+
+    def run(self, run_id: int) -> JSON:
+        """The run as it looks now, without moving it on."""
+        with self._lock:
+            return self._run(run_id).to_api()
+
+    def runs_of(self, sync_id: int) -> list[JSON]:
+        """All runs of a sync, oldest first (the server reverses for the default order)."""
+        with self._lock:
+            self._sync(sync_id)
+            return [run.to_api() for run in sorted(self._runs_of(sync_id), key=lambda run: run.id)]
+
+    def cancel_run(self, run_id: int) -> bool:
+        """Cancel a run still going; a finished run is left as it is."""
+        with self._lock:
+            return self._run(run_id).cancel()
+
+    def run_finished_at(self, run_id: int) -> float | None:
+        with self._lock:
+            return self._run(run_id).finished_at()

@@ -53,10 +53,10 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.hooks.census"]}],
-        "operators": [],
-        "sensors": [],
-        "triggers": [],
-        "extra-links": [],
+        "operators": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.operators.sync"]}],
+        "sensors": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.sensors.sync_run"]}],
+        "triggers": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.triggers.sync_run"]}],
+        "extra-links": ["airflow_provider_census.links.sync_run.CensusSyncRunLink"],
         "connection-types": [
             {
                 "connection-type": CONNECTION_TYPE,

@@ -17,11 +17,36 @@ AIRFLOW_V_3_0_PLUS = AIRFLOW_VERSION >= Version("3.0.0")
 AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= Version("3.3.0")
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseHook, Connection
-    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk import (
+        BaseHook,
+        BaseOperator,
+        BaseOperatorLink,
+        BaseSensorOperator,
+        Connection,
+        Context,
+        conf,
+    )
+    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+    from airflow.sdk.execution_time.xcom import XCom
     from airflow.sdk.log import mask_secret
 else:
-    from airflow.providers.common.compat.sdk import AirflowException, BaseHook, mask_secret
+    from airflow.providers.common.compat.sdk import (
+        AirflowException,
+        AirflowSensorTimeout,
+        BaseHook,
+        BaseOperator,
+        BaseOperatorLink,
+        BaseSensorOperator,
+        Context,
+        XCom,
+        conf,
+        mask_secret,
+    )
+
+
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable``, read when a task is built, not at import."""
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 async def aget_connection(conn_id: str) -> Connection:
@@ -42,7 +67,14 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "AirflowException",
+    "AirflowSensorTimeout",
     "BaseHook",
+    "BaseOperator",
+    "BaseOperatorLink",
+    "BaseSensorOperator",
+    "Context",
+    "XCom",
     "aget_connection",
+    "default_deferrable",
     "mask_secret",
 ]

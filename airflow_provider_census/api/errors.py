@@ -8,6 +8,9 @@ every text that came from the wire before it reaches an exception.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from airflow_provider_census.version_compat import AirflowException
 
 
@@ -82,7 +85,48 @@ class CensusResponseError(CensusApiError):
 
 
 class CensusTriggerUnconfirmedError(CensusError):
-    """A trigger's answer was lost and no new run could be found: it was not sent again.
+    """Every try of a trigger lost its answer and no new run appeared.
 
-    Raised instead of resending, so that one trigger call never starts two runs.
+    The sync may or may not be running: look at its history in Census before trying again.
     """
+
+
+class CensusRunError(CensusError):
+    """A sync run did not end in a way the task may report as success.
+
+    Each way a run can end badly has its own subclass, so retry rules can tell them apart.
+    ``summary`` holds the run's fields: states, counts, ``error_code``, ``error_message``,
+    ``error_detail`` and the run's URL in the Census app.
+    """
+
+    def __init__(self, message: str, summary: Mapping[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = dict(summary)
+
+
+class CensusRunFailedError(CensusRunError):
+    """Census reports the run ``failed``; its ``error_code`` and ``error_message`` say why."""
+
+
+class CensusRunCanceledError(CensusRunError):
+    """The run was canceled (``canceled: true``) before it finished its work."""
+
+
+class CensusRunSkippedError(CensusRunError):
+    """Census skipped the run because an earlier run of the same sync was still going."""
+
+
+class CensusRunUnknownStateError(CensusRunError):
+    """The run stayed in a state this provider does not know; it is never taken as success."""
+
+
+class CensusRunTimeoutError(CensusRunError):
+    """The run did not finish before the task's deadline (and was canceled if so configured)."""
+
+
+class CensusRejectedRecordsError(CensusRunError):
+    """The run completed, but more records were rejected than the task allows."""
+
+
+class CensusPollingError(CensusRunError):
+    """Polling the run failed too many times in a row; the run's own outcome is unknown."""

@@ -125,6 +125,13 @@ class CensusHook(BaseHook):
     def settings(self) -> ClientSettings:
         return self.settings_from_connection(self.get_connection(self.census_conn_id))
 
+    @property
+    def base_url(self) -> str:
+        """The API base URL; from the async client when it is open, so triggers never read it blockingly."""
+        if self._async_client is not None:
+            return self._async_client.settings.base_url
+        return self.settings.base_url
+
     def get_conn(self) -> CensusClient:
         return self.client
 

@@ -1,0 +1,27 @@
+"""The "Census sync run" button: a task's run in the Census app.
+
+The operator pushes the run's URL to XCom right after triggering, before it waits, so the
+link works while the task is still deferred. The URL is built from the connection's host,
+so US, EU and custom hosts each link to their own app.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_census.version_compat import BaseOperatorLink, XCom
+
+if TYPE_CHECKING:
+    from airflow.sdk.types import TaskInstanceKey
+
+SYNC_RUN_URL_KEY = "sync_run_url"
+
+
+class CensusSyncRunLink(BaseOperatorLink):
+    """Links a task to the Census page of the sync run it started or waits for."""
+
+    name = "Census sync run"
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        url = XCom.get_value(key=SYNC_RUN_URL_KEY, ti_key=ti_key)
+        return url if isinstance(url, str) else ""

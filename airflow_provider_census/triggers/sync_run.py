@@ -1,0 +1,315 @@
+"""``CensusSyncRunTrigger``: the one trigger that the operator and the sensor defer to.
+
+It polls one sync run until it ends and yields exactly one event (schema below). The same
+loop, :meth:`CensusSyncRunTrigger.watch`, also serves the operator's non-deferrable wait, so
+deadlines, cancellation and failure tolerance are written once.
+
+Event schema, version 1 (JSON primitives only)::
+
+    {"schema_version": 1, "status": "finished" | "timeout" | "error", "sync_run_id": int,
+     "summary": {...run summary...} | None, "message": str, "canceled_run": bool,
+     "wait_deadline": float | None, "cancel_deadline": float | None}
+
+The deadlines travel with the event so that a task that waits again (for the earlier run
+of a skipped one) keeps the deadlines it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_census.api.errors import CensusApiError, CensusError
+from airflow_provider_census.api.retry import RetryPolicy, is_transient
+from airflow_provider_census.api.states import RunOutcome, is_retired_state
+from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.outcomes import summarize_run
+
+EVENT_SCHEMA_VERSION = 1
+EVENT_STATUSES = ("finished", "timeout", "error")
+PROGRESS_HEARTBEAT_SECONDS = 300.0
+ONE_TRY = RetryPolicy(max_attempts=1)
+"""Each poll is one request: a failed poll is simply tried again at the next interval."""
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """What the trigger reports, and what ``execute_complete`` checks before trusting it."""
+
+    status: str
+    sync_run_id: int
+    summary: dict[str, Any] | None
+    message: str
+    canceled_run: bool = False
+    wait_deadline: float | None = None
+    cancel_deadline: float | None = None
+    schema_version: int = EVENT_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, event: object) -> RunEvent:
+        """The event, or an error that says it cannot be read (so the task fails loudly, never succeeds)."""
+        problem = _event_problem(event)
+        if problem:
+            raise CensusError(
+                f"The Census trigger's event cannot be read ({problem}): {event!r:.300}. "
+                "The run's outcome is unknown; check it in Census, then clear the task to wait again."
+            )
+        assert isinstance(event, Mapping)
+        return cls(
+            status=event["status"],
+            sync_run_id=event["sync_run_id"],
+            summary=event.get("summary"),
+            message=event.get("message", ""),
+            canceled_run=bool(event.get("canceled_run")),
+            wait_deadline=_optional_float(event.get("wait_deadline")),
+            cancel_deadline=_optional_float(event.get("cancel_deadline")),
+        )
+
+
+def _optional_float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _event_problem(event: object) -> str | None:
+    if not isinstance(event, Mapping):
+        return f"expected a mapping, got {type(event).__name__}"
+    if event.get("schema_version") != EVENT_SCHEMA_VERSION:
+        return f"schema_version {event.get('schema_version')!r}, expected {EVENT_SCHEMA_VERSION}"
+    if event.get("status") not in EVENT_STATUSES:
+        return f"unknown status {event.get('status')!r}"
+    if isinstance(event.get("sync_run_id"), bool) or not isinstance(event.get("sync_run_id"), int):
+        return "no integer sync_run_id"
+    summary = event.get("summary")
+    if event["status"] == "finished" and not (isinstance(summary, Mapping) and "outcome" in summary):
+        return "a finished run without its summary"
+    return None
+
+
+class CensusSyncRunTrigger(BaseTrigger):
+    """Wait for a Census sync run to end, without holding a worker slot.
+
+    :param sync_run_id: the run to wait for.
+    :param census_conn_id: the Airflow connection to Census.
+    :param poll_interval: seconds between polls.
+    :param wait_deadline: epoch seconds after which to stop waiting (the run goes on).
+    :param cancel_deadline: epoch seconds after which to cancel the run and stop.
+    :param max_poll_failures: consecutive failed polls (timeouts, 5xx, 429, unreadable
+        answers) tolerated before giving up with an ``error`` event.
+    :param unknown_state_timeout: seconds a run may stay in a state this provider does not
+        know before the wait ends (it is then reported, never taken as success).
+    :param cancel_on_kill: cancel the run when a user kills or clears the deferred task
+        (Airflow 3.3 and later call ``on_kill`` on triggers).
+    :param started_at: epoch seconds when the wait began, for progress messages.
+    """
+
+    def __init__(
+        self,
+        sync_run_id: int,
+        *,
+        census_conn_id: str = CensusHook.default_conn_name,
+        poll_interval: float = 10.0,
+        wait_deadline: float | None = None,
+        cancel_deadline: float | None = None,
+        max_poll_failures: int = 5,
+        unknown_state_timeout: float = 600.0,
+        cancel_on_kill: bool = True,
+        started_at: float | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.sync_run_id = int(sync_run_id)
+        self.census_conn_id = census_conn_id
+        self.poll_interval = float(poll_interval)
+        self.wait_deadline = wait_deadline
+        self.cancel_deadline = cancel_deadline
+        self.max_poll_failures = int(max_poll_failures)
+        self.unknown_state_timeout = float(unknown_state_timeout)
+        self.cancel_on_kill = bool(cancel_on_kill)
+        self.started_at = time.time() if started_at is None else float(started_at)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "sync_run_id": self.sync_run_id,
+                "census_conn_id": self.census_conn_id,
+                "poll_interval": self.poll_interval,
+                "wait_deadline": self.wait_deadline,
+                "cancel_deadline": self.cancel_deadline,
+                "max_poll_failures": self.max_poll_failures,
+                "unknown_state_timeout": self.unknown_state_timeout,
+                "cancel_on_kill": self.cancel_on_kill,
+                "started_at": self.started_at,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        event = await self.watch(self.log, first_poll_delay=random.uniform(0, self.poll_interval))  # noqa: S311
+        yield TriggerEvent(event.to_dict())  # type: ignore[no-untyped-call]
+
+    async def on_kill(self) -> None:
+        """Cancel the run when a user kills or clears the deferred task (Airflow 3.3+)."""
+        if not self.cancel_on_kill:
+            return
+        hook = self._make_hook()
+        try:
+            await hook.acancel_sync_run(self.sync_run_id)
+            self.log.info("Canceled Census sync run %s because its task was killed", self.sync_run_id)
+        finally:
+            await hook.aclose()
+
+    def _make_hook(self) -> CensusHook:
+        return CensusHook(self.census_conn_id, retry_policy=ONE_TRY)
+
+    async def watch(self, log: logging.Logger | Any, first_poll_delay: float = 0.0) -> RunEvent:
+        """Poll the run until it ends or a deadline passes; the one wait loop of the provider."""
+        hook = self._make_hook()
+        try:
+            return await _RunWatch(self, hook, log).until_done(first_poll_delay)
+        finally:
+            await hook.aclose()
+
+
+class _RunWatch:
+    """The state of one wait: failures in a row, the last run seen, when an unknown state began."""
+
+    def __init__(self, trigger: CensusSyncRunTrigger, hook: CensusHook, log: logging.Logger | Any) -> None:
+        self.trigger = trigger
+        self.hook = hook
+        self.log = log
+        self.failures = 0
+        self.last_summary: dict[str, Any] | None = None
+        self.unknown_since: float | None = None
+        self.last_progress: tuple[Any, ...] | None = None
+        self.last_progress_at = 0.0
+
+    async def until_done(self, first_poll_delay: float) -> RunEvent:
+        delay = first_poll_delay
+        while True:
+            deadline_event = await self._sleep_until_next_poll(delay)
+            if deadline_event is not None:
+                return deadline_event
+            event, delay = await self._poll_once()
+            if event is not None:
+                return event
+
+    async def _sleep_until_next_poll(self, delay: float) -> RunEvent | None:
+        """Sleep ``delay`` seconds, or less if a deadline comes first; then act on that deadline."""
+        deadline = min((d for d in (self.trigger.wait_deadline, self.trigger.cancel_deadline) if d), default=None)
+        if deadline is not None:
+            delay = min(delay, max(0.0, deadline - time.time()))
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now = time.time()
+        if self.trigger.cancel_deadline is not None and now >= self.trigger.cancel_deadline:
+            return await self._cancel_at_deadline()
+        if self.trigger.wait_deadline is not None and now >= self.trigger.wait_deadline:
+            return self._event(
+                "timeout",
+                f"Census sync run {self.trigger.sync_run_id} did not finish in time; it is still going in Census.",
+            )
+        return None
+
+    async def _poll_once(self) -> tuple[RunEvent | None, float]:
+        """One GET of the run: an event if the wait is over, and how long to sleep if not."""
+        interval = self.trigger.poll_interval
+        try:
+            run = await self.hook.aget_sync_run(self.trigger.sync_run_id)
+        except CensusError as exc:
+            if not is_transient(exc):
+                return self._event("error", f"Polling Census sync run {self.trigger.sync_run_id} failed: {exc}"), 0
+            self.failures += 1
+            self.log.warning(
+                "Polling Census sync run %s failed (%d of %d in a row): %s",
+                self.trigger.sync_run_id,
+                self.failures,
+                self.trigger.max_poll_failures,
+                exc,
+            )
+            if self.failures >= self.trigger.max_poll_failures:
+                message = (
+                    f"Polling Census sync run {self.trigger.sync_run_id} failed {self.failures} times in a row; "
+                    f"last error: {exc}"
+                )
+                return self._event("error", message), 0
+            retry_after = exc.retry_after if isinstance(exc, CensusApiError) else None
+            return None, max(interval, retry_after or 0.0)
+        self.failures = 0
+        self.last_summary = summarize_run(run, self.hook.base_url)
+        self._log_progress(run.outcome)
+        if run.outcome.is_terminal:
+            return self._event("finished", f"Census sync run {run.id} ended: {run.status}"), 0
+        if run.outcome is RunOutcome.UNKNOWN and self._unknown_for_too_long():
+            return self._event(
+                "finished",
+                f"Census sync run {run.id} stayed in the unknown state {run.status!r} for "
+                f"{self.trigger.unknown_state_timeout:.0f} s",
+            ), 0
+        if run.outcome is RunOutcome.IN_PROGRESS:
+            self.unknown_since = None
+        return None, interval
+
+    def _unknown_for_too_long(self) -> bool:
+        now = time.time()
+        if self.unknown_since is None:
+            self.unknown_since = now
+            self.log.warning(
+                "Census reports the unknown state %r for sync run %s; waiting up to %.0f s for a known one",
+                (self.last_summary or {}).get("status"),
+                self.trigger.sync_run_id,
+                self.trigger.unknown_state_timeout,
+            )
+        return now - self.unknown_since >= self.trigger.unknown_state_timeout
+
+    async def _cancel_at_deadline(self) -> RunEvent:
+        run_id = self.trigger.sync_run_id
+        try:
+            await self.hook.acancel_sync_run(run_id)
+        except CensusError as exc:
+            return self._event(
+                "timeout", f"The task's execution_timeout passed; canceling Census sync run {run_id} failed: {exc}"
+            )
+        return self._event(
+            "timeout", f"The task's execution_timeout passed; Census sync run {run_id} was canceled.", canceled=True
+        )
+
+    def _event(self, status: str, message: str, canceled: bool = False) -> RunEvent:
+        return RunEvent(
+            status,
+            self.trigger.sync_run_id,
+            self.last_summary,
+            message,
+            canceled_run=canceled,
+            wait_deadline=self.trigger.wait_deadline,
+            cancel_deadline=self.trigger.cancel_deadline,
+        )
+
+    def _log_progress(self, outcome: RunOutcome) -> None:
+        """Log a line when the state, step or count changes, and a heartbeat otherwise."""
+        summary = self.last_summary or {}
+        progress = (summary.get("status"), summary.get("current_step"), summary.get("records_processed"))
+        now = time.time()
+        if progress == self.last_progress and now - self.last_progress_at < PROGRESS_HEARTBEAT_SECONDS:
+            return
+        self.last_progress, self.last_progress_at = progress, now
+        if is_retired_state(summary.get("status")):
+            self.log.info("Census reports the retired state %r; reading it as in progress", summary.get("status"))
+        self.log.info(
+            "Census sync %s run %s: %s%s, records processed: %s, %.0f s elapsed%s",
+            summary.get("sync_id"),
+            summary.get("sync_run_id"),
+            summary.get("status"),
+            f" ({summary['current_step']})" if summary.get("current_step") else "",
+            summary.get("records_processed") if summary.get("records_processed") is not None else "-",
+            now - self.trigger.started_at,
+            "" if outcome.is_terminal else "; still waiting",
+        )

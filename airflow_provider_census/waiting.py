@@ -1,0 +1,152 @@
+"""Waiting for a sync run from a task: shared by the operator and the sensor.
+
+A :class:`SyncRunWaiter` publishes the run (XCom and link), builds the trigger, waits in
+the worker when the task is not deferrable, reads the trigger's event, follows a skipped run
+to the earlier run it yielded to, and finishes through :func:`..outcomes.read_finished_run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_census.api.endpoints import sync_run_app_url
+from airflow_provider_census.api.errors import CensusInputError
+from airflow_provider_census.api.models import SyncRun
+from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.links.sync_run import SYNC_RUN_URL_KEY
+from airflow_provider_census.outcomes import RunExpectations, describe_run, read_finished_run, summarize_run
+
+if TYPE_CHECKING:
+    import logging
+
+    from airflow_provider_census.hooks.census import CensusHook
+    from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger, RunEvent
+    from airflow_provider_census.version_compat import Context
+
+SYNC_RUN_ID_KEY = "sync_run_id"
+SYNC_RUN_SUMMARY_KEY = "sync_run"
+
+
+def positive_seconds(value: float | timedelta | None, name: str, *, allow_none: bool = False) -> float | None:
+    """Seconds from a number or a timedelta, checked when the DAG is parsed."""
+    if value is None and allow_none:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        raise CensusInputError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
+    return float(seconds)
+
+
+def execution_timeout_margin(execution_timeout: float) -> float:
+    """How long before ``execution_timeout`` to cancel the run, so that Airflow's own kill comes after.
+
+    Airflow kills a task at its ``execution_timeout`` without any chance to cancel: in the
+    worker, and on Airflow 2 also in the triggerer (Airflow 2 times a deferred trigger out at
+    that moment). Tasks therefore defer with ``timeout=None`` and the trigger cancels the run
+    this margin before the kill.
+    """
+    return min(30.0, execution_timeout / 10)
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Epoch seconds: stop waiting at ``wait``; cancel the run and stop at ``cancel``."""
+
+    wait: float | None
+    cancel: float | None
+
+    @classmethod
+    def for_task(cls, context: Context, timeout: float | None, execution_timeout: timedelta | None) -> Deadlines:
+        now = time.time()
+        cancel = None
+        if execution_timeout is not None:
+            start = context["ti"].start_date
+            started = start.timestamp() if start is not None else now
+            total = execution_timeout.total_seconds()
+            cancel = started + total - execution_timeout_margin(total)
+        return cls(wait=now + timeout if timeout else None, cancel=cancel)
+
+    def as_kwargs(self) -> dict[str, float | None]:
+        return {"wait_deadline": self.wait, "cancel_deadline": self.cancel}
+
+
+@dataclass(frozen=True)
+class WaitSettings:
+    """How the trigger polls; JSON primitives, as trigger kwargs must be."""
+
+    census_conn_id: str
+    poll_interval: float
+    max_poll_failures: int
+    unknown_state_timeout: float
+    cancel_on_kill: bool
+
+
+class SyncRunWaiter:
+    """One task's wait for a run, whether it polls in the worker or defers."""
+
+    def __init__(
+        self, hook: CensusHook, expectations: RunExpectations, settings: WaitSettings, log: logging.Logger | Any
+    ) -> None:
+        self.hook = hook
+        self.expectations = expectations
+        self.settings = settings
+        self.log = log
+
+    def publish(self, context: Context, sync_id: int, sync_run_id: int) -> None:
+        """Push the run's id and URL before waiting, so the link works while the task is deferred."""
+        url = sync_run_app_url(self.hook.base_url, sync_id, sync_run_id)
+        context["ti"].xcom_push(key=SYNC_RUN_ID_KEY, value=sync_run_id)
+        context["ti"].xcom_push(key=SYNC_RUN_URL_KEY, value=url)
+        self.log.info("Census sync %s run %s: %s", sync_id, sync_run_id, url)
+
+    def summary(self, run: SyncRun) -> dict[str, Any]:
+        return summarize_run(run, self.hook.base_url)
+
+    def trigger(self, sync_run_id: int, deadlines: Deadlines, *, cancel_on_kill: bool) -> CensusSyncRunTrigger:
+        from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger
+
+        return CensusSyncRunTrigger(
+            sync_run_id=sync_run_id,
+            census_conn_id=self.settings.census_conn_id,
+            poll_interval=self.settings.poll_interval,
+            max_poll_failures=self.settings.max_poll_failures,
+            unknown_state_timeout=self.settings.unknown_state_timeout,
+            cancel_on_kill=cancel_on_kill,
+            **deadlines.as_kwargs(),
+        )
+
+    def wait_in_worker(self, trigger: CensusSyncRunTrigger) -> RunEvent:
+        """The trigger's own loop, run here: the non-deferrable wait is the same code as the deferred one."""
+        return asyncio.run(trigger.watch(self.log))
+
+    @staticmethod
+    def read_event(event: object) -> RunEvent:
+        from airflow_provider_census.triggers.sync_run import RunEvent
+
+        return RunEvent.from_dict(event)
+
+    def earlier_run_to_wait_for(self, summary: dict[str, Any]) -> SyncRun | None:
+        """For a skipped run with ``on_skipped='wait'``: the earlier run it yielded to, if any."""
+        if not self.expectations.waits_for_earlier_run or summary.get("outcome") != RunOutcome.SKIPPED.value:
+            return None
+        for run in self.hook.iter_sync_runs(summary["sync_id"], per_page=25):
+            if run.id < summary["sync_run_id"] and run.outcome is not RunOutcome.SKIPPED:
+                self.log.info(
+                    "Census skipped run %s because run %s was going; waiting for run %s instead",
+                    summary["sync_run_id"],
+                    run.id,
+                    run.id,
+                )
+                return run
+        return None
+
+    def finish(self, context: Context, summary: dict[str, Any]) -> int:
+        """Publish the summary, log it, and return the run id or raise the run's error."""
+        context["ti"].xcom_push(key=SYNC_RUN_SUMMARY_KEY, value=summary)
+        self.log.info("%s", describe_run(summary))
+        read_finished_run(summary, self.expectations)
+        return int(summary["sync_run_id"])

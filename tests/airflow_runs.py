@@ -1,0 +1,45 @@
+"""Running example DAGs in real Airflow (2.11 or 3.x) and reading what their tasks left behind."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.conftest import EXAMPLE_DAGS
+
+
+def run_example_dag(dag_id: str) -> Any:
+    """Parse the example DAG files now (environment included) and run one DAG with ``dag.test()``."""
+    from airflow.models.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag(dag_id).test()
+
+
+def task_states(dag_run: Any) -> dict[tuple[str, int], str]:
+    return {(ti.task_id, ti.map_index): str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def xcom(dag_run: Any, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+    """A task's XCom value from the metadata database, as a user would see it."""
+    from airflow.utils.session import create_session
+
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.models.xcom import XComModel
+
+        with create_session() as session:
+            row = (
+                session.query(XComModel)
+                .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key, map_index=map_index)
+                .one_or_none()
+            )
+            return None if row is None else XComModel.deserialize_value(row)
+    from airflow.models.xcom import XCom
+
+    with create_session() as session:
+        value = XCom.get_one(
+            run_id=dag_run.run_id, dag_id=dag_run.dag_id, task_id=task_id, key=key, map_index=map_index, session=session
+        )
+        return json.loads(value) if isinstance(value, str) and value.startswith("{") else value

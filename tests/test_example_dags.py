@@ -1,0 +1,61 @@
+"""The example DAGs in real Airflow against the emulator: success and failure paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_census.testing import CensusEmulator, RunScript
+from tests.airflow_runs import run_example_dag, task_states, xcom
+
+
+@pytest.fixture
+def example_env(census_conn: CensusEmulator, airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> CensusEmulator:
+    monkeypatch.setenv("CENSUS_EXAMPLE_POLL_INTERVAL", "0.1")
+    return census_conn
+
+
+def test_post_dbt_dag_one_sync_succeeds_one_fails(
+    example_env: CensusEmulator, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    good = example_env.add_sync(RunScript(outcome="completed", records_processed=500, records_updated=500))
+    bad = example_env.add_sync(
+        RunScript(outcome="failed", error_code="JSON_ARRAY_ERROR", error_message="Users is not a JSON array")
+    )
+    monkeypatch.setenv("CENSUS_EXAMPLE_SYNC_IDS", f"{good},{bad}")
+    dag_run = run_example_dag("census_post_dbt")
+    states = task_states(dag_run)
+    assert states[("dbt_build", -1)] == "success"
+    assert states[("census_sync", 0)] == "success"
+    assert states[("census_sync", 1)] == "failed"
+    assert str(dag_run.state) == "failed"
+    (good_run,) = example_env.runs_of(good)
+    assert xcom(dag_run, "census_sync", map_index=0) == good_run["id"]
+    summary = xcom(dag_run, "census_sync", key="sync_run", map_index=0)
+    assert (summary["outcome"], summary["records_processed"]) == ("succeeded", 500)
+    assert summary["url"].endswith(f"/syncs/{good}/history?sync_run_id={good_run['id']}")
+    output = capfd.readouterr()
+    assert "JSON_ARRAY_ERROR" in output.out + output.err
+    assert "Users is not a JSON array" in output.out + output.err
+    assert len(example_env.requests_for("POST", f"/api/v1/syncs/{good}/trigger")) == 1
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_trigger_then_sensor_dag(example_env: CensusEmulator, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    sync_id = example_env.add_sync(RunScript(outcome="completed", working_polls=3))
+    monkeypatch.setenv("CENSUS_EXAMPLE_SYNC_ID", str(sync_id))
+    monkeypatch.setenv("CENSUS_EXAMPLE_SENSOR_MODE", mode)
+    dag_run = run_example_dag("census_trigger_then_sensor")
+    assert task_states(dag_run) == {("trigger_sync", -1): "success", ("wait_for_run", -1): "success"}
+    (run,) = example_env.runs_of(sync_id)
+    assert xcom(dag_run, "trigger_sync") == run["id"]
+    assert xcom(dag_run, "wait_for_run", key="sync_run")["outcome"] == "succeeded"
+
+
+def test_trigger_then_sensor_dag_fails_on_a_failed_run(
+    example_env: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_id = example_env.add_sync(RunScript(outcome="failed", error_code="TIMEOUT"))
+    monkeypatch.setenv("CENSUS_EXAMPLE_SYNC_ID", str(sync_id))
+    monkeypatch.setenv("CENSUS_EXAMPLE_SENSOR_MODE", "poke")
+    dag_run = run_example_dag("census_trigger_then_sensor")
+    assert task_states(dag_run) == {("trigger_sync", -1): "success", ("wait_for_run", -1): "failed"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_census.testing import CensusEmulator, RunScript
-from tests.airflow_runs import run_example_dag, task_states, xcom
+from tests.airflow_runs import extra_link, run_example_dag, task_states, xcom
 
 
 @pytest.fixture
@@ -33,6 +33,11 @@ def test_post_dbt_dag_one_sync_succeeds_one_fails(
     summary = xcom(dag_run, "census_sync", key="sync_run", map_index=0)
     assert (summary["outcome"], summary["records_processed"]) == ("succeeded", 500)
     assert summary["url"].endswith(f"/syncs/{good}/history?sync_run_id={good_run['id']}")
+    if dag_run.get_task_instance("census_sync", map_index=0).task is None:
+        dag_run.get_task_instance("census_sync", map_index=0).task = dag_run.dag.get_task("census_sync")
+    assert extra_link(dag_run, "census_sync", map_index=0) == summary["url"]
+    (bad_run,) = example_env.runs_of(bad)
+    assert extra_link(dag_run, "census_sync", map_index=1).endswith(f"sync_run_id={bad_run['id']}")
     output = capfd.readouterr()
     assert "JSON_ARRAY_ERROR" in output.out + output.err
     assert "Users is not a JSON array" in output.out + output.err

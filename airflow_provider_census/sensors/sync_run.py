@@ -106,7 +106,7 @@ class CensusSyncRunSensor(BaseSensorOperator):
         run = self.hook.get_sync_run(census_id(self.sync_run_id, "sync_run_id"))
         earlier = self.waiter.earlier_run_to_wait_for(self.waiter.summary(run))
         if earlier is not None:
-            run = earlier
+            run = self.hook.get_sync_run(earlier.id)
         self.waiter.publish(context, run.sync_id, run.id)
         return run
 

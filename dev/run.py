@@ -1,0 +1,707 @@
+#!/usr/bin/env python3
+"""One entry point for developers and CI: install, lint, test, demo and relock.
+
+Runs with the system ``python3`` and needs only the standard library. Every Airflow line gets
+its own virtualenv under ``.venvs/`` pinned by ``constraints/airflow-<line>.txt``:
+
+    python3 dev/run.py test                 # both Airflow lines: ruff, mypy, pytest
+    python3 dev/run.py test --airflow 3     # one line only
+    python3 dev/run.py test -- -k hook -x   # arguments after "--" go to pytest
+    python3 dev/run.py lint                 # ruff + mypy only
+    python3 dev/run.py demo                 # the demo, in the Airflow 3 venv
+    python3 dev/run.py lock                 # re-resolve both constraint files
+
+Exit status is non-zero when any step failed; all steps still run, and a summary table closes
+the output.
+"""
+
+# Every subprocess here runs a fixed tool with arguments built by this script.
+# ruff: noqa: S603
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    tomllib = None  # type: ignore[assignment]
+
+ROOT = Path(__file__).resolve().parent.parent
+VENVS = ROOT / ".venvs"
+CONSTRAINTS = ROOT / "constraints"
+
+# The Airflow release each line is tested on. To move a line to a new release, change it here
+# and run `python3 dev/run.py lock`.
+AIRFLOW_VERSIONS: dict[str, str] = {"3": "3.3.2", "2": "2.11.2"}
+LINES: tuple[str, ...] = ("3", "2")
+
+PROJECT_NAME = "airflow-provider-census"
+LINT_DIRS = ("airflow_provider_census", "tests", "example_dags", "dev", "benchmarks")
+# Bump when the install procedure changes so existing venvs are reinstalled.
+INSTALL_RECIPE = "2"
+
+IS_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+USE_COLOUR = not IS_CI and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+
+_print_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------------------------
+# Output helpers
+
+
+def _c(text: str, code: str) -> str:
+    return f"\033[{code}m{text}\033[0m" if USE_COLOUR else text
+
+
+def say(text: str = "") -> None:
+    with _print_lock:
+        print(text, flush=True)
+
+
+def banner(title: str) -> None:
+    rule = "=" * 78
+    say(_c(f"\n{rule}\n==> {title}\n{rule}", "1;36"))
+
+
+def fmt_secs(secs: float) -> str:
+    return f"{secs:.1f}s"
+
+
+@dataclass
+class Result:
+    step: str
+    line: str  # "3", "2" or "-" when the step is not tied to one Airflow line
+    status: str  # "ok", "up to date", "FAILED ...", "skipped ..."
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.status not in ("ok", "up to date")
+
+
+@dataclass
+class Report:
+    results: list[Result] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, result: Result) -> Result:
+        with self._lock:
+            self.results.append(result)
+        colour = "31" if result.failed else "32"
+        label = f"Airflow {result.line}" if result.line != "-" else "all lines"
+        say(_c(f"--> {result.step} ({label}): {result.status} in {fmt_secs(result.seconds)}", colour))
+        return result
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.results)
+
+    def print_summary(self, total: float) -> None:
+        rows = [("step", "airflow", "result", "seconds")]
+        rows += [(r.step, r.line, r.status, f"{r.seconds:.1f}") for r in self.results]
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        banner("Summary")
+        for n, row in enumerate(rows):
+            cells = [row[i].ljust(widths[i]) for i in range(3)] + [row[3].rjust(widths[3])]
+            say("  ".join(cells))
+            if n == 0:
+                say("  ".join("-" * w for w in widths))
+        verdict = "FAILED" if self.failed else "ALL PASSED"
+        say(_c(f"\n{verdict} (total {fmt_secs(total)})", "1;31" if self.failed else "1;32"))
+
+
+# --------------------------------------------------------------------------------------------
+# Running commands
+
+
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    env: dict[str, str] | None = None,
+    prefix: str | None = None,
+    out: IO[str] | None = None,
+) -> int:
+    """Run ``cmd`` in the repo root; return its exit code.
+
+    Output goes straight to our stdout by default, line by line with ``prefix`` when given
+    (for commands running side by side), or into ``out`` (to be printed whole later).
+    """
+    args = [os.fspath(a) for a in cmd]
+    if out is None and prefix is None:
+        sys.stdout.flush()
+        return subprocess.call(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if out is not None:
+            out.write(line)
+        else:
+            say(f"{prefix}{line.rstrip()}")
+    return proc.wait()
+
+
+def bin_dir(venv: Path) -> Path:
+    return venv / ("Scripts" if os.name == "nt" else "bin")
+
+
+def venv_python(venv: Path) -> Path:
+    return bin_dir(venv) / ("python.exe" if os.name == "nt" else "python")
+
+
+def venv_env(venv: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("PYTHONHOME", "PYTHONPATH", "__PYVENV_LAUNCHER__"):
+        env.pop(var, None)
+    env["VIRTUAL_ENV"] = str(venv)
+    env["PATH"] = os.pathsep.join([str(bin_dir(venv)), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if IS_CI:
+        env["PIP_NO_INPUT"] = "1"
+    if not USE_COLOUR:
+        env["NO_COLOR"] = "1"
+        env.pop("FORCE_COLOR", None)
+    env.update(extra or {})
+    return env
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    """A private AIRFLOW_HOME (SQLite, default settings) and no bundled example DAGs."""
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+
+
+def make_venv(venv: Path, *, prefix: str | None = None) -> int:
+    """Create ``venv`` with the Python running this script, replacing a broken one."""
+    py = venv_python(venv)
+    if py.exists():
+        probe = subprocess.run([py, "-c", "pass"], check=False, stdin=subprocess.DEVNULL, capture_output=True)
+        if probe.returncode == 0:
+            return 0
+        say(f"{prefix or ''}{venv} is broken; recreating it")
+    if venv.exists():
+        shutil.rmtree(venv)
+    say(f"{prefix or ''}creating {venv.relative_to(ROOT) if venv.is_relative_to(ROOT) else venv}")
+    code = run([sys.executable, "-m", "venv", venv], prefix=prefix)
+    if code == 0:
+        return 0
+    # Some system Pythons (Debian without python3-venv) lack ensurepip: make the venv without pip
+    # and let the system pip install pip into it.
+    say(f"{prefix or ''}`python3 -m venv` failed; retrying without ensurepip")
+    shutil.rmtree(venv, ignore_errors=True)
+    code = run([sys.executable, "-m", "venv", "--without-pip", venv], prefix=prefix)
+    if code != 0:
+        return code
+    return run([sys.executable, "-m", "pip", "--python", py, "install", "pip"], prefix=prefix)
+
+
+# --------------------------------------------------------------------------------------------
+# Installing the per-line virtualenvs
+
+
+def venv_path(line: str) -> Path:
+    return VENVS / f"airflow-{line}"
+
+
+def constraint_path(line: str) -> Path:
+    return CONSTRAINTS / f"airflow-{line}.txt"
+
+
+def install_hash(line: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"recipe={INSTALL_RECIPE};python={sys.version_info[:3]}\n".encode())
+    for path in (ROOT / "pyproject.toml", constraint_path(line)):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class StepFailed(Exception):
+    """A step failed; the message is the reason shown in the summary."""
+
+
+def install_line(line: str, *, prefix: str | None) -> Result:
+    """Create/refresh ``.venvs/airflow-<line>``; skip everything when its stamp is current."""
+    start = time.monotonic()
+    try:
+        status = _install_line(line, prefix or "")
+    except StepFailed as exc:
+        status = f"FAILED ({exc})"
+    return Result("install", line, status, time.monotonic() - start)
+
+
+def _install_line(line: str, prefix: str) -> str:
+    venv = venv_path(line)
+    constraints = constraint_path(line)
+    if not constraints.exists():
+        say(f"{prefix}missing {constraints.relative_to(ROOT)}; run `python3 dev/run.py lock`")
+        raise StepFailed("no constraint file")
+    if not (ROOT / "README.md").exists():
+        # hatchling refuses to build the project without the readme named in pyproject.toml.
+        say(f"{prefix}README.md is missing; the editable install needs it")
+        raise StepFailed("README.md missing")
+    stamp = venv / ".install-stamp"
+    wanted = install_hash(line)
+    if venv_python(venv).exists() and stamp.exists() and stamp.read_text().strip() == wanted:
+        say(f"{prefix}{venv.relative_to(ROOT)} is up to date with {constraints.relative_to(ROOT)}")
+        return "up to date"
+
+    if make_venv(venv, prefix=prefix) != 0:
+        raise StepFailed("venv creation")
+    stamp.unlink(missing_ok=True)
+    env = venv_env(venv)
+    pip = [venv_python(venv), "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    # pip itself is pinned in the constraint file too; the pinned pip knows --build-constraint.
+    code = run(
+        [*pip, "install", "--progress-bar", "off", "--upgrade", "-c", constraints, "pip"],
+        env=env,
+        prefix=prefix,
+    )
+    if code != 0:
+        raise StepFailed(f"pip upgrade, exit {code}")
+    code = run(
+        [
+            *pip, "install", "--progress-bar", "off",
+            "-c", constraints, "--build-constraint", constraints,
+            "-e", ".[test]",
+        ],
+        env=env,
+        prefix=prefix,
+    )  # fmt: skip
+    if code != 0:
+        raise StepFailed(f"pip install, exit {code}")
+    stamp.write_text(wanted + "\n")
+    return "ok"
+
+
+def install_lines(lines: Sequence[str], report: Report) -> list[str]:
+    """Install the venvs (side by side when there are several); return the lines that are ready."""
+    names = ", ".join(f"Airflow {line} ({AIRFLOW_VERSIONS[line]})" for line in lines)
+    banner(f"Install: {names}")
+    results: dict[str, Result] = {}
+
+    def work(line: str) -> None:
+        prefix = f"[airflow-{line}] " if len(lines) > 1 else ""
+        try:
+            results[line] = install_line(line, prefix=prefix)
+        except Exception as exc:  # keep the other line going, report this one
+            results[line] = Result("install", line, f"FAILED ({type(exc).__name__}: {exc})")
+
+    threads = [threading.Thread(target=work, args=(line,), daemon=True) for line in lines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for line in lines:
+        report.add(results[line])
+    return [line for line in lines if not results[line].failed]
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+
+
+@dataclass
+class Check:
+    step: str
+    line: str
+    cmd: list[str | os.PathLike[str]]
+    env: dict[str, str]
+    cleanup: Callable[[], None] = lambda: None
+
+
+def ruff_check(line: str) -> Check | None:
+    dirs = [d for d in LINT_DIRS if (ROOT / d).is_dir()]
+    if not dirs:
+        return None
+    venv = venv_path(line)
+    return Check("ruff", line, [bin_dir(venv) / "ruff", "check", *dirs], venv_env(venv))
+
+
+def mypy_check(line: str) -> Check:
+    venv = venv_path(line)
+    # Each venv keeps its own cache: the two Airflow versions would otherwise evict each other.
+    cmd: list[str | os.PathLike[str]] = [venv_python(venv), "-m", "mypy", "--cache-dir", venv / ".mypy_cache"]
+    return Check("mypy", line, cmd, venv_env(venv))
+
+
+def pytest_check(line: str, pytest_args: Sequence[str]) -> Check:
+    venv = venv_path(line)
+    home = Path(tempfile.mkdtemp(prefix=f"airflow-home-{line}-"))
+    cmd: list[str | os.PathLike[str]] = [
+        venv_python(venv),
+        "-m",
+        "pytest",
+        "-o",
+        f"cache_dir={(venv / '.pytest_cache').relative_to(ROOT)}",
+        *pytest_args,
+    ]
+    env = venv_env(venv, airflow_env(home))
+    return Check("pytest", line, cmd, env, cleanup=lambda: shutil.rmtree(home, ignore_errors=True))
+
+
+def describe(code: int, step: str) -> str:
+    if code == 0:
+        return "ok"
+    if step == "pytest" and code == 5:
+        return "FAILED (no tests collected)"
+    return f"FAILED (exit {code})"
+
+
+def run_check_streaming(check: Check, report: Report) -> None:
+    banner(f"{check.step} [Airflow {check.line}]  $ {' '.join(_short(a) for a in check.cmd)}")
+    start = time.monotonic()
+    try:
+        code = run(check.cmd, env=check.env)
+    finally:
+        check.cleanup()
+    report.add(Result(check.step, check.line, describe(code, check.step), time.monotonic() - start))
+
+
+def run_checks_per_line_in_parallel(per_line: dict[str, list[Check]], report: Report) -> None:
+    """Run each line's checks one after another, the lines side by side.
+
+    Output is captured per check and printed whole, in a fixed order, as soon as it can be.
+    """
+    captured: dict[int, tuple[Check, str, int, float]] = {}
+    done = threading.Condition()
+    order = [c for checks in per_line.values() for c in checks]
+    index = {id(c): n for n, c in enumerate(order)}
+
+    def work(checks: list[Check]) -> None:
+        for check in checks:
+            start = time.monotonic()
+            with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as buf:
+                try:
+                    code = run(check.cmd, env=check.env, out=buf)
+                except Exception as exc:
+                    buf.write(f"\n{type(exc).__name__}: {exc}\n")
+                    code = -1
+                finally:
+                    check.cleanup()
+                buf.seek(0)
+                text = buf.read()
+            with done:
+                captured[index[id(check)]] = (check, text, code, time.monotonic() - start)
+                done.notify_all()
+
+    names = " and ".join(f"Airflow {line}" for line in per_line)
+    say(f"\nRunning the checks for {names} side by side; each one's output follows when it is done.")
+    threads = [threading.Thread(target=work, args=(checks,), daemon=True) for checks in per_line.values()]
+    for t in threads:
+        t.start()
+    for n in range(len(order)):
+        with done:
+            done.wait_for(lambda n=n: n in captured)
+            check, text, code, secs = captured[n]
+        banner(f"{check.step} [Airflow {check.line}]  $ {' '.join(_short(a) for a in check.cmd)}")
+        with _print_lock:
+            sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+            sys.stdout.flush()
+        report.add(Result(check.step, check.line, describe(code, check.step), secs))
+    for t in threads:
+        t.join()
+
+
+def _short(arg: str | os.PathLike[str]) -> str:
+    text = os.fspath(arg)
+    try:
+        return str(Path(text).relative_to(ROOT)) if os.path.isabs(text) else text
+    except ValueError:
+        return text
+
+
+def cmd_checks(lines: Sequence[str], pytest_args: Sequence[str] | None, *, serial: bool) -> int:
+    start = time.monotonic()
+    report = Report()
+    ready = install_lines(lines, report)
+    for line in lines:
+        if line not in ready:
+            for step in ("mypy", "pytest") if pytest_args is not None else ("mypy",):
+                report.add(Result(step, line, "skipped (install failed)"))
+
+    if ready:
+        # ruff does not depend on Airflow: run it once, in the first ready venv (Airflow 3 by default).
+        ruff = ruff_check(ready[0])
+        if ruff is not None:
+            run_check_streaming(ruff, report)
+        per_line: dict[str, list[Check]] = {}
+        for line in ready:
+            # The package is typed against Airflow 3's Task SDK (airflow.sdk), which Airflow 2
+            # lacks, so mypy runs once, on the Airflow 3 line; Airflow 2 is covered by the tests.
+            per_line[line] = [mypy_check(line)] if line == "3" else []
+            if pytest_args is not None:
+                per_line[line].append(pytest_check(line, pytest_args))
+        if serial or len(per_line) == 1:
+            for checks in per_line.values():
+                for check in checks:
+                    run_check_streaming(check, report)
+        else:
+            run_checks_per_line_in_parallel(per_line, report)
+
+    report.print_summary(time.monotonic() - start)
+    return 1 if report.failed else 0
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+
+
+def cmd_demo(demo_args: Sequence[str]) -> int:
+    report = Report()
+    if not install_lines(["3"], report):
+        report.print_summary(0.0)
+        return 1
+    banner("Demo [Airflow 3]")
+    with tempfile.TemporaryDirectory(prefix="airflow-home-demo-") as home:
+        env = venv_env(venv_path("3"), airflow_env(Path(home)))
+        return run([venv_python(venv_path("3")), ROOT / "dev" / "demo.py", *demo_args], env=env)
+
+
+# --------------------------------------------------------------------------------------------
+# lock
+
+
+def build_requires() -> list[str]:
+    """The [build-system] requires of pyproject.toml (tomllib is 3.11+, so fall back to a regex)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    if tomllib is not None:
+        return list(tomllib.loads(text)["build-system"]["requires"])
+    section = re.search(r"^\[build-system\](.*?)(?=^\[|\Z)", text, re.S | re.M)
+    body = section.group(1) if section else ""
+    found = re.search(r"requires\s*=\s*\[(.*?)\]", body, re.S)
+    return re.findall(r"[\"']([^\"']+)[\"']", found.group(1)) if found else []
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_line(line: str, workdir: Path, *, prefix: str) -> tuple[bool, str]:
+    """Resolve one line from scratch in a throwaway venv; return (ok, constraint file text)."""
+    version = AIRFLOW_VERSIONS[line]
+    venv = workdir / f"airflow-{line}"
+    if make_venv(venv, prefix=prefix) != 0:
+        return False, ""
+    py = venv_python(venv)
+    env = venv_env(venv)
+    pip = [py, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    if run([*pip, "install", "--progress-bar", "off", "--upgrade", "pip"], env=env, prefix=prefix):
+        return False, ""
+    if run(
+        [*pip, "install", "--progress-bar", "off", f"apache-airflow=={version}", "-e", ".[test]"],
+        env=env,
+        prefix=prefix,
+    ):
+        return False, ""
+    frozen = subprocess.run(
+        [*pip, "freeze", "--exclude-editable"],
+        check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if frozen.returncode != 0:
+        say(f"{prefix}{frozen.stderr}")
+        return False, ""
+    pins: dict[str, str] = {}
+    for raw in frozen.stdout.splitlines():
+        entry = raw.strip()
+        if not entry or entry.startswith(("#", "-e")) or "==" not in entry:
+            continue
+        name = entry.split("==", 1)[0]
+        if _norm(name) != _norm(PROJECT_NAME):
+            pins[_norm(name)] = entry
+    pip_version = subprocess.run(
+        [py, "-c", "import pip; print(pip.__version__)"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    ).stdout.strip()
+    pins.setdefault("pip", f"pip=={pip_version}")
+
+    # The build backend runs in pip's isolated build env; resolve it against the same pins so the
+    # file can also be passed as --build-constraint.
+    runtime = workdir / f"runtime-{line}.txt"
+    runtime.write_text("\n".join(pins.values()) + "\n")
+    report_file = workdir / f"build-{line}.json"
+    code = run(
+        [
+            *pip,
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            report_file,
+            "-c",
+            runtime,
+            *build_requires(),
+        ],
+        env=env,
+        prefix=prefix,
+    )
+    if code != 0:
+        return False, ""
+    build_pins: list[str] = []
+    for item in json.loads(report_file.read_text())["install"]:
+        meta = item["metadata"]
+        if _norm(meta["name"]) not in pins:
+            build_pins.append(f"{meta['name']}=={meta['version']}")
+
+    py_ver = ".".join(map(str, sys.version_info[:2]))
+    header = [
+        f"# Pinned environment for testing {PROJECT_NAME} on Apache Airflow {version}.",
+        "#",
+        "# Generated by `python3 dev/run.py lock` -- do not edit by hand, rerun it instead. It resolved",
+        f"# a fresh Python {py_ver} venv from PyPI:",
+        "#     pip install --upgrade pip",
+        f'#     pip install "apache-airflow=={version}" -e ".[test]"',
+        "#     pip freeze --exclude-editable      (minus the project itself, plus pip)",
+        "# and then the build backend from [build-system] requires, resolved against those pins.",
+        f"# `dev/run.py` installs .venvs/airflow-{line} with this file as both -c and --build-constraint.",
+        f"# python: {py_ver}",
+        "",
+    ]
+    body = sorted(pins.values(), key=str.lower)
+    tail = ["", "# build backend (pip's isolated build environment)", *sorted(build_pins, key=str.lower)]
+    return True, "\n".join(header + body + (tail if build_pins else [])) + "\n"
+
+
+def cmd_lock(lines: Sequence[str]) -> int:
+    start = time.monotonic()
+    report = Report()
+    if not (ROOT / "README.md").exists():
+        say("README.md is missing; the editable install of the project needs it.")
+        return 1
+    banner("Lock: " + ", ".join(f"Airflow {line} ({AIRFLOW_VERSIONS[line]})" for line in lines))
+    texts: dict[str, tuple[bool, str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="census-lock-") as tmp:
+
+        def work(line: str) -> None:
+            t0 = time.monotonic()
+            try:
+                ok, text = lock_line(line, Path(tmp), prefix=f"[lock airflow-{line}] ")
+            except Exception as exc:
+                say(f"[lock airflow-{line}] {type(exc).__name__}: {exc}")
+                ok, text = False, ""
+            texts[line] = (ok, text, time.monotonic() - t0)
+
+        threads = [threading.Thread(target=work, args=(line,), daemon=True) for line in lines]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    CONSTRAINTS.mkdir(exist_ok=True)
+    for line in lines:
+        ok, text, secs = texts[line]
+        if ok:
+            constraint_path(line).write_text(text)
+            count = sum(1 for x in text.splitlines() if x and not x.startswith("#"))
+            say(f"wrote {constraint_path(line).relative_to(ROOT)} ({count} pins)")
+        report.add(Result("lock", line, "ok" if ok else "FAILED", secs))
+    report.print_summary(time.monotonic() - start)
+    return 1 if report.failed else 0
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def warn_python_mismatch(lines: Sequence[str]) -> None:
+    here = ".".join(map(str, sys.version_info[:2]))
+    for line in lines:
+        path = constraint_path(line)
+        if not path.exists():
+            continue
+        found = re.search(r"^# python: (\S+)", path.read_text(), re.M)
+        if found and found.group(1) != here:
+            say(
+                f"note: {path.relative_to(ROOT)} was resolved on Python {found.group(1)}, "
+                f"this is Python {here}; the pins may not all fit."
+            )
+
+
+def main(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+
+    parser = argparse.ArgumentParser(
+        prog="python3 dev/run.py",
+        description="Install, lint and test airflow-provider-census on every supported Airflow line.",
+        epilog="Arguments after `--` go to pytest (test) or to dev/demo.py (demo).",
+    )
+    parser.add_argument("command", choices=["test", "lint", "demo", "lock"])
+    parser.add_argument(
+        "--airflow",
+        action="append",
+        choices=LINES,
+        help="Airflow line to use (repeatable; default: all lines). Not used by demo.",
+    )
+    parser.add_argument(
+        "--serial",
+        action="store_true",
+        help="run the per-line checks one after another with live output (default: side by side)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="delete the selected venvs and reinstall")
+    args = parser.parse_args(argv)
+    lines = [line for line in LINES if line in (args.airflow or LINES)]
+
+    if extra and args.command not in ("test", "demo"):
+        parser.error(f"`--` arguments are only for test and demo, not {args.command}")
+
+    if args.fresh and args.command != "lock":
+        for line in ["3"] if args.command == "demo" else lines:
+            if venv_path(line).exists():
+                say(f"removing {venv_path(line).relative_to(ROOT)}")
+                shutil.rmtree(venv_path(line))
+
+    if args.command == "lock":
+        return cmd_lock(lines)
+    warn_python_mismatch(["3"] if args.command == "demo" else lines)
+    if args.command == "demo":
+        return cmd_demo(extra)
+    pytest_args = extra if args.command == "test" else None
+    return cmd_checks(lines, pytest_args, serial=args.serial)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+        sys.exit(130)

@@ -1,0 +1,262 @@
+"""CensusTriggerSyncOperator against the emulator, in both waiting modes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
+
+from airflow_provider_census.api.errors import (
+    CensusError,
+    CensusInputError,
+    CensusRejectedRecordsError,
+    CensusRunCanceledError,
+    CensusRunError,
+    CensusRunFailedError,
+    CensusRunSkippedError,
+    CensusRunTimeoutError,
+    CensusRunUnknownStateError,
+)
+from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.operators.sync import CensusTriggerSyncOperator
+from airflow_provider_census.testing import CensusEmulator, RunScript
+from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger
+from tests.task_context import FakeTaskInstance, context_for, run_deferred
+
+MODES = [pytest.param(False, id="poll"), pytest.param(True, id="deferrable")]
+
+
+def operator(sync_id: int | str, **kwargs: Any) -> CensusTriggerSyncOperator:
+    kwargs.setdefault("poll_interval", 0.02)
+    return CensusTriggerSyncOperator(task_id="census_sync", sync_id=sync_id, **kwargs)
+
+
+def run_task(task: CensusTriggerSyncOperator, ti: FakeTaskInstance | None = None) -> tuple[Any, FakeTaskInstance]:
+    ti = ti or FakeTaskInstance()
+    return run_deferred(task, context_for(ti)), ti
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_success_returns_run_id_and_publishes_before_waiting(census_conn: CensusEmulator, deferrable: bool) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="completed", records_processed=40, records_updated=39))
+    result, ti = run_task(operator(sync_id, deferrable=deferrable))
+    (run,) = census_conn.runs_of(sync_id)
+    assert result == run["id"]
+    assert [key for key, _ in ti.pushed] == ["sync_run_id", "sync_run_url", "sync_run"]
+    assert ti.xcom("sync_run_url").endswith(f"/syncs/{sync_id}/history?sync_run_id={run['id']}")
+    summary = ti.xcom("sync_run")
+    assert (summary["outcome"], summary["records_processed"], summary["records_updated"]) == ("succeeded", 40, 39)
+    json.dumps(summary)
+    assert len(census_conn.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1
+
+
+def test_deferral_hands_over_json_kwargs_and_no_timeout(census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="never"))
+    task = operator(sync_id, deferrable=True, timeout=60, execution_timeout=timedelta(minutes=10))
+    with pytest.raises(TaskDeferred) as info:
+        task.execute(context_for())
+    assert info.value.timeout is None
+    assert info.value.method_name == "execute_complete"
+    trigger = info.value.trigger
+    assert isinstance(trigger, CensusSyncRunTrigger)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_census.triggers.sync_run.CensusSyncRunTrigger"
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert kwargs["cancel_deadline"] == pytest.approx(time.time() + 600 - 30, abs=5)
+    assert kwargs["wait_deadline"] == pytest.approx(time.time() + 60, abs=5)
+
+
+FAILURES: list[tuple[RunScript, type[CensusRunError]]] = [
+    (RunScript(outcome="failed", error_code="JSON_ARRAY_ERROR", error_message="bad"), CensusRunFailedError),
+    (RunScript(outcome="canceled"), CensusRunCanceledError),
+    (RunScript(outcome="canceled", cancel_status="completed"), CensusRunCanceledError),
+    (RunScript(outcome="skipped"), CensusRunSkippedError),
+    (RunScript(outcome="unknown", status_name="exploded"), CensusRunUnknownStateError),
+]
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+@pytest.mark.parametrize(("script", "error_class"), FAILURES, ids=lambda v: getattr(v, "outcome", None))
+def test_each_bad_end_raises_its_own_error(
+    census_conn: CensusEmulator, deferrable: bool, script: RunScript, error_class: type[CensusRunError]
+) -> None:
+    sync_id = census_conn.add_sync(script)
+    with pytest.raises(error_class) as info:
+        run_task(operator(sync_id, deferrable=deferrable, unknown_state_timeout=0.1))
+    (run,) = census_conn.runs_of(sync_id)
+    message = str(info.value)
+    assert f"Census sync {sync_id} run {run['id']}" in message
+    assert f"sync_run_id={run['id']}" in message
+    assert info.value.summary["sync_run_id"] == run["id"]
+    assert info.value.summary["outcome"] != "succeeded"
+    assert census_conn.token not in message
+
+
+def test_failed_run_message_carries_every_census_field(census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(
+        RunScript(
+            outcome="failed", error_code="JSON_ARRAY_ERROR", error_message="not an array", error_detail="field Users"
+        )
+    )
+    with pytest.raises(CensusRunFailedError) as info:
+        run_task(operator(sync_id))
+    message = str(info.value)
+    for fragment in ("status 'failed'", "error_code=JSON_ARRAY_ERROR", "'not an array'", "'field Users'", "records:"):
+        assert fragment in message
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_timeout_stops_waiting_and_leaves_the_run(census_conn: CensusEmulator, deferrable: bool) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="never"))
+    with pytest.raises(CensusRunTimeoutError, match="did not finish in time"):
+        run_task(operator(sync_id, deferrable=deferrable, timeout=0.3))
+    (run,) = census_conn.runs_of(sync_id)
+    assert run["canceled"] is False
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_execution_timeout_cancels_the_run_before_airflow_kills_the_task(
+    census_conn: CensusEmulator, deferrable: bool
+) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="never"))
+    task = operator(sync_id, deferrable=deferrable, execution_timeout=timedelta(seconds=1))
+    with pytest.raises(CensusRunTimeoutError, match="was canceled"):
+        run_task(task)
+    (run,) = census_conn.runs_of(sync_id)
+    assert run["canceled"] is True
+    assert len(census_conn.requests_for("POST", f"/api/v1/sync_runs/{run['id']}/cancel")) == 1
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_skipped_run_can_succeed_or_wait_for_the_earlier_run(census_conn: CensusEmulator, deferrable: bool) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="completed", working_polls=4))
+    earlier = census_conn.trigger(sync_id)
+    result, ti = run_task(operator(sync_id, deferrable=deferrable, on_skipped="wait", reattach_on_retry=False))
+    assert result == earlier
+    assert ti.xcom("sync_run_id") == earlier
+    assert ti.xcom("sync_run")["outcome"] == "succeeded"
+    skipped = [run for run in census_conn.runs_of(sync_id) if run["status"] == "skipped"]
+    assert len(skipped) == 1
+
+    other = census_conn.add_sync(RunScript(outcome="never"))
+    census_conn.trigger(other)
+    result, ti = run_task(operator(other, deferrable=deferrable, on_skipped="succeed"))
+    assert ti.xcom("sync_run")["outcome"] == "skipped"
+    assert result == ti.xcom("sync_run_id")
+
+
+@pytest.mark.parametrize(
+    ("limits", "error"),
+    [
+        ({"max_rejected_share": 0.05}, CensusRejectedRecordsError),
+        ({"max_rejected_records": 9}, CensusRejectedRecordsError),
+        ({"max_rejected_records": 10}, None),
+        ({"max_rejected_share": 0.1}, None),
+    ],
+)
+def test_rejected_records_gate(census_conn: CensusEmulator, limits: dict[str, Any], error: type | None) -> None:
+    sync_id = census_conn.add_sync(
+        RunScript(outcome="completed", records_processed=100, records_failed=6, records_invalid=4)
+    )
+    task = operator(sync_id, **limits)
+    if error is None:
+        run_task(task)
+        return
+    with pytest.raises(error, match="rejected 10"):
+        run_task(task)
+
+
+def test_retry_attaches_to_the_run_left_in_progress(census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="completed", working_polls=3))
+    left_over = census_conn.trigger(sync_id)
+    result, _ = run_task(operator(sync_id), FakeTaskInstance(try_number=2))
+    assert result == left_over
+    assert census_conn.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger") == []
+
+
+def test_retry_triggers_again_when_nothing_is_in_progress_or_when_switched_off(census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="completed", queued_polls=0, working_polls=0))
+    first = census_conn.trigger(sync_id)
+    assert CensusHook().get_sync_run(first).status == "completed"
+    result, _ = run_task(operator(sync_id), FakeTaskInstance(try_number=2))
+    assert result != first
+    assert len(census_conn.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1
+    busy = census_conn.add_sync(RunScript(outcome="never"))
+    census_conn.trigger(busy)
+    with pytest.raises(CensusRunSkippedError):
+        run_task(operator(busy, reattach_on_retry=False), FakeTaskInstance(try_number=2))
+    assert len(census_conn.requests_for("POST", f"/api/v1/syncs/{busy}/trigger")) == 1
+
+
+def test_no_wait_returns_at_once(census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="never"))
+    result, ti = run_task(operator(sync_id, wait_for_completion=False, force_full_sync=True))
+    (trigger,) = census_conn.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")
+    assert trigger.query == {"force_full_sync": "true"}
+    assert result == ti.xcom("sync_run_id")
+    assert census_conn.requests_for("GET", f"/api/v1/sync_runs/{result}") == []
+
+
+def test_templated_ids_are_read_and_empty_ones_are_refused(census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="completed", working_polls=0))
+    result, _ = run_task(operator(f" {sync_id} "))
+    assert result == census_conn.runs_of(sync_id)[0]["id"]
+    with pytest.raises(CensusInputError, match="sync_id must be a positive integer Census id, got ''"):
+        run_task(operator(""))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"on_skipped": "maybe"}, "on_skipped must be one of fail, succeed, wait"),
+        ({"poll_interval": 0}, "poll_interval must be a positive number"),
+        ({"timeout": -1}, "timeout must be a positive number"),
+        ({"max_rejected_share": 2}, "max_rejected_share must be between 0 and 1"),
+        ({"max_rejected_records": -1}, "max_rejected_records must be a whole number"),
+    ],
+)
+def test_bad_arguments_fail_when_the_dag_is_parsed(kwargs: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(CensusInputError, match=fragment):
+        operator(1, **kwargs)
+
+
+def test_malformed_event_fails_clearly() -> None:
+    task = operator(1)
+    for event in (None, {"status": "finished"}, {"schema_version": 1, "status": "done", "sync_run_id": 3}):
+        with pytest.raises(CensusError, match="event cannot be read"):
+            task.execute_complete(context_for(), event)
+
+
+def test_on_kill_cancels_the_run_being_waited_for(census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="never"))
+    task = operator(sync_id, timeout=30)
+
+    def kill_once_waiting() -> None:
+        deadline = time.monotonic() + 10
+        while task._sync_run_id is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        task.on_kill()
+
+    killer = threading.Thread(target=kill_once_waiting)
+    killer.start()
+    with pytest.raises(CensusRunCanceledError):
+        run_task(task)
+    killer.join()
+    (run,) = census_conn.runs_of(sync_id)
+    assert run["canceled"] is True
+
+
+def test_on_kill_does_nothing_when_switched_off_or_finished(census_conn: CensusEmulator) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="completed", working_polls=0))
+    task = operator(sync_id)
+    run_task(task)
+    task.on_kill()
+    keep = operator(sync_id, cancel_on_kill=False)
+    keep._sync_run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="never")))
+    keep.on_kill()
+    assert [r for r in census_conn.requests if r.path.endswith("/cancel")] == []

@@ -1,0 +1,67 @@
+"""CensusSyncRunSensor in poke and deferrable modes (reschedule runs in the example DAG tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred
+
+from airflow_provider_census.api.errors import CensusRunFailedError, CensusRunSkippedError
+from airflow_provider_census.sensors.sync_run import CensusSyncRunSensor
+from airflow_provider_census.testing import CensusEmulator, RunScript
+from tests.task_context import FakeTaskInstance, context_for, run_deferred
+
+
+def sensor(sync_run_id: int | str, **kwargs: Any) -> CensusSyncRunSensor:
+    kwargs.setdefault("poke_interval", 0.02)
+    kwargs.setdefault("timeout", 10)
+    return CensusSyncRunSensor(task_id="wait_for_run", sync_run_id=sync_run_id, **kwargs)
+
+
+def test_poke_follows_the_run(census_conn: CensusEmulator) -> None:
+    run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="completed", working_polls=1)))
+    task, ti = sensor(str(run_id)), FakeTaskInstance()
+    pokes = [task.poke(context_for(ti)) for _ in range(3)]
+    assert pokes == [False, False, True]
+    assert ti.xcom("sync_run")["outcome"] == "succeeded"
+    assert ti.xcom("sync_run_url").endswith(f"sync_run_id={run_id}")
+
+
+def test_poke_raises_census_error_for_a_failed_run(census_conn: CensusEmulator) -> None:
+    run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="failed", error_code="E42", working_polls=0)))
+    task = sensor(run_id)
+    assert task.poke(context_for()) is False
+    with pytest.raises(CensusRunFailedError, match="error_code=E42"):
+        task.poke(context_for())
+
+
+def test_deferrable_sensor_waits_in_the_trigger_and_never_cancels(census_conn: CensusEmulator) -> None:
+    run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="completed", working_polls=3)))
+    task = sensor(run_id, deferrable=True)
+    with pytest.raises(TaskDeferred) as info:
+        task.execute(context_for())
+    _, kwargs = info.value.trigger.serialize()
+    assert (kwargs["cancel_on_kill"], kwargs["cancel_deadline"]) == (False, None)
+    assert run_deferred(task, context_for()) == run_id
+
+
+def test_deferrable_sensor_timeout_is_a_sensor_timeout(census_conn: CensusEmulator) -> None:
+    run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="never")))
+    with pytest.raises(AirflowSensorTimeout, match="did not finish in time"):
+        run_deferred(sensor(run_id, deferrable=True, timeout=0.3), context_for())
+    assert census_conn.run(run_id)["canceled"] is False
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_skipped_run_rules_match_the_operator(census_conn: CensusEmulator, deferrable: bool) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="completed", working_polls=2))
+    earlier = census_conn.trigger(sync_id)
+    skipped = census_conn.trigger(sync_id)
+    assert census_conn.run(skipped)["status"] == "skipped"
+    with pytest.raises(CensusRunSkippedError):
+        run_deferred(sensor(skipped, deferrable=deferrable, mode="poke"), context_for())
+    ti = FakeTaskInstance()
+    run_deferred(sensor(skipped, deferrable=deferrable, on_skipped="wait"), context_for(ti))
+    assert ti.xcom("sync_run")["sync_run_id"] == earlier
+    assert ti.xcom("sync_run")["outcome"] == "succeeded"

@@ -15,8 +15,6 @@ Exit status is non-zero when any step failed; all steps still run, and a summary
 the output.
 """
 
-# Every subprocess here runs a fixed tool with arguments built by this script.
-# ruff: noqa: S603
 
 from __future__ import annotations
 

@@ -14,8 +14,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.api.endpoints import sync_run_app_url
-from airflow_provider_census.api.errors import CensusInputError
+from airflow_provider_census.api.errors import CensusError, CensusInputError
 from airflow_provider_census.api.models import SyncRun
+from airflow_provider_census.api.retry import is_transient
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.links.sync_run import SYNC_RUN_URL_KEY
 from airflow_provider_census.outcomes import RunExpectations, describe_run, read_finished_run, summarize_run
@@ -105,6 +106,20 @@ class SyncRunWaiter:
 
     def summary(self, run: SyncRun) -> dict[str, Any]:
         return summarize_run(run, self.hook.base_url)
+
+    def first_look(self, sync_run_id: int) -> dict[str, Any] | None:
+        """The run's summary before waiting, or None if Census could not be read just now.
+
+        The run exists by then, so a passing fault must not fail the task: the wait that
+        follows tolerates ``max_poll_failures`` failed polls in a row.
+        """
+        try:
+            return self.summary(self.hook.get_sync_run(sync_run_id))
+        except CensusError as exc:
+            if not is_transient(exc):
+                raise
+            self.log.warning("Could not read Census sync run %s yet (%s); waiting for it anyway", sync_run_id, exc)
+            return None
 
     def trigger(self, sync_run_id: int, deadlines: Deadlines, *, cancel_on_kill: bool) -> CensusSyncRunTrigger:
         from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger

@@ -14,6 +14,7 @@ from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow_provider_census.api.errors import (
     CensusError,
     CensusInputError,
+    CensusPollingError,
     CensusRejectedRecordsError,
     CensusRunCanceledError,
     CensusRunError,
@@ -26,6 +27,7 @@ from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.operators.sync import CensusTriggerSyncOperator
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger
+from tests.conftest import QUICK_RETRIES
 from tests.task_context import FakeTaskInstance, context_for, run_deferred
 
 MODES = [pytest.param(False, id="poll"), pytest.param(True, id="deferrable")]
@@ -33,7 +35,9 @@ MODES = [pytest.param(False, id="poll"), pytest.param(True, id="deferrable")]
 
 def operator(sync_id: int | str, **kwargs: Any) -> CensusTriggerSyncOperator:
     kwargs.setdefault("poll_interval", 0.02)
-    return CensusTriggerSyncOperator(task_id="census_sync", sync_id=sync_id, **kwargs)
+    task = CensusTriggerSyncOperator(task_id="census_sync", sync_id=sync_id, **kwargs)
+    task.hook = CensusHook(task.census_conn_id, retry_policy=QUICK_RETRIES, trigger_settle_seconds=0.05)
+    return task
 
 
 def run_task(task: CensusTriggerSyncOperator, ti: FakeTaskInstance | None = None) -> tuple[Any, FakeTaskInstance]:
@@ -42,8 +46,11 @@ def run_task(task: CensusTriggerSyncOperator, ti: FakeTaskInstance | None = None
 
 
 @pytest.mark.parametrize("deferrable", MODES)
-def test_success_returns_run_id_and_publishes_before_waiting(census_conn: CensusEmulator, deferrable: bool) -> None:
-    sync_id = census_conn.add_sync(RunScript(outcome="completed", records_processed=40, records_updated=39))
+@pytest.mark.parametrize("outcome", ["completed", "retired"])
+def test_success_returns_run_id_and_publishes_before_waiting(
+    census_conn: CensusEmulator, deferrable: bool, outcome: str
+) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome=outcome, records_processed=40, records_updated=39))
     result, ti = run_task(operator(sync_id, deferrable=deferrable))
     (run,) = census_conn.runs_of(sync_id)
     assert result == run["id"]
@@ -260,3 +267,16 @@ def test_on_kill_does_nothing_when_switched_off_or_finished(census_conn: CensusE
     keep._sync_run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="never")))
     keep.on_kill()
     assert [r for r in census_conn.requests if r.path.endswith("/cancel")] == []
+
+
+@pytest.mark.parametrize("deferrable", MODES)
+def test_poll_failures_are_tolerated_then_reported(census_conn: CensusEmulator, deferrable: bool) -> None:
+    sync_id = census_conn.add_sync(RunScript(outcome="completed", working_polls=2))
+    census_conn.fail_next("503", count=2, method="GET", path_prefix="/api/v1/sync_runs/")
+    result, _ = run_task(operator(sync_id, deferrable=deferrable, max_poll_failures=3))
+    assert result == census_conn.runs_of(sync_id)[0]["id"]
+
+    flaky = census_conn.add_sync(RunScript(outcome="never"))
+    census_conn.fail_next("drop", count=1000, method="GET", path_prefix="/api/v1/sync_runs/")
+    with pytest.raises(CensusPollingError, match="failed 3 times in a row"):
+        run_task(operator(flaky, deferrable=deferrable, max_poll_failures=3))

@@ -65,3 +65,33 @@ def test_skipped_run_rules_match_the_operator(census_conn: CensusEmulator, defer
     run_deferred(sensor(skipped, deferrable=deferrable, on_skipped="wait"), context_for(ti))
     assert ti.xcom("sync_run")["sync_run_id"] == earlier
     assert ti.xcom("sync_run")["outcome"] == "succeeded"
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+@pytest.mark.parametrize(
+    ("script", "error_name"),
+    [
+        (RunScript(outcome="failed"), "CensusRunFailedError"),
+        (RunScript(outcome="canceled"), "CensusRunCanceledError"),
+        (RunScript(outcome="unknown"), "CensusRunUnknownStateError"),
+        (RunScript(outcome="retired"), None),
+        (RunScript(outcome="completed", queued_polls=3, working_polls=3), None),
+    ],
+    ids=lambda v: getattr(v, "outcome", None),
+)
+def test_every_way_a_run_ends_through_the_sensor(
+    census_conn: CensusEmulator, deferrable: bool, script: RunScript, error_name: str | None
+) -> None:
+    run_id = census_conn.trigger(census_conn.add_sync(script))
+    task = sensor(run_id, deferrable=deferrable, mode="poke", timeout=3, unknown_state_timeout=0.2)
+    if error_name is None:
+        assert run_deferred(task, context_for()) in (run_id, None)
+        assert census_conn.run(run_id)["status"] == "completed"
+        return
+    with pytest.raises(Exception) as info:
+        run_deferred(task, context_for())
+    if deferrable or error_name != "CensusRunUnknownStateError":
+        assert type(info.value).__name__ == error_name
+    else:
+        # In poke mode an unknown state is waited out until the sensor's own timeout.
+        assert isinstance(info.value, AirflowSensorTimeout)

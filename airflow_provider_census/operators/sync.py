@@ -132,8 +132,8 @@ class CensusTriggerSyncOperator(BaseOperator):
     def _wait(self, context: Context, run_id: int, deadlines: Deadlines) -> int:
         """Check once, then defer or poll here; the run's end decides the task's."""
         self._sync_run_id = run_id
-        first = self.waiter.summary(self.hook.get_sync_run(run_id))
-        if RunOutcome(first["outcome"]).is_terminal:
+        first = self.waiter.first_look(run_id)
+        if first is not None and RunOutcome(first["outcome"]).is_terminal:
             return self._settle(context, first, deadlines)
         trigger = self.waiter.trigger(run_id, deadlines, cancel_on_kill=self.cancel_on_kill)
         if self.deferrable:

@@ -173,3 +173,38 @@ async def test_async_and_sync_clients_send_the_same_request(census_conn: CensusE
         await hook.aclose()
     sync_get, async_get = [r for r in census_conn.requests if r.path.startswith("/api/v1/sync_runs/")]
     assert (sync_get.method, sync_get.query) == (async_get.method, async_get.query)
+
+
+async def test_hooks_in_one_loop_share_one_pooled_client(census_conn: CensusEmulator) -> None:
+    from airflow_provider_census.api import async_pool
+
+    run_id = census_conn.trigger(61)
+    first, second = CensusHook(), CensusHook()
+    await first.aget_sync_run(run_id)
+    await second.aget_sync_run(run_id)
+    assert first._async_client is second._async_client
+    assert async_pool.open_clients() == 1
+    shared = first._async_client
+    await first.aclose()
+    assert async_pool.open_clients() == 1
+    assert shared is not None and shared._session is not None and not shared._session.closed
+    await second.aclose()
+    assert async_pool.open_clients() == 0
+    assert shared._session is None
+
+
+def test_each_event_loop_gets_its_own_client(census_conn: CensusEmulator) -> None:
+    import asyncio
+
+    run_id = census_conn.trigger(61)
+    seen = []
+
+    async def read() -> None:
+        hook = CensusHook()
+        await hook.aget_sync_run(run_id)
+        seen.append(hook._async_client)
+        await hook.aclose()
+
+    asyncio.run(read())
+    asyncio.run(read())
+    assert seen[0] is not seen[1]

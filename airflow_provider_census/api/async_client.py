@@ -40,6 +40,8 @@ class AsyncCensusClient:
         return read_result(operation, await self.call(operation.request))
 
     async def call(self, request: ApiRequest) -> Envelope:
+        if self.settings.retry.max_attempts <= 1:
+            return parse_answer(self.settings, request, await self._send(request))
         async for attempt in self.settings.retry.async_retrying(request):
             with attempt:
                 return parse_answer(self.settings, request, await self._send(request))
@@ -53,7 +55,7 @@ class AsyncCensusClient:
                 call.method, call.url, headers=dict(call.headers), data=call.body, allow_redirects=False
             ) as response:
                 body = await response.read()
-                return RawAnswer(response.status, dict(response.headers), body)
+                return RawAnswer(response.status, response.headers, body)
         except _NEVER_CONNECTED as exc:
             raise transport_error(request, exc, reached_census=False) from None
         except _NO_ANSWER as exc:

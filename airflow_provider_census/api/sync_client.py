@@ -35,6 +35,8 @@ class CensusClient:
 
     def call(self, request: ApiRequest) -> Envelope:
         """The envelope of a success, after the retries the policy allows."""
+        if self.settings.retry.max_attempts <= 1:
+            return parse_answer(self.settings, request, self._send(request))
         for attempt in self.settings.retry.retrying(request):
             with attempt:
                 return parse_answer(self.settings, request, self._send(request))

@@ -145,18 +145,25 @@ class CensusHook(BaseHook):
         return self.client.run(operation)
 
     async def arun(self, operation: Operation[T]) -> T:
-        """Run an operation on the async client, opened on first use in the running loop."""
+        """Run an operation on the running loop's shared client for this connection.
+
+        Hooks (one per trigger) that use the same connection in one event loop share one
+        pooled client, so a triggerer keeps a few warm connections instead of one per trigger.
+        """
         if self._async_client is None:
-            from airflow_provider_census.api.async_client import AsyncCensusClient
+            from airflow_provider_census.api import async_pool
 
             conn = await aget_connection(self.census_conn_id)
-            self._async_client = AsyncCensusClient(self.settings_from_connection(conn))
+            self._async_client = async_pool.borrow(self.settings_from_connection(conn))
         return await self._async_client.run(operation)
 
     async def aclose(self) -> None:
+        """Give the shared client back; the last hook using it closes it."""
         if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
+            from airflow_provider_census.api import async_pool
+
+            client, self._async_client = self._async_client, None
+            await async_pool.give_back(client)
 
     def close(self) -> None:
         if "client" in self.__dict__:

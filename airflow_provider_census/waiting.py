@@ -11,6 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.api.endpoints import sync_run_app_url
@@ -18,13 +19,13 @@ from airflow_provider_census.api.errors import CensusError, CensusInputError
 from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import is_transient
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.sync_run import SYNC_RUN_URL_KEY
 from airflow_provider_census.outcomes import RunExpectations, describe_run, read_finished_run, summarize_run
 
 if TYPE_CHECKING:
     import logging
 
-    from airflow_provider_census.hooks.census import CensusHook
     from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger, RunEvent
     from airflow_provider_census.version_compat import Context
 
@@ -32,10 +33,8 @@ SYNC_RUN_ID_KEY = "sync_run_id"
 SYNC_RUN_SUMMARY_KEY = "sync_run"
 
 
-def positive_seconds(value: float | timedelta | None, name: str, *, allow_none: bool = False) -> float | None:
+def positive_seconds(value: float | timedelta, name: str) -> float:
     """Seconds from a number or a timedelta, checked when the DAG is parsed."""
-    if value is None and allow_none:
-        return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
         raise CensusInputError(f"{name} must be a positive number of seconds or a timedelta, got {value!r}")
@@ -121,7 +120,7 @@ class SyncRunWaiter:
             self.log.warning("Could not read Census sync run %s yet (%s); waiting for it anyway", sync_run_id, exc)
             return None
 
-    def trigger(self, sync_run_id: int, deadlines: Deadlines, *, cancel_on_kill: bool) -> CensusSyncRunTrigger:
+    def trigger(self, sync_run_id: int, deadlines: Deadlines) -> CensusSyncRunTrigger:
         from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger
 
         return CensusSyncRunTrigger(
@@ -130,7 +129,7 @@ class SyncRunWaiter:
             poll_interval=self.settings.poll_interval,
             max_poll_failures=self.settings.max_poll_failures,
             unknown_state_timeout=self.settings.unknown_state_timeout,
-            cancel_on_kill=cancel_on_kill,
+            cancel_on_kill=self.settings.cancel_on_kill,
             **deadlines.as_kwargs(),
         )
 
@@ -165,3 +164,56 @@ class SyncRunWaiter:
         self.log.info("%s", describe_run(summary))
         read_finished_run(summary, self.expectations)
         return int(summary["sync_run_id"])
+
+
+class SyncRunWaitingMixin:
+    """The settings and helpers that the operator and the sensor share, defined once.
+
+    A task class sets them up with :meth:`setup_waiting` and says how often it polls and
+    whether a kill cancels the run through ``wait_poll_interval`` and ``wait_cancels_on_kill``.
+    """
+
+    census_conn_id: str
+    log: Any
+
+    def setup_waiting(
+        self,
+        *,
+        census_conn_id: str,
+        deferrable: bool | None,
+        on_skipped: str,
+        max_rejected_records: int | None,
+        max_rejected_share: float | None,
+        max_poll_failures: int,
+        unknown_state_timeout: float,
+    ) -> None:
+        from airflow_provider_census.version_compat import default_deferrable
+
+        self.census_conn_id = census_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.max_poll_failures = max_poll_failures
+        self.unknown_state_timeout = positive_seconds(unknown_state_timeout, "unknown_state_timeout")
+        self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
+
+    @property
+    def wait_poll_interval(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def wait_cancels_on_kill(self) -> bool:
+        raise NotImplementedError
+
+    @cached_property
+    def hook(self) -> CensusHook:
+        return CensusHook(self.census_conn_id)
+
+    @cached_property
+    def waiter(self) -> SyncRunWaiter:
+        settings = WaitSettings(
+            self.census_conn_id,
+            self.wait_poll_interval,
+            self.max_poll_failures,
+            self.unknown_state_timeout,
+            self.wait_cancels_on_kill,
+        )
+        return SyncRunWaiter(self.hook, self.expectations, settings, self.log)

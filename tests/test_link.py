@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -31,8 +32,8 @@ def test_run_url_follows_the_connection(monkeypatch: pytest.MonkeyPatch, extra: 
     hook = CensusHook()
     assert sync_run_app_url(hook.base_url, 7, 42) == expected
     ti = FakeTaskInstance()
-    waiter = SyncRunWaiter(hook, RunExpectations(), WaitSettings("census_default", 1.0, 3, 60.0, True), None)
-    waiter.log = __import__("logging").getLogger("test")
+    settings = WaitSettings("census_default", 1.0, 3, 60.0, True)
+    waiter = SyncRunWaiter(hook, RunExpectations(), settings, logging.getLogger("test"))
     waiter.publish(context_for(ti), 7, 42)
     assert ti.pushed == [("sync_run_id", 42), ("sync_run_url", expected)]
     assert "tok-123456" not in expected

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.api.errors import CensusPollingError, CensusRunTimeoutError
@@ -12,9 +11,9 @@ from airflow_provider_census.api.operations import census_id
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.sync_run import CensusSyncRunLink
-from airflow_provider_census.outcomes import RunExpectations, describe_run
-from airflow_provider_census.version_compat import BaseOperator, default_deferrable
-from airflow_provider_census.waiting import Deadlines, SyncRunWaiter, WaitSettings, positive_seconds
+from airflow_provider_census.outcomes import describe_run
+from airflow_provider_census.version_compat import BaseOperator
+from airflow_provider_census.waiting import Deadlines, SyncRunWaitingMixin, positive_seconds
 
 if TYPE_CHECKING:
     from airflow_provider_census.triggers.sync_run import RunEvent
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = timedelta(hours=24)
 
 
-class CensusTriggerSyncOperator(BaseOperator):
+class CensusTriggerSyncOperator(SyncRunWaitingMixin, BaseOperator):
     """Trigger a Census sync, then wait for its run without holding a worker slot.
 
     The task returns the ``sync_run_id`` (so ``{{ ti.xcom_pull('task_id') }}`` feeds a
@@ -78,31 +77,31 @@ class CensusTriggerSyncOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.setup_waiting(
+            census_conn_id=census_conn_id,
+            deferrable=deferrable,
+            on_skipped=on_skipped,
+            max_rejected_records=max_rejected_records,
+            max_rejected_share=max_rejected_share,
+            max_poll_failures=max_poll_failures,
+            unknown_state_timeout=unknown_state_timeout,
+        )
         self.sync_id = sync_id
-        self.census_conn_id = census_conn_id
         self.force_full_sync = force_full_sync
         self.wait_for_completion = wait_for_completion
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.timeout = positive_seconds(timeout, "timeout")
         self.cancel_on_kill = cancel_on_kill
         self.reattach_on_retry = reattach_on_retry
-        self.max_poll_failures = max_poll_failures
-        self.unknown_state_timeout = positive_seconds(unknown_state_timeout, "unknown_state_timeout")
-        self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
         self._sync_run_id: int | None = None
 
-    @cached_property
-    def hook(self) -> CensusHook:
-        return CensusHook(self.census_conn_id)
+    @property
+    def wait_poll_interval(self) -> float:
+        return self.poll_interval
 
-    @cached_property
-    def waiter(self) -> SyncRunWaiter:
-        settings = WaitSettings(
-            self.census_conn_id, float(self.poll_interval or 0), self.max_poll_failures,
-            float(self.unknown_state_timeout or 0), self.cancel_on_kill,
-        )  # fmt: skip
-        return SyncRunWaiter(self.hook, self.expectations, settings, self.log)
+    @property
+    def wait_cancels_on_kill(self) -> bool:
+        return self.cancel_on_kill
 
     def execute(self, context: Context) -> int:
         sync_id = census_id(self.sync_id, "sync_id")
@@ -135,7 +134,7 @@ class CensusTriggerSyncOperator(BaseOperator):
         first = self.waiter.first_look(run_id)
         if first is not None and RunOutcome(first["outcome"]).is_terminal:
             return self._settle(context, first, deadlines)
-        trigger = self.waiter.trigger(run_id, deadlines, cancel_on_kill=self.cancel_on_kill)
+        trigger = self.waiter.trigger(run_id, deadlines)
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
         return self._on_event(context, self.waiter.wait_in_worker(trigger), deadlines)

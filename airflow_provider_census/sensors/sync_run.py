@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.api.errors import CensusPollingError
@@ -12,16 +11,16 @@ from airflow_provider_census.api.operations import census_id
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.sync_run import CensusSyncRunLink
-from airflow_provider_census.outcomes import RunExpectations, describe_run
-from airflow_provider_census.version_compat import AirflowSensorTimeout, BaseSensorOperator, default_deferrable
-from airflow_provider_census.waiting import Deadlines, SyncRunWaiter, WaitSettings, positive_seconds
+from airflow_provider_census.outcomes import describe_run
+from airflow_provider_census.version_compat import AirflowSensorTimeout, BaseSensorOperator
+from airflow_provider_census.waiting import Deadlines, SyncRunWaitingMixin
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun
     from airflow_provider_census.version_compat import Context
 
 
-class CensusSyncRunSensor(BaseSensorOperator):
+class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
     """Wait until a Census sync run ends; fail with Census's error if it did not succeed.
 
     It reads runs exactly as :class:`~airflow_provider_census.operators.sync.CensusTriggerSyncOperator`
@@ -60,24 +59,25 @@ class CensusSyncRunSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.setup_waiting(
+            census_conn_id=census_conn_id,
+            deferrable=deferrable,
+            on_skipped=on_skipped,
+            max_rejected_records=max_rejected_records,
+            max_rejected_share=max_rejected_share,
+            max_poll_failures=max_poll_failures,
+            unknown_state_timeout=unknown_state_timeout,
+        )
         self.sync_run_id = sync_run_id
-        self.census_conn_id = census_conn_id
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.max_poll_failures = max_poll_failures
-        self.unknown_state_timeout = positive_seconds(unknown_state_timeout, "unknown_state_timeout")
-        self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
 
-    @cached_property
-    def hook(self) -> CensusHook:
-        return CensusHook(self.census_conn_id)
+    @property
+    def wait_poll_interval(self) -> float:
+        return float(self.poke_interval)
 
-    @cached_property
-    def waiter(self) -> SyncRunWaiter:
-        settings = WaitSettings(
-            self.census_conn_id, float(self.poke_interval), self.max_poll_failures,
-            float(self.unknown_state_timeout or 0), cancel_on_kill=False,
-        )  # fmt: skip
-        return SyncRunWaiter(self.hook, self.expectations, settings, self.log)
+    @property
+    def wait_cancels_on_kill(self) -> bool:
+        """A sensor only watches a run that something else started, so it never cancels it."""
+        return False
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -87,7 +87,7 @@ class CensusSyncRunSensor(BaseSensorOperator):
             return self._finish(context, run)
         deadlines = Deadlines(wait=time.time() + float(self.timeout), cancel=None)
         self.defer(
-            trigger=self.waiter.trigger(run.id, deadlines, cancel_on_kill=False),
+            trigger=self.waiter.trigger(run.id, deadlines),
             method_name="execute_complete",
             timeout=None,
         )

@@ -8,7 +8,6 @@ clients are imported on first use, so importing this module while parsing a DAG 
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,9 +16,9 @@ from urllib.parse import urlsplit
 from airflow_provider_census.api import operations as ops
 from airflow_provider_census.api.client import ClientSettings
 from airflow_provider_census.api.endpoints import API_VERSION, DEFAULT_REGION, REGION_APP_HOSTS, region_base_url
-from airflow_provider_census.api.errors import CensusConfigurationError, CensusError, CensusTriggerUnconfirmedError
+from airflow_provider_census.api.errors import CensusConfigurationError, CensusError
 from airflow_provider_census.api.operations import PageQuery
-from airflow_provider_census.api.retry import RetryPolicy, may_have_acted
+from airflow_provider_census.api.retry import RetryPolicy
 from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
 from airflow_provider_census.version_compat import BaseHook, aget_connection, mask_secret
 
@@ -292,8 +291,7 @@ class CensusHook(BaseHook):
 
     def latest_sync_run(self, sync_id: int | str) -> SyncRun | None:
         """The sync's newest run, or None if it never ran."""
-        runs = self.list_sync_runs(sync_id, per_page=1, order="desc").items
-        return runs[0] if runs else None
+        return self.client.latest_sync_run(sync_id)
 
     def cancel_sync_run(self, sync_run_id: int | str) -> Envelope:
         return self.run(ops.cancel_sync_run(sync_run_id))
@@ -304,59 +302,12 @@ class CensusHook(BaseHook):
     def trigger_sync_run(self, sync_id: int | str, *, force_full_sync: bool = False) -> int:
         """Start a run of the sync and return its id; one call never starts two runs.
 
-        The trigger is resent blindly only when Census surely never received it. When its
-        answer is lost (a timeout, a dropped connection, a 5xx, an unreadable body) the run
-        may exist anyway, so the sync's runs are checked first: a run newer than the newest
-        one seen before the trigger is taken as this trigger's run. If none shows up within
-        ``trigger_settle_seconds``, Census did not start one, and the trigger is sent again.
+        See :meth:`..api.sync_client.CensusClient.trigger_sync_run` for how a lost answer is
+        resolved without triggering again.
         """
-        operation = ops.trigger_sync(sync_id, force_full_sync=force_full_sync)
-        checked_id = ops.census_id(sync_id, "sync_id")
-        newest_before = self.latest_sync_run(checked_id)
-        baseline = newest_before.id if newest_before else 0
-        attempts = self.retry_policy.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return self.run(operation)
-            except CensusError as exc:
-                if not may_have_acted(exc):
-                    raise
-                adopted = self._run_started_after(checked_id, baseline)
-                if adopted is not None:
-                    self.log.warning(
-                        "The answer to the trigger of sync %s was lost (%s); run %s started after it, "
-                        "so it is this trigger's run and the sync is not triggered again.",
-                        checked_id,
-                        exc,
-                        adopted,
-                    )
-                    return adopted
-                if attempt == attempts:
-                    raise CensusTriggerUnconfirmedError(
-                        f"Triggering sync {checked_id} failed {attempts} times without an answer and no new "
-                        f"run appeared (last error: {exc}). Check the sync's history in Census before retrying."
-                    ) from exc
-                self.log.warning(
-                    "Triggering sync %s got no usable answer (%s) and no new run appeared within %.0f s; "
-                    "triggering again (%d of %d).",
-                    checked_id,
-                    exc,
-                    self.trigger_settle_seconds,
-                    attempt + 1,
-                    attempts,
-                )
-                time.sleep(self.retry_policy.wait_seconds(attempt, exc))
-        raise AssertionError("the loop returns or raises")  # pragma: no cover
-
-    def _run_started_after(self, sync_id: int, baseline: int) -> int | None:
-        """A run of the sync newer than ``baseline``, looked for twice, ``trigger_settle_seconds`` apart."""
-        for look in range(2):
-            if look:
-                time.sleep(self.trigger_settle_seconds)
-            newest = self.latest_sync_run(sync_id)
-            if newest is not None and newest.id > baseline:
-                return newest.id
-        return None
+        return self.client.trigger_sync_run(
+            sync_id, force_full_sync=force_full_sync, settle_seconds=self.trigger_settle_seconds
+        )
 
     def _iterate(self, make: Callable[[PageQuery], Operation[Page[T]]], query: PageQuery) -> Iterator[T]:
         """Every item of a list, page after page, until Census says there are no more."""

@@ -225,13 +225,17 @@ async def list_models(request: web.Request) -> web.Response:
     return listing(request, _strip_columns(models))
 
 
+def _by_id(items: list[JSON], raw: str, what: str) -> web.Response:
+    """The item whose id is ``raw`` (as the path spells it), or a 404 naming it."""
+    for item in items:
+        if str(item["id"]) == raw:
+            return success(item)
+    raise not_found(what, raw)
+
+
 async def get_model(request: web.Request) -> web.Response:
-    source = _source(request)
-    raw = request.match_info["model"]
-    for model in request.app[STATE].workspace.catalog.models(source["id"]):
-        if str(model["id"]) == raw:
-            return success(model)
-    raise not_found("Model", raw)
+    models = request.app[STATE].workspace.catalog.models(_source(request)["id"])
+    return _by_id(models, request.match_info["model"], "Model")
 
 
 async def list_tables(request: web.Request) -> web.Response:
@@ -240,12 +244,8 @@ async def list_tables(request: web.Request) -> web.Response:
 
 
 async def get_table(request: web.Request) -> web.Response:
-    source = _source(request)
-    raw = request.match_info["table"]
-    for table in request.app[STATE].workspace.catalog.tables(source["id"]):
-        if str(table["id"]) == raw:
-            return success(table)
-    raise not_found("Table", raw)
+    tables = request.app[STATE].workspace.catalog.tables(_source(request)["id"])
+    return _by_id(tables, request.match_info["table"], "Table")
 
 
 async def list_destinations(request: web.Request) -> web.Response:

@@ -2,19 +2,35 @@
 
 Useful for the demo and for pointing a local Airflow at a fake Census. The first line on
 stdout is the base URL (with the real port when ``--port 0``), the second the token.
+
+With ``--control`` another process (the benchmarks) can script and inspect the emulator
+while it serves: it writes one JSON command per line on stdin and reads one JSON answer per
+line on stdout. Times in answers are epoch seconds, so they compare with the caller's clock.
+
+    {"call": "start_run", "script": {"advance": "time", "working_seconds": 30}}
+        -> {"run_id": 100, "ends_at": 1700000030.0}   (a new sync following the script, triggered)
+    {"call": "run", "run_id": 100}  -> {"run": {...as GET /sync_runs/100 shows it...}}
+    {"call": "requests"}            -> {"requests": [{"method", "path", "status", "fault",
+                                                      "started_at", "finished_at"}, ...]}
+    anything else                   -> {"error": "..."}
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import IO, Any
 
 from airflow_provider_census.testing.emulator import DEFAULT_TOKEN, CensusEmulator
+from airflow_provider_census.testing.errors import ApiError
 from airflow_provider_census.testing.faults import FAULT_KINDS, FaultProfile
+from airflow_provider_census.testing.runs import RunScript
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of 429 faults (seconds)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--seed", type=int, default=None, help="seed for repeatable fault draws")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="take JSON commands on stdin, one per line, and answer on stdout (see the module doc); "
+        "the emulator stops when stdin closes",
+    )
     return parser
 
 
@@ -62,9 +84,79 @@ def main(argv: Sequence[str] | None = None) -> int:
     with CensusEmulator(token=args.token, port=args.port, host=args.host, faults=profile) as emulator:
         print(emulator.base_url, flush=True)
         print(f"token: {emulator.token}", flush=True)
+        if args.control:
+            reader = threading.Thread(
+                target=serve_commands, args=(emulator, sys.stdin, sys.stdout, stop), name="control", daemon=True
+            )
+            reader.start()
         while not stop.wait(0.5):
             pass
     return 0
+
+
+# -- the control channel (--control) ---------------------------------------------------------
+
+
+def serve_commands(emulator: CensusEmulator, commands: IO[str], answers: IO[str], stop: threading.Event) -> None:
+    """Answer each JSON command line until the input ends, then ask the emulator to stop."""
+    for line in commands:
+        if line.strip():
+            answers.write(json.dumps(answer(emulator, line)) + "\n")
+            answers.flush()
+    stop.set()
+
+
+def answer(emulator: CensusEmulator, line: str) -> dict[str, Any]:
+    """One command's answer; a bad command gets ``{"error": ...}`` and the channel goes on."""
+    try:
+        command = json.loads(line)
+        handler = _COMMANDS[command["call"]]
+    except (ValueError, KeyError, TypeError):
+        return {"error": f"expected a JSON object with a known 'call' ({', '.join(_COMMANDS)}), got {line.strip()!r}"}
+    try:
+        return handler(emulator, command)
+    except (ApiError, ValueError, KeyError, TypeError) as exc:
+        return {"error": f"{command['call']}: {type(exc).__name__}: {exc}"}
+
+
+def _epoch_offset() -> float:
+    """What turns this process's ``time.monotonic()`` readings into epoch seconds, for another process."""
+    return time.time() - time.monotonic()
+
+
+def _start_run(emulator: CensusEmulator, command: dict[str, Any]) -> dict[str, Any]:
+    script = RunScript(**command.get("script", {}))
+    run_id = emulator.trigger(emulator.add_sync(script))
+    ends = emulator.run_finished_at(run_id)
+    return {"run_id": run_id, "ends_at": None if ends is None else ends + _epoch_offset()}
+
+
+def _run(emulator: CensusEmulator, command: dict[str, Any]) -> dict[str, Any]:
+    return {"run": emulator.run(int(command["run_id"]))}
+
+
+def _requests(emulator: CensusEmulator, command: dict[str, Any]) -> dict[str, Any]:
+    offset = _epoch_offset()
+    return {
+        "requests": [
+            {
+                "method": item.method,
+                "path": item.path,
+                "status": item.status,
+                "fault": item.fault,
+                "started_at": item.started_at + offset,
+                "finished_at": item.finished_at + offset,
+            }
+            for item in emulator.requests
+        ]
+    }
+
+
+_COMMANDS: dict[str, Callable[[CensusEmulator, dict[str, Any]], dict[str, Any]]] = {
+    "start_run": _start_run,
+    "run": _run,
+    "requests": _requests,
+}
 
 
 if __name__ == "__main__":

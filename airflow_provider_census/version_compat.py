@@ -26,12 +26,13 @@ if TYPE_CHECKING:
         Context,
         conf,
     )
-    from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+    from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException, AirflowSensorTimeout
     from airflow.sdk.execution_time.xcom import XCom
     from airflow.sdk.log import mask_secret
 else:
     from airflow.providers.common.compat.sdk import (
         AirflowException,
+        AirflowNotFoundException,
         AirflowSensorTimeout,
         BaseHook,
         BaseOperator,
@@ -67,6 +68,7 @@ __all__ = [
     "AIRFLOW_V_3_0_PLUS",
     "AIRFLOW_V_3_3_PLUS",
     "AirflowException",
+    "AirflowNotFoundException",
     "AirflowSensorTimeout",
     "BaseHook",
     "BaseOperator",

@@ -41,6 +41,13 @@ def positive_seconds(value: float | timedelta, name: str) -> float:
     return float(seconds)
 
 
+def positive_count(value: int, name: str) -> int:
+    """A whole number from 1, checked when the DAG is parsed rather than when the trigger starts."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CensusInputError(f"{name} must be a whole number from 1, got {value!r}")
+    return value
+
+
 def execution_timeout_margin(execution_timeout: float) -> float:
     """How long before ``execution_timeout`` to cancel the run, so that Airflow's own kill comes after.
 
@@ -191,7 +198,7 @@ class SyncRunWaitingMixin:
 
         self.census_conn_id = census_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.max_poll_failures = max_poll_failures
+        self.max_poll_failures = positive_count(max_poll_failures, "max_poll_failures")
         self.unknown_state_timeout = positive_seconds(unknown_state_timeout, "unknown_state_timeout")
         self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
 

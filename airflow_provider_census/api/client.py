@@ -126,7 +126,9 @@ def read_result(operation: Operation[T], envelope: Envelope) -> T:
         return operation.read(envelope)
     except ShapeError as exc:
         raise CensusResponseError(
-            f"Census answered {operation.request.label} with an unexpected shape: {exc}",
+            f"Census answered {operation.request.label} with an unexpected shape: {exc}. Check that the "
+            "connection's base_url points at the Census API itself; if it does, Census changed this answer: "
+            "upgrade airflow-provider-census or report it.",
             http_status=200,
             request_label=operation.request.label,
         ) from None
@@ -202,9 +204,17 @@ def _error_for_status(settings: ClientSettings, request: ApiRequest, answer: Raw
         )
     if status == 429:
         wait = f"; it asked to wait {retry_after:.0f} s" if retry_after is not None else ""
-        return CensusRateLimitError(f"Census is rate limiting requests ({where}){wait}.", **common)
+        return CensusRateLimitError(
+            f"Census is rate limiting requests ({where}){wait}. Run fewer Census tasks at once or "
+            "raise their poll_interval.",
+            **common,
+        )
     if status >= 500:
-        return CensusServerError(f"Census failed to answer {request.subject} ({where}){said}", **common)
+        return CensusServerError(
+            f"Census failed to answer {request.subject} ({where}){said}. The fault is on Census's side or a proxy's: "
+            "retry the task later, and contact Census support if it persists.",
+            **common,
+        )
     return CensusValidationError(f"Census refused the request for {request.subject} ({where}){said}", **common)
 
 
@@ -220,7 +230,9 @@ def transport_error(request: ApiRequest, cause: BaseException, *, reached_census
     """A failure to get any answer, worded for the user; never includes the URL's query or headers."""
     kind = "could not connect" if not reached_census else "got no answer"
     return CensusTransportError(
-        f"Census {kind} for {request.label} ({type(cause).__name__}: {_first_line(cause)})",
+        f"Census {kind} for {request.label} ({type(cause).__name__}: {_first_line(cause)}). Check that the "
+        "connection's region or base_url is right and reachable from here; a passing network fault goes away "
+        "when the task is retried.",
         reached_census=reached_census,
     )
 

@@ -122,6 +122,6 @@ CREATE_SYNC_LEGACY = Endpoint("POST", "/syncs/create", "a new sync", safe_to_ret
 UPDATE_SYNC = Endpoint("PATCH", "/syncs/{sync_id}", "sync {sync_id}")
 DELETE_SYNC = Endpoint("DELETE", "/syncs/{sync_id}", "sync {sync_id}")
 TRIGGER_SYNC = Endpoint("POST", "/syncs/{sync_id}/trigger", "sync {sync_id}", safe_to_retry=False)
-LIST_SYNC_RUNS = Endpoint("GET", "/syncs/{sync_id}/sync_runs", "the runs of sync {sync_id}")
+LIST_SYNC_RUNS = Endpoint("GET", "/syncs/{sync_id}/sync_runs", "sync {sync_id}")
 GET_SYNC_RUN = Endpoint("GET", "/sync_runs/{sync_run_id}", "sync run {sync_run_id}")
 CANCEL_SYNC_RUN = Endpoint("POST", "/sync_runs/{sync_run_id}/cancel", "sync run {sync_run_id}")

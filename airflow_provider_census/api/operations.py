@@ -71,16 +71,28 @@ class PageQuery:
         return PageQuery(page_number, self.per_page, self.order)
 
 
+RENDERED_TO_NOTHING = ("", "None")
+
+
 def census_id(value: object, name: str) -> int:
     """A positive integer id from an int or a string of digits (templates render to text)."""
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise CensusInputError(
-            f"{name} must be a positive integer Census id, got {value!r}. "
-            f"Find the id in the Census app's URL (for a sync: /syncs/<id>)."
-        )
+        raise CensusInputError(f"{name} must be a positive integer Census id, got {value!r}. {_id_hint(value, name)}")
     return value
+
+
+def _id_hint(value: object, name: str) -> str:
+    """What to do about a bad id: a template that rendered to nothing is the usual cause of '' and 'None'."""
+    if isinstance(value, str) and value.strip() in RENDERED_TO_NOTHING:
+        return (
+            f"A template for {name} probably rendered to nothing: check that the XCom, param or "
+            "variable it reads exists (for a run id, that the trigger task ran and returned it)."
+        )
+    if name == "sync_run_id":
+        return "Pass the id that CensusTriggerSyncOperator returned, e.g. \"{{ ti.xcom_pull(task_ids='trigger') }}\"."
+    return "Find the id in the Census app's URL (for a sync: /syncs/<id>)."
 
 
 def id_or_slug(value: object, name: str) -> str | int:

@@ -20,7 +20,7 @@ from airflow_provider_census.api.errors import CensusConfigurationError, CensusE
 from airflow_provider_census.api.operations import PageQuery
 from airflow_provider_census.api.retry import RetryPolicy
 from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
-from airflow_provider_census.version_compat import BaseHook, aget_connection, mask_secret
+from airflow_provider_census.version_compat import AirflowNotFoundException, BaseHook, aget_connection, mask_secret
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -122,7 +122,19 @@ class CensusHook(BaseHook):
 
     @cached_property
     def settings(self) -> ClientSettings:
-        return self.settings_from_connection(self.get_connection(self.census_conn_id))
+        try:
+            conn = self.get_connection(self.census_conn_id)
+        except AirflowNotFoundException as exc:
+            raise self.missing_connection_error() from exc
+        return self.settings_from_connection(conn)
+
+    def missing_connection_error(self) -> CensusConfigurationError:
+        """Airflow only says the id is not defined; say how to define it."""
+        return CensusConfigurationError(
+            f"Airflow connection {self.census_conn_id!r} does not exist. Create it with type 'census' and the "
+            "Census workspace API token in its password field (UI, CLI, or the environment variable "
+            f"AIRFLOW_CONN_{self.census_conn_id.upper()}), or pass census_conn_id of an existing one."
+        )
 
     @property
     def base_url(self) -> str:
@@ -152,7 +164,10 @@ class CensusHook(BaseHook):
         if self._async_client is None:
             from airflow_provider_census.api import async_pool
 
-            conn = await aget_connection(self.census_conn_id)
+            try:
+                conn = await aget_connection(self.census_conn_id)
+            except AirflowNotFoundException as exc:
+                raise self.missing_connection_error() from exc
             self._async_client = async_pool.borrow(self.settings_from_connection(conn))
         return await self._async_client.run(operation)
 

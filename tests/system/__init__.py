@@ -1,0 +1,1 @@
+"""System tests: real Airflow components (scheduler, triggerer, ...) as subprocesses, against the emulator."""

@@ -1,0 +1,86 @@
+"""The post-dbt example DAG in a real Airflow deployment: scheduler, triggerer, DAG processor and
+API server (Airflow 3) as separate processes, LocalExecutor, PostgreSQL, the emulator as Census."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_census.testing import RunScript
+from tests.system.cluster import AirflowCluster
+
+pytestmark = pytest.mark.system
+
+DAG_ID = "census_post_dbt"
+TASK_ID = "census_sync"
+RUN_ID = "system_test_post_dbt"
+ERROR_CODE = "JSON_ARRAY_ERROR"
+ERROR_MESSAGE = "Users is not a JSON array"
+# Runs move one step per poll and the trigger polls once a second: several seconds of
+# ``working`` with the task deferred, however slow the machine is.
+WORKING_POLLS = 5
+
+
+def watch_deferral(cluster: AirflowCluster, syncs: dict[int, int]) -> dict[int, set[str]]:
+    """Until the DAG run ends, sample each mapped task's state and its sync run's status.
+
+    Returns, per map index, what was seen together: ``deferred+working`` when the task was
+    deferred while its run was working in Census, ``assigned`` when its trigger was also
+    held by a running triggerer at that moment. The task state is read before the run
+    status, and runs go straight to working when triggered, so a pair proves overlap.
+    """
+    seen: dict[int, set[str]] = {map_index: set() for map_index in syncs}
+
+    def sample() -> bool:
+        states = cluster.task_states(DAG_ID, RUN_ID)
+        triggerers = cluster.running_triggerer_ids()
+        for map_index, sync_id in syncs.items():
+            if states.get((TASK_ID, map_index)) != "deferred":
+                continue
+            triggerer = cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, map_index)
+            runs = cluster.emulator.runs_of(sync_id)
+            if runs and runs[0]["status"] == "working":
+                seen[map_index].add("deferred+working")
+                if triggerer in triggerers:
+                    seen[map_index].add("assigned")
+        return cluster.dag_run_state(DAG_ID, RUN_ID) in ("success", "failed")
+
+    cluster.wait("the DAG run to end while watching its deferred tasks", sample, interval=0.2)
+    return seen
+
+
+def test_post_dbt_dag_runs_deferred_in_the_triggerer_and_ends_right(cluster: AirflowCluster) -> None:
+    emulator = cluster.emulator
+    good = emulator.add_sync(RunScript(outcome="completed", queued_polls=0, working_polls=WORKING_POLLS))
+    bad = emulator.add_sync(
+        RunScript(
+            outcome="failed",
+            queued_polls=0,
+            working_polls=WORKING_POLLS,
+            error_code=ERROR_CODE,
+            error_message=ERROR_MESSAGE,
+        )
+    )
+    cluster.env["CENSUS_EXAMPLE_SYNC_IDS"] = f"{good},{bad}"
+    cluster.start_core()
+    cluster.start_triggerer()
+    cluster.wait_until_ready(triggerers=1)
+    cluster.trigger_dag(DAG_ID, RUN_ID)
+
+    seen = watch_deferral(cluster, {0: good, 1: bad})
+
+    explain = f"seen: {seen}\n{cluster.explain()}"
+    assert seen == {0: {"deferred+working", "assigned"}, 1: {"deferred+working", "assigned"}}, explain
+    assert cluster.task_states(DAG_ID, RUN_ID) == {
+        ("dbt_build", -1): "success",
+        (TASK_ID, 0): "success",
+        (TASK_ID, 1): "failed",
+    }, explain
+    assert cluster.dag_run_state(DAG_ID, RUN_ID) == "failed"
+    failed_log = cluster.task_log(DAG_ID, RUN_ID, TASK_ID, 1)
+    assert ERROR_CODE in failed_log, failed_log[-3000:]
+    assert ERROR_MESSAGE in failed_log, failed_log[-3000:]
+    for map_index, sync_id in ((0, good), (1, bad)):
+        (run,) = emulator.runs_of(sync_id)
+        link = cluster.extra_link(DAG_ID, RUN_ID, TASK_ID, map_index)
+        assert link is not None and link.endswith(f"/syncs/{sync_id}/history?sync_run_id={run['id']}"), link
+        assert len(emulator.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1

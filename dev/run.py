@@ -9,6 +9,8 @@ its own virtualenv under ``.venvs/`` pinned by ``constraints/airflow-<line>.txt`
     python3 dev/run.py test -- -k hook -x   # arguments after "--" go to pytest
     python3 dev/run.py lint                 # ruff + mypy only
     python3 dev/run.py demo                 # the demo, in the Airflow 3 venv
+    python3 dev/run.py bench                # the benchmarks (benchmarks/run.py), ~4 minutes
+    python3 dev/run.py bench --quick        # a smoke run of them, ~1 minute
     python3 dev/run.py lock                 # re-resolve both constraint files
 
 Exit status is non-zero when any step failed; all steps still run, and a summary table closes
@@ -49,6 +51,10 @@ AIRFLOW_VERSIONS: dict[str, str] = {"3": "3.3.2", "2": "2.11.2"}
 LINES: tuple[str, ...] = ("3", "2")
 
 PROJECT_NAME = "airflow-provider-census"
+# The published provider the benchmarks compare against. It has our import name, so it gets a
+# venv of its own, installed from PyPI with the Airflow 3 line's pins.
+OFFICIAL_PROVIDER = "airflow-provider-census==2.1.0"
+OFFICIAL_VENV = VENVS / "official-2.1.0"
 LINT_DIRS = ("airflow_provider_census", "tests", "example_dags", "dev", "benchmarks")
 # Bump when the install procedure changes so existing venvs are reinstalled.
 INSTALL_RECIPE = "2"
@@ -484,6 +490,70 @@ def cmd_demo(demo_args: Sequence[str]) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# bench
+
+
+def official_install_hash() -> str:
+    digest = hashlib.sha256()
+    digest.update(f"recipe={INSTALL_RECIPE};python={sys.version_info[:3]};{OFFICIAL_PROVIDER}\n".encode())
+    digest.update(constraint_path("3").read_bytes())
+    return digest.hexdigest()
+
+
+def install_official() -> Result:
+    """Create/refresh the published provider's venv: Airflow 3 pinned by our constraint file."""
+    start = time.monotonic()
+    stamp = OFFICIAL_VENV / ".install-stamp"
+    wanted = official_install_hash()
+    label = OFFICIAL_VENV.relative_to(ROOT)
+    if venv_python(OFFICIAL_VENV).exists() and stamp.exists() and stamp.read_text().strip() == wanted:
+        say(f"{label} is up to date")
+        return Result(f"install {OFFICIAL_PROVIDER}", "3", "up to date", time.monotonic() - start)
+    status = "ok"
+    if make_venv(OFFICIAL_VENV) != 0:
+        status = "FAILED (venv creation)"
+    else:
+        stamp.unlink(missing_ok=True)
+        pip = [venv_python(OFFICIAL_VENV), "-m", "pip", "--disable-pip-version-check", "--no-input"]
+        airflow = f"apache-airflow=={AIRFLOW_VERSIONS['3']}"
+        constraints = constraint_path("3")
+        env = venv_env(OFFICIAL_VENV)
+        for what in (["--upgrade", "pip"], [airflow, OFFICIAL_PROVIDER]):
+            code = run([*pip, "install", "--progress-bar", "off", "-c", constraints, *what], env=env)
+            if code != 0:
+                status = f"FAILED (pip install, exit {code})"
+                break
+        else:
+            stamp.write_text(wanted + "\n")
+    return Result(f"install {OFFICIAL_PROVIDER}", "3", status, time.monotonic() - start)
+
+
+def cmd_bench(bench_args: Sequence[str]) -> int:
+    """Install both lines and the published provider, then run benchmarks/run.py in the Airflow 3 venv."""
+    start = time.monotonic()
+    report = Report()
+    ready = install_lines(LINES, report)
+    if "3" not in ready:
+        report.print_summary(time.monotonic() - start)
+        return 1
+    banner(f"Install: {OFFICIAL_PROVIDER} with Airflow {AIRFLOW_VERSIONS['3']}, for comparison")
+    official = report.add(install_official())
+    args = [*bench_args]
+    if not official.failed:
+        args += ["--official-python", str(venv_python(OFFICIAL_VENV))]
+    if "2" in ready:
+        args += ["--airflow2-python", str(venv_python(venv_path("2")))]
+    banner("Benchmarks (figures only: nothing here passes or fails on a timing)")
+    bench_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="airflow-home-bench-") as home:
+        env = venv_env(venv_path("3"), airflow_env(Path(home)))
+        code = run([venv_python(venv_path("3")), ROOT / "benchmarks" / "run.py", *args], env=env)
+    report.add(Result("bench", "-", describe(code, "bench"), time.monotonic() - bench_start))
+    report.print_summary(time.monotonic() - start)
+    return 1 if report.failed else 0
+
+
+# --------------------------------------------------------------------------------------------
 # lock
 
 
@@ -661,14 +731,14 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 dev/run.py",
         description="Install, lint and test airflow-provider-census on every supported Airflow line.",
-        epilog="Arguments after `--` go to pytest (test) or to dev/demo.py (demo).",
+        epilog="Arguments after `--` go to pytest (test), dev/demo.py (demo) or benchmarks/run.py (bench).",
     )
-    parser.add_argument("command", choices=["test", "lint", "demo", "lock"])
+    parser.add_argument("command", choices=["test", "lint", "demo", "bench", "lock"])
     parser.add_argument(
         "--airflow",
         action="append",
         choices=LINES,
-        help="Airflow line to use (repeatable; default: all lines). Not used by demo.",
+        help="Airflow line to use (repeatable; default: all lines). Not used by demo and bench.",
     )
     parser.add_argument(
         "--serial",
@@ -676,23 +746,36 @@ def main(argv: Sequence[str]) -> int:
         help="run the per-line checks one after another with live output (default: side by side)",
     )
     parser.add_argument("--fresh", action="store_true", help="delete the selected venvs and reinstall")
+    parser.add_argument("--triggers", type=int, help="bench: waits per trigger population (default 1000)")
+    parser.add_argument("--quick", action="store_true", help="bench: a smoke run (200 waits, short intervals)")
     args = parser.parse_args(argv)
     lines = [line for line in LINES if line in (args.airflow or LINES)]
 
-    if extra and args.command not in ("test", "demo"):
-        parser.error(f"`--` arguments are only for test and demo, not {args.command}")
+    if extra and args.command not in ("test", "demo", "bench"):
+        parser.error(f"`--` arguments are only for test, demo and bench, not {args.command}")
+    if (args.triggers or args.quick) and args.command != "bench":
+        parser.error("--triggers and --quick are options of bench")
 
     if args.fresh and args.command != "lock":
         for line in ["3"] if args.command == "demo" else lines:
             if venv_path(line).exists():
                 say(f"removing {venv_path(line).relative_to(ROOT)}")
                 shutil.rmtree(venv_path(line))
+        if args.command == "bench" and OFFICIAL_VENV.exists():
+            say(f"removing {OFFICIAL_VENV.relative_to(ROOT)}")
+            shutil.rmtree(OFFICIAL_VENV)
 
     if args.command == "lock":
         return cmd_lock(lines)
     warn_python_mismatch(["3"] if args.command == "demo" else lines)
     if args.command == "demo":
         return cmd_demo(extra)
+    if args.command == "bench":
+        bench_args = [
+            *(["--quick"] if args.quick else []),
+            *(["--triggers", str(args.triggers)] if args.triggers else []),
+        ]
+        return cmd_bench([*bench_args, *extra])
     pytest_args = extra if args.command == "test" else None
     return cmd_checks(lines, pytest_args, serial=args.serial)
 

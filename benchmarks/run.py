@@ -1,0 +1,480 @@
+"""The benchmarks of issue 5, in one run, printed as tables: ``python3 dev/run.py bench``.
+
+1. Triggerer scale: N waits on N runs in one event loop, for three populations side by side,
+   each in its own fresh process (``trigger_worker.py``), against one emulator in another
+   process (its CLI with ``--control``, 300 ms latency per request):
+   this provider's ``CensusSyncRunTrigger`` ("ours"), the published provider's trigger
+   ("official", from its own virtualenv) and a bare shared-session poll loop ("floor").
+   The emulator scripts every run to end at a known moment, spread over a window; the lag is
+   the event's time minus that moment. GETs and polls come from the emulator's request log,
+   TCP connections from sampling each worker's sockets.
+2. DAG-parse cost on each Airflow line (``parse_cost.py``).
+
+Nothing here asserts a timing; figures are printed beside their targets. Run it through
+``dev/run.py``, which installs the virtualenvs; directly it needs the Airflow 3 venv's Python
+and ``--official-python``/``--airflow2-python`` for the other parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("ours", "official", "floor")
+LATENCY = 0.3
+SAMPLE_EVERY = 0.2  # seconds between socket samples; every request lasts at least LATENCY
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How many waits per population, how often they poll, and when their runs end."""
+
+    triggers: int
+    poll_interval: float
+    first_end: float  # seconds after the start when the first run ends ...
+    last_end: float  # ... and the last; the others evenly in between
+
+    def end_offsets(self) -> list[float]:
+        step = (self.last_end - self.first_end) / max(1, self.triggers - 1)
+        return [self.first_end + i * step for i in range(self.triggers)]
+
+    @property
+    def rss_after(self) -> float:
+        """When every wait has polled once (first polls are spread over one interval) and none ended."""
+        return self.poll_interval + 2 * LATENCY + 1.0
+
+
+FULL = Scenario(triggers=1000, poll_interval=10.0, first_end=15.0, last_end=75.0)
+QUICK = Scenario(triggers=200, poll_interval=3.0, first_end=6.0, last_end=24.0)
+
+
+# -- the emulator in its own process ------------------------------------------------------------
+
+
+class Emulator:
+    """The emulator's CLI with ``--control``: commands go in on stdin, answers come back on stdout."""
+
+    def __init__(self, python: str, latency: float) -> None:
+        self.process = subprocess.Popen(
+            [python, "-m", "airflow_provider_census.testing", "--port", "0", "--latency", str(latency), "--control"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._in: IO[str] = self.process.stdin
+        self._out: IO[str] = self.process.stdout
+        self.base_url = self._out.readline().strip()
+        self.token = self._out.readline().strip().removeprefix("token: ")
+        self.origin = self.base_url.removesuffix("/api/v1")
+        self.port = int(self.origin.rsplit(":", 1)[1])
+
+    def call(self, call: str, **arguments: Any) -> dict[str, Any]:
+        self._in.write(json.dumps({"call": call, **arguments}) + "\n")
+        self._in.flush()
+        answer: dict[str, Any] = json.loads(self._out.readline())
+        if "error" in answer:
+            raise RuntimeError(f"emulator: {answer['error']}")
+        return answer
+
+    def start_run(self, ends_in: float) -> tuple[int, float]:
+        """A run that is queued for a second, then works until ``ends_in`` seconds from now."""
+        queued = min(1.0, ends_in / 2)
+        script = {"advance": "time", "queued_seconds": queued, "working_seconds": ends_in - queued}
+        answer = self.call("start_run", script=script)
+        return int(answer["run_id"]), float(answer["ends_at"])
+
+    def connection_json(self) -> str:
+        """One Airflow connection both providers read: a full origin in host, the token as password."""
+        return json.dumps({"conn_type": "census", "host": self.origin, "password": self.token})
+
+    def close(self) -> None:
+        self._in.close()  # the emulator stops when its stdin ends
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+# -- TCP connections, sampled from outside the workers --------------------------------------------
+
+
+class ConnectionCounter(threading.Thread):
+    """Distinct client ports each worker process used towards the emulator's port."""
+
+    def __init__(self, pids: Sequence[int], port: int) -> None:
+        super().__init__(name="connection-counter", daemon=True)
+        self.pids = set(pids)
+        self.port = port
+        self.ports: dict[int, set[int]] = defaultdict(set)
+        self.peak: dict[int, int] = defaultdict(int)
+        self.samples = 0
+        self._finished = threading.Event()
+
+    def run(self) -> None:
+        while not self._finished.wait(SAMPLE_EVERY):
+            self.sample()
+
+    def sample(self) -> None:
+        now: dict[int, int] = defaultdict(int)
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.pid in self.pids and conn.raddr and conn.raddr.port == self.port:
+                self.ports[conn.pid].add(conn.laddr.port)
+                now[conn.pid] += 1
+        for pid, count in now.items():
+            self.peak[pid] = max(self.peak[pid], count)
+        self.samples += 1
+
+    def stop(self) -> None:
+        self._finished.set()
+        self.join()
+        self.sample()
+
+
+# -- the populations ----------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    kind: str
+    process: subprocess.Popen[str]
+    log: Path
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the {self.kind} worker ended (exit {self.process.returncode}):\n{tail}")
+        return dict(json.loads(line))
+
+
+def start_worker(
+    kind: str, python: str, scenario: Scenario, emulator: Emulator, warm_run: int, home: Path, profile: Path | None
+) -> Worker:
+    """A fresh interpreter for one population; its Airflow home and log are its own."""
+    (home / kind).mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env |= {
+        "AIRFLOW_HOME": str(home / kind),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_CENSUS_DEFAULT": emulator.connection_json(),
+    }
+    log = home / f"{kind}.log"
+    command = [python, str(HERE / "trigger_worker.py"), kind, "--poll-interval", str(scenario.poll_interval)]
+    if profile:
+        command += ["--profile", str(profile.resolve() / f"{kind}.pstats")]
+    process = subprocess.Popen(
+        [*command, "--warm-run", str(warm_run)],
+        cwd=home,  # not the repository: the official worker must import the published package
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    return Worker(kind, process, log)
+
+
+def run_populations(
+    workers: list[Worker], emulator: Emulator, scenario: Scenario, *, serial: bool
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, float]], ConnectionCounter]:
+    """Start every population (together, or one after another), wait for all; return results and run ends."""
+    for worker in workers:
+        worker.receive()  # {"ready": pid}: imported and warmed up
+    counter = ConnectionCounter([w.process.pid for w in workers], emulator.port)
+    counter.start()
+    results: dict[str, dict[str, Any]] = {}
+    ends: dict[str, dict[int, float]] = {}
+    groups = [[w] for w in workers] if serial else [workers]
+    for group in groups:
+        lead = 2.0 + 0.004 * scenario.triggers * len(group)  # time to create the runs before the start
+        for worker in group:
+            ends[worker.kind] = dict(emulator.start_run(lead + offset) for offset in scenario.end_offsets())
+        start_at = time.time() + 0.5
+        for worker in group:
+            runs = list(ends[worker.kind])
+            worker.send({"runs": runs, "start_at": start_at, "rss_at": start_at + scenario.rss_after})
+        for worker in group:
+            results[worker.kind] = worker.receive()
+            worker.process.wait(timeout=30)
+    counter.stop()
+    return results, ends, counter
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def polls_and_gets(times: list[float], poll_interval: float) -> tuple[int, int]:
+    """GETs of one run grouped into polls: a GET less than half an interval after the last is a repeat."""
+    polls, last = 0, None
+    for moment in sorted(times):
+        if last is None or moment - last >= poll_interval / 2:
+            polls += 1
+        last = moment
+    return polls, len(times)
+
+
+def figures(
+    result: dict[str, Any],
+    ends: dict[int, float],
+    gets: dict[int, list[float]],
+    connections: int,
+    scenario: Scenario,
+) -> dict[str, float]:
+    """One population's row: lag, memory, CPU, requests and connections."""
+    n = result["triggers"]
+    lags = [float(at) - ends[int(run_id)] for run_id, (at, _ok) in result["events"].items()]
+    counted = [polls_and_gets(gets.get(run_id, []), scenario.poll_interval) for run_id in ends]
+    polls = sum(p for p, _ in counted)
+    requests = sum(g for _, g in counted)
+    rss_during = result.get("rss_during")
+    return {
+        "lag_p50": percentile(lags, 0.50),
+        "lag_p99": percentile(lags, 0.99),
+        "lag_max": max(lags),
+        "rss_kb_per_trigger": (rss_during - result["rss_before"]) / 1024 / n if rss_during else float("nan"),
+        "cpu_ms_per_poll": 1000 * result["cpu_seconds"] / max(1, polls),
+        "cpu_seconds": result["cpu_seconds"],
+        "polls": polls,
+        "gets_per_poll": requests / max(1, polls),
+        "gets_per_run": requests / n,
+        "connections": connections,
+        "events_ok": sum(1 for _at, ok in result["events"].values() if ok),
+        "triggers": n,
+        "wall_seconds": result["wall_seconds"],
+    }
+
+
+def gets_by_run(emulator: Emulator) -> dict[int, list[float]]:
+    """When each run was read (``GET /sync_runs/{id}``), from the emulator's request log."""
+    prefix = "/api/v1/sync_runs/"
+    found: dict[int, list[float]] = defaultdict(list)
+    for item in emulator.call("requests")["requests"]:
+        tail = item["path"].removeprefix(prefix)
+        if item["method"] == "GET" and item["path"].startswith(prefix) and tail.isdigit():
+            found[int(tail)].append(float(item["started_at"]))
+    return found
+
+
+def scale_benchmark(
+    pythons: dict[str, str], scenario: Scenario, *, serial: bool, profile: Path | None = None
+) -> dict[str, dict[str, float]]:
+    emulator = Emulator(pythons["ours"], LATENCY)
+    try:
+        warm_run, _ = emulator.start_run(0.0)
+        with tempfile.TemporaryDirectory(prefix="census-bench-") as tmp:
+            workers = [start_worker(k, pythons[k], scenario, emulator, warm_run, Path(tmp), profile) for k in pythons]
+            try:
+                results, ends, counter = run_populations(workers, emulator, scenario, serial=serial)
+            finally:
+                for worker in workers:
+                    if worker.process.poll() is None:
+                        worker.process.kill()
+        gets = gets_by_run(emulator)
+    finally:
+        emulator.close()
+    return {
+        kind: figures(results[kind], ends[kind], gets, len(counter.ports[results[kind]["pid"]]), scenario)
+        for kind in results
+    }
+
+
+def parse_benchmark(pythons: dict[str, str], runs: int) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for line, python in pythons.items():
+        with tempfile.TemporaryDirectory(prefix="census-parse-") as home:
+            env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+            env |= {"AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+            out = subprocess.run(
+                [python, str(HERE / "parse_cost.py"), "--runs", str(runs)],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=home,
+            )
+        found[line] = json.loads(out.stdout.strip().splitlines()[-1])
+    return found
+
+
+# -- the tables ---------------------------------------------------------------------------------
+
+
+def aligned(cell: str, width: int, *, first: bool) -> str:
+    """Labels to the left, figures to the right."""
+    return cell.ljust(width) if first else cell.rjust(width)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(aligned(cell, w, first=i == 0) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+             for row in rows]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def ratio(ours: float, other: float) -> str:
+    return f"{ours / other:.2f}x" if other else "-"
+
+
+SCALE_ROWS = [  # key, label, format, target (as text), whether ours meets it
+    ("lag_p50", "detection lag p50 (s)", "{:.2f}", None),
+    ("lag_p99", "detection lag p99 (s)", "{:.2f}", "p99 <= interval + 1 s"),
+    ("rss_kb_per_trigger", "RSS added per trigger (KB)", "{:.1f}", "<= 35 KB"),
+    ("cpu_ms_per_poll", "CPU per poll (ms)", "{:.3f}", "<= 1.25x floor"),
+    ("gets_per_poll", "GETs per poll", "{:.3f}", "exactly 1"),
+    ("gets_per_run", "GETs per run", "{:.2f}", None),
+    ("connections", "TCP connections opened", "{:.0f}", "<= 100 per 1000"),
+    ("events_ok", "runs reported completed", "{:.0f}", "all"),
+]
+
+
+def verdicts(ours: dict[str, float], floor: dict[str, float] | None, scenario: Scenario) -> dict[str, str]:
+    n = ours["triggers"]
+    checks = {
+        "lag_p99": ours["lag_p99"] <= scenario.poll_interval + 1.0,
+        "rss_kb_per_trigger": ours["rss_kb_per_trigger"] <= 35.0,
+        "gets_per_poll": ours["gets_per_poll"] == 1.0,
+        "connections": ours["connections"] <= max(100, 100 * n / 1000),
+        "events_ok": ours["events_ok"] == n,
+    }
+    if floor:
+        checks["cpu_ms_per_poll"] = ours["cpu_ms_per_poll"] <= 1.25 * floor["cpu_ms_per_poll"]
+    return {key: "met" if ok else "MISSED" for key, ok in checks.items()}
+
+
+def print_scale(found: dict[str, dict[str, float]], scenario: Scenario, serial: bool) -> None:
+    ours, official, floor = found.get("ours"), found.get("official"), found.get("floor")
+    assert ours is not None
+    kinds = [k for k in KINDS if k in found]
+    print(
+        f"\nTriggerer scale: {scenario.triggers} waits per population in one event loop, poll interval "
+        f"{scenario.poll_interval:g} s, {LATENCY * 1000:.0f} ms latency per request, runs ending "
+        f"{scenario.first_end:g}-{scenario.last_end:g} s after the start; populations "
+        f"{'one after another' if serial else 'side by side'}, each in its own process.\n"
+    )
+    verdict = verdicts(ours, floor, scenario)
+    rows = [["figure", *kinds, "target (ours)", "ours"]]
+    for key, label, fmt, target in SCALE_ROWS:
+        rows.append([label, *(fmt.format(found[k][key]) for k in kinds), target or "", verdict.get(key, "")])
+    print(table(rows))
+    comparisons = [["ratio", "value", "target"]]
+    if floor:
+        comparisons.append(["ours / floor, CPU per poll", ratio(ours["cpu_ms_per_poll"], floor["cpu_ms_per_poll"]),
+                            "<= 1.25x"])  # fmt: skip
+    if official:
+        for key, label in [
+            ("cpu_ms_per_poll", "CPU per poll"),
+            ("rss_kb_per_trigger", "RSS per trigger"),
+            ("connections", "TCP connections"),
+            ("lag_p50", "lag p50"),
+            ("lag_p99", "lag p99"),
+        ]:
+            comparisons.append([f"ours / official, {label}", ratio(ours[key], official[key]), "< 1x"])
+    print()
+    print(table(comparisons))
+
+
+def import_statement(spec: str) -> str:
+    """``airflow`` -> ``import airflow``; ``airflow:DAG`` -> ``from airflow import DAG``."""
+    module, _, attribute = spec.partition(":")
+    return f"from {module} import {attribute}" if attribute else f"import {module}"
+
+
+def print_parse(found: dict[str, dict[str, Any]]) -> None:
+    rows = [["Airflow", "base import", "base (ms)", "+ provider (ms)", "share", "target", "heavy imports added"]]
+    for result in found.values():
+        for measured in [result, result.get("with_dag")]:
+            if not measured:
+                continue
+            rows.append([
+                result["airflow"],
+                import_statement(measured["base"]),
+                f"{1000 * measured['base_median_s']:.0f}",
+                f"{1000 * measured['ours_median_s']:.0f}",
+                f"{100 * measured['share']:.1f}%",
+                "<= 5%",
+                ", ".join(measured["heavy_added"]) or "none",
+            ])  # fmt: skip
+    runs = next(iter(found.values()))["runs"]
+    print(f"\nDAG-parse cost: median over {runs} fresh interpreters of importing the operator, sensor and hook")
+    print(
+        "modules after the base import (heavy = aiohttp, tenacity, the emulator; 'added' = not loaded by the base).\n"
+    )
+    print(table(rows))
+
+
+def describe_machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores ({model}), Python {sys.version.split()[0]}, load average {load}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--triggers", type=int, help="waits per population (default 1000; 200 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 200 waits, 3 s interval, 3 parse runs")
+    parser.add_argument("--serial", action="store_true", help="run the populations one after another")
+    parser.add_argument("--official-python", help="Python of the venv with the published provider")
+    parser.add_argument("--airflow2-python", help="Python of the Airflow 2 venv, for its parse cost")
+    parser.add_argument("--parse-runs", type=int, help="fresh interpreters per parse-cost median (default 15)")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument(
+        "--profile", type=Path, help="write cProfile stats of each population's measured part into this folder"
+    )
+    args = parser.parse_args(argv)
+
+    scenario = QUICK if args.quick else FULL
+    if args.triggers:
+        scenario = Scenario(args.triggers, scenario.poll_interval, scenario.first_end, scenario.last_end)
+    pythons = {"ours": sys.executable, "official": args.official_python, "floor": sys.executable}
+    populations = {kind: python for kind, python in pythons.items() if python}
+    started = time.monotonic()
+    print(f"Machine: {describe_machine()}", flush=True)
+    scale = scale_benchmark(populations, scenario, serial=args.serial, profile=args.profile)
+    print_scale(scale, scenario, args.serial)
+    if "official" not in populations:
+        print("\n(no --official-python: the official provider was not measured)")
+    lines = {"3": sys.executable, "2": args.airflow2_python}
+    parse = parse_benchmark({k: v for k, v in lines.items() if v}, args.parse_runs or (3 if args.quick else 15))
+    print_parse(parse)
+    print(f"\nLoad average after the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"took {time.monotonic() - started:.0f} s.")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"scenario": scenario.__dict__, "scale": scale, "parse": parse}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -164,18 +164,18 @@ class AirflowCluster:
 
     # -- driving the cluster -----------------------------------------------------------------
 
-    def wait_until_ready(self, triggerers: int) -> list[int]:
-        """Wait for the scheduler, ``triggerers`` triggerer jobs and the API server; the triggerer job ids."""
-        if airflow_3():
-            self.wait("the API server to answer", self.api_server_is_up)
-        self.wait("the scheduler job to start", self.scheduler_is_running)
+    def wait_for_triggerers(self, count: int) -> list[int]:
+        """Wait until ``count`` triggerer jobs are up and heartbeating; their job ids, oldest first."""
         return self.wait(
-            f"{triggerers} triggerer job(s) to start",
-            lambda: ids if len(ids := self.running_triggerer_ids()) >= triggerers else None,
+            f"{count} triggerer job(s) to start",
+            lambda: ids if len(ids := self.running_triggerer_ids()) >= count else None,
         )
 
     def trigger_dag(self, dag_id: str, run_id: str) -> None:
-        """Wait until the DAG is parsed, then unpause and trigger it through the CLI."""
+        """Wait until the DAG is parsed, then unpause and trigger it through the CLI.
+
+        Needs no other component to be ready: the run waits in the database for the scheduler.
+        """
         self.wait(f"the DAG {dag_id} to be parsed into the database", lambda: self.dag_is_parsed(dag_id))
         self.cli("dags", "unpause", dag_id)
         self.cli("dags", "trigger", dag_id, "--run-id", run_id)
@@ -202,9 +202,6 @@ class AirflowCluster:
         """Ids of triggerer jobs that are up and heartbeating, oldest first."""
         rows = self.query("SELECT id FROM job WHERE job_type = 'TriggererJob' AND state = 'running' ORDER BY id")
         return [int(row[0]) for row in rows]
-
-    def scheduler_is_running(self) -> bool:
-        return bool(self.query("SELECT 1 FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'"))
 
     def task_states(self, dag_id: str, run_id: str) -> dict[tuple[str, int], str | None]:
         rows = self.query(
@@ -261,14 +258,6 @@ class AirflowCluster:
         if done.returncode != 0:
             raise AssertionError(f"link lookup failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
-
-    def api_server_is_up(self) -> bool:
-        """Whether the Airflow 3 API server answers its health endpoint."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/api/v2/monitor/health", timeout=5):
-                return True
-        except OSError:
-            return False
 
 
 @contextlib.contextmanager

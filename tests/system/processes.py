@@ -18,7 +18,7 @@ import psutil
 T = TypeVar("T")
 
 TAIL_LINES = 40
-STOP_GRACE_SECONDS = 5.0
+STOP_GRACE_SECONDS = 3.0
 
 
 def free_port() -> int:
@@ -73,6 +73,15 @@ class Component:
             return [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
+
+    def connected_to(self, port: int) -> bool:
+        """Whether any process of the tree has an open TCP connection to ``port`` on 127.0.0.1."""
+        for process in self._tree():
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                for connection in process.net_connections(kind="tcp"):
+                    if connection.raddr and connection.raddr.ip == "127.0.0.1" and connection.raddr.port == port:
+                        return True
+        return False
 
     def kill(self) -> None:
         """SIGKILL the whole tree at once, as a machine crash would: nothing gets to clean up."""

@@ -63,7 +63,6 @@ def test_post_dbt_dag_runs_deferred_in_the_triggerer_and_ends_right(cluster: Air
     cluster.env["CENSUS_EXAMPLE_SYNC_IDS"] = f"{good},{bad}"
     cluster.start_core()
     cluster.start_triggerer()
-    cluster.wait_until_ready(triggerers=1)
     cluster.trigger_dag(DAG_ID, RUN_ID)
 
     seen = watch_deferral(cluster, {0: good, 1: bad})

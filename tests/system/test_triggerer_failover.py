@@ -8,15 +8,16 @@ import pytest
 
 from airflow_provider_census.testing import RunScript
 from tests.system.cluster import TRIGGERER_HEALTH_CHECK_THRESHOLD, AirflowCluster
+from tests.system.processes import Component
 
 pytestmark = pytest.mark.system
 
 DAG_ID = "census_post_dbt"
 TASK_ID = "census_sync"
 RUN_ID = "system_test_triggerer_failover"
-# The run moves one step per poll, so it stays working however long the takeover takes; the
-# worker's first look plus a couple of polls by each triggerer leave it well short of done.
-WORKING_POLLS = 8
+# The run moves one step per poll, so it stays working however long the takeover takes: the
+# worker's first look and a poll or two by the first triggerer leave the survivor several polls.
+WORKING_POLLS = 6
 TAKEOVER_TIMEOUT_SECONDS = TRIGGERER_HEALTH_CHECK_THRESHOLD + 90
 
 
@@ -25,37 +26,36 @@ def test_a_killed_triggerers_trigger_moves_to_the_other_triggerer(cluster: Airfl
     sync_id = emulator.add_sync(RunScript(outcome="completed", queued_polls=0, working_polls=WORKING_POLLS))
     cluster.env["CENSUS_EXAMPLE_SYNC_IDS"] = str(sync_id)
     cluster.start_core()
-    # One at a time, so that the older triggerer job belongs to the first process.
-    triggerers = [cluster.start_triggerer("triggerer-1")]
-    cluster.wait_until_ready(triggerers=1)
-    triggerers.append(cluster.start_triggerer("triggerer-2"))
-    job_ids = cluster.wait_until_ready(triggerers=2)
+    triggerers = [cluster.start_triggerer("triggerer-1"), cluster.start_triggerer("triggerer-2")]
+    job_ids = cluster.wait_for_triggerers(2)
     cluster.trigger_dag(DAG_ID, RUN_ID)
 
-    def polled_run() -> dict[str, object] | None:
-        """The sync's run, once the triggerer that holds its trigger has polled it at least once."""
+    def polling_triggerer() -> Component | None:
+        """The one triggerer polling the run: its trigger is assigned, has polled, and holds a connection."""
         runs = emulator.runs_of(sync_id)
         if not runs or cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, 0) is None:
             return None
-        polls = emulator.requests_for("GET", f"/api/v1/sync_runs/{runs[0]['id']}")
-        return runs[0] if len(polls) >= 2 else None  # the worker's own look, then the trigger's
+        if len(emulator.requests_for("GET", f"/api/v1/sync_runs/{runs[0]['id']}")) < 2:
+            return None  # only the worker's own first look so far
+        holders = [triggerer for triggerer in triggerers if triggerer.connected_to(emulator.port)]
+        return holders[0] if len(holders) == 1 else None
 
-    run = cluster.wait("the deferred task's trigger to poll its run", polled_run, timeout=180)
-    holder = cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, 0)
-    assert holder in job_ids, (holder, job_ids)
-    victim, survivor = (0, 1) if holder == job_ids[0] else (1, 0)
-    triggerers[victim].kill()
-    cluster.components.remove(triggerers[victim])  # dead on purpose: waits must not fail on it
+    victim = cluster.wait("one triggerer to poll the deferred task's run", polling_triggerer, timeout=180)
+    (run,) = emulator.runs_of(sync_id)
+    victim_job = cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, 0)
+    (survivor_job,) = set(job_ids) - {victim_job}
+    victim.kill()
+    cluster.components.remove(victim)  # dead on purpose: waits must not fail because of it
 
     cluster.wait(
-        f"triggerer job {job_ids[survivor]} to take the trigger over from killed job {job_ids[victim]}",
-        lambda: cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, 0) == job_ids[survivor],
+        f"triggerer job {survivor_job} to take the trigger over from killed job {victim_job}",
+        lambda: cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, 0) == survivor_job,
         timeout=TAKEOVER_TIMEOUT_SECONDS,
     )
     status_at_takeover = emulator.run(int(run["id"]))["status"]
 
     final = cluster.wait_for_dag_run_end(DAG_ID, RUN_ID)
-    explain = f"{cluster.explain()}\n----- {triggerers[victim].describe()}"
+    explain = f"{cluster.explain()}\n{victim.describe()}"
     assert status_at_takeover == "working", explain
     assert final == "success", explain
     assert cluster.task_states(DAG_ID, RUN_ID)[(TASK_ID, 0)] == "success", explain

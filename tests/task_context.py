@@ -27,7 +27,8 @@ def context_for(ti: FakeTaskInstance | None = None) -> dict[str, Any]:
     return {"ti": ti or FakeTaskInstance()}
 
 
-async def _first_event(trigger: Any) -> Any:
+async def only_event(trigger: Any) -> Any:
+    """The payload of the one event a trigger yields; fails if it yields none or several."""
     events = [event async for event in trigger.run()]
     assert len(events) == 1, events
     return events[0].payload
@@ -44,7 +45,7 @@ def run_deferred(task: Any, context: dict[str, Any]) -> Any:
 def resume(task: Any, context: dict[str, Any], deferred: TaskDeferred) -> Any:
     assert deferred.timeout is None, "tasks defer without a timeout and let the trigger decide"
     while True:
-        event = asyncio.run(_first_event(deferred.trigger))
+        event = asyncio.run(only_event(deferred.trigger))
         try:
             return getattr(task, deferred.method_name)(context, event)
         except TaskDeferred as again:

@@ -37,6 +37,9 @@ EVENT_STATUSES = ("finished", "timeout", "error")
 PROGRESS_HEARTBEAT_SECONDS = 300.0
 ONE_TRY = RetryPolicy(max_attempts=1)
 """Each poll is one request: a failed poll is simply tried again at the next interval."""
+CANCEL_RETRIES = RetryPolicy(max_attempts=4, budget_seconds=5.0, initial_wait=0.25, max_wait=2.0, max_retry_after=2.0)
+"""A cancel is the trigger's last word and safe to repeat: a passing fault must not leave the run going.
+The few seconds of retries stay inside Airflow's ``on_kill`` timeout and the execution_timeout margin."""
 
 
 @dataclass(frozen=True)
@@ -160,10 +163,14 @@ class CensusSyncRunTrigger(BaseTrigger):
         """Cancel the run when a user kills or clears the deferred task (Airflow 3.3+)."""
         if not self.cancel_on_kill:
             return
-        hook = self._make_hook()
+        await self.cancel_run()
+        self.log.info("Canceled Census sync run %s because its task was killed", self.sync_run_id)
+
+    async def cancel_run(self) -> None:
+        """Cancel the run, retrying passing faults (unlike polls, a cancel has no next interval)."""
+        hook = CensusHook(self.census_conn_id, retry_policy=CANCEL_RETRIES)
         try:
             await hook.acancel_sync_run(self.sync_run_id)
-            self.log.info("Canceled Census sync run %s because its task was killed", self.sync_run_id)
         finally:
             await hook.aclose()
 
@@ -273,7 +280,7 @@ class _RunWatch:
     async def _cancel_at_deadline(self) -> RunEvent:
         run_id = self.trigger.sync_run_id
         try:
-            await self.hook.acancel_sync_run(run_id)
+            await self.trigger.cancel_run()
         except CensusError as exc:
             return self._event(
                 "timeout", f"The task's execution_timeout passed; canceling Census sync run {run_id} failed: {exc}"

@@ -1,0 +1,470 @@
+"""CensusSyncRunTrigger on its own: every way a wait ends, fault tolerance, serialization, kill, logs, pooling.
+
+Each trigger polls a run on the bundled emulator over real HTTP; what the trigger did is read
+back from the emulator (its request log and its runs), never guessed from wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_census.api import async_pool
+from airflow_provider_census.api.errors import CensusError, CensusRunUnknownStateError
+from airflow_provider_census.outcomes import RunExpectations, read_finished_run
+from airflow_provider_census.testing import CensusEmulator, RunScript
+from airflow_provider_census.triggers import sync_run as trigger_module
+from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger, RunEvent
+from tests.task_context import only_event
+
+QUICK_POLL = 0.01
+HANG_GUARD_SECONDS = 30.0
+TEST_FERNET_KEY = "SByVT90Clqj3kFEsGFWjiGoH2ZemOKMUMO_YAdRSng0="  # a key made for this test, protects nothing
+
+
+def make_trigger(sync_run_id: int, **kwargs: Any) -> CensusSyncRunTrigger:
+    """A quickly polling trigger; its wait deadline turns a trigger that never ends into a failing test."""
+    kwargs.setdefault("poll_interval", QUICK_POLL)
+    kwargs.setdefault("wait_deadline", time.time() + HANG_GUARD_SECONDS)
+    return CensusSyncRunTrigger(sync_run_id, **kwargs)
+
+
+def run_path(run_id: int) -> str:
+    return f"/api/v1/sync_runs/{run_id}"
+
+
+def started_run(emulator: CensusEmulator, script: RunScript) -> int:
+    """A new run of a new sync that follows ``script``."""
+    return emulator.trigger(emulator.add_sync(script))
+
+
+def polls_of(emulator: CensusEmulator, run_id: int) -> list[Any]:
+    return emulator.requests_for("GET", run_path(run_id))
+
+
+def cancel_requests(emulator: CensusEmulator, run_id: int) -> list[Any]:
+    return emulator.requests_for("POST", run_path(run_id) + "/cancel")
+
+
+async def wait_until(condition: Callable[[], bool], give_up_after: float = 10.0) -> None:
+    """Yield to the loop until ``condition`` holds; a safety net, not a timing assertion."""
+    give_up_at = time.monotonic() + give_up_after
+    while not condition():
+        if time.monotonic() > give_up_at:
+            raise AssertionError("the condition never came true")
+        await asyncio.sleep(QUICK_POLL)
+
+
+class LineLog:
+    """A logger stand-in for ``watch()`` that keeps every line, rendered, with its level."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def _keep(self, level: str, message: str, *args: Any) -> None:
+        self.lines.append((level, message % args if args else message))
+
+    def debug(self, message: str, *args: Any) -> None:
+        self._keep("debug", message, *args)
+
+    def info(self, message: str, *args: Any) -> None:
+        self._keep("info", message, *args)
+
+    def warning(self, message: str, *args: Any) -> None:
+        self._keep("warning", message, *args)
+
+    def error(self, message: str, *args: Any) -> None:
+        self._keep("error", message, *args)
+
+    def at(self, level: str) -> list[str]:
+        return [line for line_level, line in self.lines if line_level == level]
+
+
+# -- every way a run ends ----------------------------------------------------------------
+
+
+async def test_completed_run_is_one_finished_event_with_its_counts(census_conn: CensusEmulator) -> None:
+    script = RunScript(
+        records_processed=9, records_updated=6, records_failed=2, records_invalid=1, source_record_count=11
+    )
+    run_id = started_run(census_conn, script)
+    event = await only_event(make_trigger(run_id))
+    assert (event["status"], event["sync_run_id"], event["canceled_run"]) == ("finished", run_id, False)
+    summary = event["summary"]
+    assert (summary["status"], summary["outcome"]) == ("completed", "succeeded")
+    counts = {key: summary[key] for key in ("records_processed", "records_updated", "records_failed")}
+    assert counts == {"records_processed": 9, "records_updated": 6, "records_failed": 2}
+    assert (summary["records_invalid"], summary["source_record_count"]) == (1, 11)
+    assert RunEvent.from_dict(json.loads(json.dumps(event))).to_dict() == event
+
+
+async def test_failed_run_carries_census_error_in_the_summary(census_conn: CensusEmulator) -> None:
+    script = RunScript(outcome="failed", error_code="E_DEST", error_message="Destination refused", error_detail="403")
+    run_id = started_run(census_conn, script)
+    event = await only_event(make_trigger(run_id))
+    assert event["status"] == "finished"
+    summary = event["summary"]
+    assert summary["outcome"] == "failed"
+    assert (summary["error_code"], summary["error_message"], summary["error_detail"]) == (
+        "E_DEST",
+        "Destination refused",
+        "403",
+    )
+
+
+async def test_skipped_run_is_reported_as_skipped(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="skipped"))
+    event = await only_event(make_trigger(run_id))
+    assert (event["status"], event["summary"]["status"], event["summary"]["outcome"]) == (
+        "finished",
+        "skipped",
+        "skipped",
+    )
+    assert len(polls_of(census_conn, run_id)) == 1
+
+
+async def test_run_canceled_in_census_is_canceled_whatever_its_status(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="canceled", cancel_status="failed"))
+    event = await only_event(make_trigger(run_id))
+    summary = event["summary"]
+    assert (summary["status"], summary["canceled"], summary["outcome"]) == ("failed", True, "canceled")
+    assert event["canceled_run"] is False, "the trigger did not cancel it; someone in Census did"
+    assert cancel_requests(census_conn, run_id) == []
+
+
+async def test_retired_state_name_is_waited_through(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="retired", status_name="preparing", working_polls=3))
+    trigger, log = make_trigger(run_id), LineLog()
+    event = await trigger.watch(log)
+    assert (event.status, event.summary and event.summary["outcome"]) == ("finished", "succeeded")
+    assert len(polls_of(census_conn, run_id)) == 1 + 3 + 1
+    retired_notes = [line for line in log.at("info") if "retired state 'preparing'" in line]
+    # One note with each progress line in that state (before and after Census names a step), not per poll.
+    assert len(retired_notes) == 2, log.lines
+
+
+async def test_retired_state_through_run_yields_one_finished_event(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="retired", status_name="new"))
+    event = await only_event(make_trigger(run_id))
+    assert (event["status"], event["summary"]["outcome"]) == ("finished", "succeeded")
+
+
+async def test_unknown_state_ends_after_its_timeout_and_never_counts_as_success(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="unknown", status_name="exploded", working_polls=0))
+    event = await only_event(make_trigger(run_id, unknown_state_timeout=0.2))
+    ended = time.monotonic()  # the emulator's request log uses the same clock
+    assert event["status"] == "finished"
+    assert (event["summary"]["status"], event["summary"]["outcome"]) == ("exploded", "unknown")
+    assert "unknown state 'exploded'" in event["message"]
+    first_unknown = polls_of(census_conn, run_id)[1]  # the first poll shows it queued, every later one "exploded"
+    assert ended - first_unknown.finished_at >= 0.2
+    with pytest.raises(CensusRunUnknownStateError):
+        read_finished_run(event["summary"], RunExpectations())
+
+
+async def test_wait_deadline_stops_waiting_and_leaves_the_run_going(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    wait_deadline = time.time() + 0.2
+    event = await only_event(make_trigger(run_id, wait_deadline=wait_deadline))
+    assert (event["status"], event["canceled_run"], event["wait_deadline"]) == ("timeout", False, wait_deadline)
+    assert event["summary"]["status"] == "working"
+    assert "still going" in event["message"]
+    assert cancel_requests(census_conn, run_id) == []
+    assert census_conn.run(run_id)["canceled"] is False
+
+
+async def test_cancel_deadline_cancels_the_run_in_census(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    cancel_deadline = time.time() + 0.2
+    event = await only_event(make_trigger(run_id, cancel_deadline=cancel_deadline))
+    assert (event["status"], event["canceled_run"], event["cancel_deadline"]) == ("timeout", True, cancel_deadline)
+    assert "was canceled" in event["message"]
+    assert len(cancel_requests(census_conn, run_id)) == 1
+    assert census_conn.run(run_id)["canceled"] is True
+
+
+@pytest.mark.parametrize("kind", ["503", "drop"])
+async def test_a_passing_fault_does_not_lose_the_cancel_at_the_deadline(census_conn: CensusEmulator, kind: str) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    census_conn.fail_next(kind, count=1, method="POST", path_prefix=run_path(run_id) + "/cancel")
+    event = await only_event(make_trigger(run_id, cancel_deadline=time.time() + 0.1))
+    assert (event["status"], event["canceled_run"]) == ("timeout", True), event["message"]
+    assert [request.fault for request in cancel_requests(census_conn, run_id)] == [kind, None]
+    assert census_conn.run(run_id)["canceled"] is True
+
+
+async def test_a_cancel_census_refuses_is_reported_and_not_repeated(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    census_conn.fail_next("403", count=5, method="POST", path_prefix=run_path(run_id) + "/cancel")
+    event = await only_event(make_trigger(run_id, cancel_deadline=time.time() + 0.1))
+    assert (event["status"], event["canceled_run"]) == ("timeout", False)
+    assert f"canceling Census sync run {run_id} failed" in event["message"]
+    assert census_conn.token not in event["message"]
+    assert len(cancel_requests(census_conn, run_id)) == 1
+    assert census_conn.run(run_id)["canceled"] is False
+
+
+# -- failures along the way ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["500", "502", "503", "429", "html", "cut_json", "drop"])
+async def test_a_few_failed_polls_are_tolerated(census_conn: CensusEmulator, kind: str) -> None:
+    run_id = started_run(census_conn, RunScript(working_polls=1))
+    census_conn.fail_next(kind, count=3, method="GET", path_prefix=run_path(run_id), retry_after=0.01)
+    event = await only_event(make_trigger(run_id, max_poll_failures=4))
+    assert (event["status"], event["summary"]["outcome"]) == ("finished", "succeeded")
+    faults = [request.fault for request in polls_of(census_conn, run_id)]
+    assert faults[:3] == [kind] * 3
+    assert set(faults[3:]) == {None}
+
+
+@pytest.mark.parametrize(("kind", "named_in_message"), [("503", "503"), ("cut_json", "JSON"), ("429", "429")])
+async def test_too_many_failed_polls_in_a_row_end_with_one_error_event(
+    census_conn: CensusEmulator, kind: str, named_in_message: str
+) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    census_conn.fail_next(kind, count=50, method="GET", path_prefix=run_path(run_id), retry_after=0.01)
+    event = await only_event(make_trigger(run_id, max_poll_failures=3))
+    assert event["status"] == "error"
+    assert "failed 3 times in a row" in event["message"]
+    assert named_in_message in event["message"]
+    assert census_conn.token not in event["message"]
+    assert len(polls_of(census_conn, run_id)) == 3
+
+
+async def test_failures_must_be_in_a_row_to_count(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(queued_polls=2, working_polls=20))
+    path = run_path(run_id)
+    census_conn.fail_next("500", count=2, method="GET", path_prefix=path)
+    trigger = make_trigger(run_id, max_poll_failures=3)
+    watching = asyncio.create_task(trigger.watch(LineLog()))
+    await wait_until(lambda: len(polls_of(census_conn, run_id)) >= 3)
+    census_conn.fail_next("500", count=2, method="GET", path_prefix=path)
+    event = await watching
+    assert (event.status, event.summary and event.summary["outcome"]) == ("finished", "succeeded")
+    assert [request.fault for request in polls_of(census_conn, run_id)].count("500") == 4
+
+
+async def test_a_run_census_does_not_know_ends_at_once(census_conn: CensusEmulator) -> None:
+    missing_run = 987654
+    event = await only_event(make_trigger(missing_run, max_poll_failures=5))
+    assert event["status"] == "error"
+    assert f"Polling Census sync run {missing_run} failed" in event["message"]
+    assert "404" in event["message"]
+    assert event["summary"] is None
+    assert len(polls_of(census_conn, missing_run)) == 1
+
+
+async def test_retry_after_of_a_429_delays_the_next_poll(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(working_polls=2))
+    census_conn.fail_next("429", count=1, method="GET", path_prefix=run_path(run_id), retry_after=0.3)
+    event = await only_event(make_trigger(run_id))
+    assert event["status"] == "finished"
+    limited, after, *rest = polls_of(census_conn, run_id)
+    assert (limited.status, after.status) == (429, 200)
+    assert after.started_at - limited.finished_at >= 0.3
+    assert rest, "the run needed more polls after the 429"
+
+
+# -- the event schema ---------------------------------------------------------------------
+
+
+def good_event(**changes: Any) -> dict[str, Any]:
+    summary = {"sync_id": 1, "sync_run_id": 7, "status": "completed", "outcome": "succeeded"}
+    event = RunEvent("finished", 7, summary, "done", wait_deadline=10.5, cancel_deadline=20.0).to_dict()
+    event.update(changes)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("event", "problem"),
+    [
+        ("finished", "expected a mapping, got str"),
+        (None, "expected a mapping, got NoneType"),
+        (good_event(schema_version=2), "schema_version 2, expected 1"),
+        ({k: v for k, v in good_event().items() if k != "schema_version"}, "schema_version None, expected 1"),
+        (good_event(status="done"), "unknown status 'done'"),
+        (good_event(sync_run_id=True), "no integer sync_run_id"),
+        (good_event(sync_run_id="7"), "no integer sync_run_id"),
+        (good_event(summary=None), "a finished run without its summary"),
+        (good_event(summary={"status": "completed"}), "a finished run without its summary"),
+    ],
+    ids=["str", "none", "v2", "no-version", "status", "bool-id", "str-id", "no-summary", "summary-no-outcome"],
+)
+def test_unreadable_event_raises_a_clear_census_error(event: object, problem: str) -> None:
+    with pytest.raises(CensusError) as info:
+        RunEvent.from_dict(event)
+    message = str(info.value)
+    assert f"cannot be read ({problem})" in message
+    assert "outcome is unknown" in message
+
+
+def test_good_event_round_trips_through_json() -> None:
+    original = RunEvent.from_dict(good_event())
+    assert RunEvent.from_dict(json.loads(json.dumps(original.to_dict()))) == original
+    timeout = RunEvent("timeout", 7, None, "too slow", canceled_run=True)
+    assert RunEvent.from_dict(timeout.to_dict()) == timeout
+
+
+# -- serialization --------------------------------------------------------------------------
+
+
+def full_trigger() -> CensusSyncRunTrigger:
+    return CensusSyncRunTrigger(
+        42,
+        census_conn_id="census_eu",
+        poll_interval=2.5,
+        wait_deadline=1_800_000_000.25,
+        cancel_deadline=1_800_000_100.5,
+        max_poll_failures=7,
+        unknown_state_timeout=90,
+        cancel_on_kill=False,
+        started_at=1_799_999_000.75,
+    )
+
+
+def from_classpath(classpath: str, kwargs: dict[str, Any]) -> CensusSyncRunTrigger:
+    """Re-create a trigger the way a triggerer does: import the class by path, call it with the kwargs."""
+    module_name, _, class_name = classpath.rpartition(".")
+    trigger = getattr(importlib.import_module(module_name), class_name)(**kwargs)
+    assert isinstance(trigger, CensusSyncRunTrigger)
+    return trigger
+
+
+def test_serialized_kwargs_are_json_primitives_and_rebuild_the_same_trigger() -> None:
+    classpath, kwargs = full_trigger().serialize()
+    assert classpath == "airflow_provider_census.triggers.sync_run.CensusSyncRunTrigger"
+    assert all(value is None or type(value) in (str, int, float, bool) for value in kwargs.values()), kwargs
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert from_classpath(classpath, kwargs).serialize() == (classpath, kwargs)
+
+
+@pytest.fixture
+def encrypting_fernet(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make Airflow encrypt trigger kwargs with a real key, as a deployment with a fernet key does."""
+    from airflow.models import crypto
+
+    def forget_fernet() -> None:
+        # Airflow 3 caches the key with functools.cache, Airflow 2 in a module global.
+        if hasattr(crypto.get_fernet, "cache_clear"):
+            crypto.get_fernet.cache_clear()
+        else:
+            monkeypatch.setattr(crypto, "_fernet", None)
+
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", TEST_FERNET_KEY)
+    forget_fernet()
+    yield
+    monkeypatch.delenv("AIRFLOW__CORE__FERNET_KEY")
+    forget_fernet()
+
+
+def kwargs_as_the_triggerer_reads_them(row: Any) -> dict[str, Any]:
+    """Decrypt a Trigger row's kwargs; Airflow 3's triggerer also strips serde markers value by value."""
+    kwargs = dict(row.kwargs)
+    try:
+        from airflow.serialization.decoders import smart_decode_trigger_kwargs
+    except ImportError:  # Airflow 2 passes the decrypted kwargs on as they are
+        return kwargs
+    return {key: smart_decode_trigger_kwargs(value) for key, value in kwargs.items()}
+
+
+def test_trigger_survives_airflows_own_trigger_row(encrypting_fernet: None) -> None:
+    from airflow.models.trigger import Trigger
+
+    trigger = full_trigger()
+    row = Trigger.from_object(trigger)
+    assert row.classpath == trigger.serialize()[0]
+    assert "census_eu" not in row.encrypted_kwargs, "the kwargs are stored encrypted"
+    rebuilt = from_classpath(row.classpath, kwargs_as_the_triggerer_reads_them(row))
+    assert rebuilt.serialize() == trigger.serialize()
+
+
+# -- on_kill --------------------------------------------------------------------------------
+
+
+async def killed_while_waiting(emulator: CensusEmulator, trigger: CensusSyncRunTrigger) -> None:
+    """Stop a trigger mid-wait as a triggerer does (cancel its task), then call its on_kill."""
+    waiting = asyncio.create_task(only_event(trigger))
+    await wait_until(lambda: len(polls_of(emulator, trigger.sync_run_id)) >= 2)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await trigger.on_kill()
+
+
+async def test_on_kill_cancels_the_run_when_asked_to(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    await killed_while_waiting(census_conn, make_trigger(run_id, cancel_on_kill=True))
+    assert len(cancel_requests(census_conn, run_id)) == 1
+    assert census_conn.run(run_id)["canceled"] is True
+    assert async_pool.open_clients() == 0
+
+
+async def test_on_kill_cancels_despite_a_passing_fault(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    census_conn.fail_next("503", count=1, method="POST", path_prefix=run_path(run_id) + "/cancel")
+    await killed_while_waiting(census_conn, make_trigger(run_id, cancel_on_kill=True))
+    assert [request.fault for request in cancel_requests(census_conn, run_id)] == ["503", None]
+    assert census_conn.run(run_id)["canceled"] is True
+
+
+async def test_on_kill_leaves_the_run_alone_when_told_to(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    await killed_while_waiting(census_conn, make_trigger(run_id, cancel_on_kill=False))
+    assert cancel_requests(census_conn, run_id) == []
+    assert census_conn.run(run_id)["canceled"] is False
+    assert async_pool.open_clients() == 0
+
+
+# -- progress logging -----------------------------------------------------------------------
+
+
+async def test_progress_is_logged_once_per_change_not_once_per_poll(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript(queued_polls=5, working_polls=10))
+    log = LineLog()
+    event = await make_trigger(run_id).watch(log)
+    assert event.status == "finished"
+    assert len(polls_of(census_conn, run_id)) == 5 + 10 + 1
+    progress = log.at("info")
+    assert len(progress) == 3, progress  # queued, working (its step), completed (its records)
+    assert [": queued," in progress[0], "working (Running sync)" in progress[1]] == [True, True]
+    assert "completed, records processed: 100" in progress[2]
+    assert "still waiting" not in progress[2]
+
+
+async def test_an_unchanged_run_still_gets_a_heartbeat_line(
+    census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trigger_module, "PROGRESS_HEARTBEAT_SECONDS", 0.0)
+    run_id = started_run(census_conn, RunScript(queued_polls=2, working_polls=4))
+    log = LineLog()
+    await make_trigger(run_id).watch(log)
+    assert len(log.at("info")) == len(polls_of(census_conn, run_id)) == 2 + 4 + 1
+
+
+# -- the shared client ------------------------------------------------------------------------
+
+
+async def test_run_gives_its_pooled_client_back(census_conn: CensusEmulator) -> None:
+    run_id = started_run(census_conn, RunScript())
+    assert async_pool.open_clients() == 0
+    await only_event(make_trigger(run_id))
+    assert async_pool.open_clients() == 0
+
+
+async def test_triggers_in_one_loop_share_one_client(census_conn: CensusEmulator) -> None:
+    run_ids = [started_run(census_conn, RunScript(outcome="never")) for _ in range(5)]
+    waits = [asyncio.create_task(only_event(make_trigger(run_id))) for run_id in run_ids]
+    await wait_until(lambda: all(len(polls_of(census_conn, run_id)) >= 2 for run_id in run_ids))
+    assert async_pool.open_clients() == 1
+    for run_id in run_ids:
+        census_conn.workspace.cancel_run(run_id)
+    events = await asyncio.gather(*waits)
+    assert [event["summary"]["outcome"] for event in events] == ["canceled"] * len(run_ids)
+    assert async_pool.open_clients() == 0

@@ -21,9 +21,9 @@ TEMPLATE_DATABASE = "airflow_template"
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server on 127.0.0.1 for this session, stopped and deleted at its end."""
-    server = PostgresServer().start()
+    server = PostgresServer()
     try:
-        yield server
+        yield server.start()
     finally:
         server.stop()
 

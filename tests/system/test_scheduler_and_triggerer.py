@@ -6,12 +6,10 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_census.testing import RunScript
-from tests.system.cluster import AirflowCluster
+from tests.system.cluster import POST_DBT_DAG, SYNC_TASK, AirflowCluster
 
 pytestmark = pytest.mark.system
 
-DAG_ID = "census_post_dbt"
-TASK_ID = "census_sync"
 RUN_ID = "system_test_post_dbt"
 ERROR_CODE = "JSON_ARRAY_ERROR"
 ERROR_MESSAGE = "Users is not a JSON array"
@@ -31,18 +29,18 @@ def watch_deferral(cluster: AirflowCluster, syncs: dict[int, int]) -> dict[int, 
     seen: dict[int, set[str]] = {map_index: set() for map_index in syncs}
 
     def sample() -> bool:
-        states = cluster.task_states(DAG_ID, RUN_ID)
+        states = cluster.task_states(POST_DBT_DAG, RUN_ID)
         triggerers = cluster.running_triggerer_ids()
         for map_index, sync_id in syncs.items():
-            if states.get((TASK_ID, map_index)) != "deferred":
+            if states.get((SYNC_TASK, map_index)) != "deferred":
                 continue
-            triggerer = cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, map_index)
+            triggerer = cluster.triggerer_of(POST_DBT_DAG, RUN_ID, SYNC_TASK, map_index)
             runs = cluster.emulator.runs_of(sync_id)
             if runs and runs[0]["status"] == "working":
                 seen[map_index].add("deferred+working")
                 if triggerer in triggerers:
                     seen[map_index].add("assigned")
-        return cluster.dag_run_state(DAG_ID, RUN_ID) in ("success", "failed")
+        return cluster.dag_run_state(POST_DBT_DAG, RUN_ID) in ("success", "failed")
 
     cluster.wait("the DAG run to end while watching its deferred tasks", sample, interval=0.2)
     return seen
@@ -60,26 +58,26 @@ def test_post_dbt_dag_runs_deferred_in_the_triggerer_and_ends_right(cluster: Air
             error_message=ERROR_MESSAGE,
         )
     )
-    cluster.env["CENSUS_EXAMPLE_SYNC_IDS"] = f"{good},{bad}"
+    cluster.use_syncs(good, bad)
     cluster.start_core()
     cluster.start_triggerer()
-    cluster.trigger_dag(DAG_ID, RUN_ID)
+    cluster.trigger_dag(POST_DBT_DAG, RUN_ID)
 
     seen = watch_deferral(cluster, {0: good, 1: bad})
 
     explain = f"seen: {seen}\n{cluster.explain()}"
     assert seen == {0: {"deferred+working", "assigned"}, 1: {"deferred+working", "assigned"}}, explain
-    assert cluster.task_states(DAG_ID, RUN_ID) == {
+    assert cluster.task_states(POST_DBT_DAG, RUN_ID) == {
         ("dbt_build", -1): "success",
-        (TASK_ID, 0): "success",
-        (TASK_ID, 1): "failed",
+        (SYNC_TASK, 0): "success",
+        (SYNC_TASK, 1): "failed",
     }, explain
-    assert cluster.dag_run_state(DAG_ID, RUN_ID) == "failed"
-    failed_log = cluster.task_log(DAG_ID, RUN_ID, TASK_ID, 1)
+    assert cluster.dag_run_state(POST_DBT_DAG, RUN_ID) == "failed"
+    failed_log = cluster.task_log(POST_DBT_DAG, RUN_ID, SYNC_TASK, 1)
     assert ERROR_CODE in failed_log, failed_log[-3000:]
     assert ERROR_MESSAGE in failed_log, failed_log[-3000:]
     for map_index, sync_id in ((0, good), (1, bad)):
         (run,) = emulator.runs_of(sync_id)
-        link = cluster.extra_link(DAG_ID, RUN_ID, TASK_ID, map_index)
+        link = cluster.extra_link(POST_DBT_DAG, RUN_ID, SYNC_TASK, map_index)
         assert link is not None and link.endswith(f"/syncs/{sync_id}/history?sync_run_id={run['id']}"), link
         assert len(emulator.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1

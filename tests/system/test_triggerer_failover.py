@@ -7,13 +7,11 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_census.testing import RunScript
-from tests.system.cluster import TRIGGERER_HEALTH_CHECK_THRESHOLD, AirflowCluster
+from tests.system.cluster import POST_DBT_DAG, SYNC_TASK, TRIGGERER_HEALTH_CHECK_THRESHOLD, AirflowCluster
 from tests.system.processes import Component
 
 pytestmark = pytest.mark.system
 
-DAG_ID = "census_post_dbt"
-TASK_ID = "census_sync"
 RUN_ID = "system_test_triggerer_failover"
 # The run moves one step per poll, so it stays working however long the takeover takes: the
 # worker's first look and a poll or two by the first triggerer leave the survivor several polls.
@@ -24,16 +22,16 @@ TAKEOVER_TIMEOUT_SECONDS = TRIGGERER_HEALTH_CHECK_THRESHOLD + 90
 def test_a_killed_triggerers_trigger_moves_to_the_other_triggerer(cluster: AirflowCluster) -> None:
     emulator = cluster.emulator
     sync_id = emulator.add_sync(RunScript(outcome="completed", queued_polls=0, working_polls=WORKING_POLLS))
-    cluster.env["CENSUS_EXAMPLE_SYNC_IDS"] = str(sync_id)
+    cluster.use_syncs(sync_id)
     cluster.start_core()
     triggerers = [cluster.start_triggerer("triggerer-1"), cluster.start_triggerer("triggerer-2")]
     job_ids = cluster.wait_for_triggerers(2)
-    cluster.trigger_dag(DAG_ID, RUN_ID)
+    cluster.trigger_dag(POST_DBT_DAG, RUN_ID)
 
     def polling_triggerer() -> Component | None:
         """The one triggerer polling the run: its trigger is assigned, has polled, and holds a connection."""
         runs = emulator.runs_of(sync_id)
-        if not runs or cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, 0) is None:
+        if not runs or cluster.triggerer_of(POST_DBT_DAG, RUN_ID, SYNC_TASK, 0) is None:
             return None
         if len(emulator.requests_for("GET", f"/api/v1/sync_runs/{runs[0]['id']}")) < 2:
             return None  # only the worker's own first look so far
@@ -42,23 +40,23 @@ def test_a_killed_triggerers_trigger_moves_to_the_other_triggerer(cluster: Airfl
 
     victim = cluster.wait("one triggerer to poll the deferred task's run", polling_triggerer, timeout=180)
     (run,) = emulator.runs_of(sync_id)
-    victim_job = cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, 0)
+    victim_job = cluster.triggerer_of(POST_DBT_DAG, RUN_ID, SYNC_TASK, 0)
     (survivor_job,) = set(job_ids) - {victim_job}
     victim.kill()
     cluster.components.remove(victim)  # dead on purpose: waits must not fail because of it
 
     cluster.wait(
         f"triggerer job {survivor_job} to take the trigger over from killed job {victim_job}",
-        lambda: cluster.triggerer_of(DAG_ID, RUN_ID, TASK_ID, 0) == survivor_job,
+        lambda: cluster.triggerer_of(POST_DBT_DAG, RUN_ID, SYNC_TASK, 0) == survivor_job,
         timeout=TAKEOVER_TIMEOUT_SECONDS,
     )
     status_at_takeover = emulator.run(int(run["id"]))["status"]
 
-    final = cluster.wait_for_dag_run_end(DAG_ID, RUN_ID)
+    final = cluster.wait_for_dag_run_end(POST_DBT_DAG, RUN_ID)
     explain = f"{cluster.explain()}\n{victim.describe()}"
     assert status_at_takeover == "working", explain
     assert final == "success", explain
-    assert cluster.task_states(DAG_ID, RUN_ID)[(TASK_ID, 0)] == "success", explain
+    assert cluster.task_states(POST_DBT_DAG, RUN_ID)[(SYNC_TASK, 0)] == "success", explain
     assert len(emulator.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1
     (only_run,) = emulator.runs_of(sync_id)
     assert (only_run["id"], only_run["status"]) == (run["id"], "completed")

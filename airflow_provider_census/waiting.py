@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.api.endpoints import sync_run_app_url
-from airflow_provider_census.api.errors import CensusError, CensusInputError
+from airflow_provider_census.api.errors import CensusApiError, CensusError, CensusInputError
 from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import is_transient
 from airflow_provider_census.api.states import RunOutcome
@@ -125,7 +125,18 @@ class SyncRunWaiter:
             if not is_transient(exc):
                 raise
             self.log.warning("Could not read Census sync run %s yet (%s); waiting for it anyway", sync_run_id, exc)
+            self.wait_out_rate_limit(exc)
             return None
+
+    def wait_out_rate_limit(self, exc: CensusError) -> None:
+        """Sleep the ``Retry-After`` of a rate limit that ended the first look, capped as between retries.
+
+        The wait that follows polls at once (or within one poll interval when deferred), which
+        would be sooner than Census asked for.
+        """
+        retry_after = exc.retry_after if isinstance(exc, CensusApiError) else None
+        if retry_after:
+            time.sleep(min(retry_after, self.hook.retry_policy.max_retry_after))
 
     def trigger(self, sync_run_id: int, deadlines: Deadlines) -> CensusSyncRunTrigger:
         from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger

@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 KINDS = ("ours", "official", "floor")
 LATENCY = 0.3
 SAMPLE_EVERY = 0.2  # seconds between socket samples; every request lasts at least LATENCY
+CREATE_SECONDS = 0.0015  # a generous guess of the time the emulator takes to script and start one run
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,10 @@ class ConnectionCounter(threading.Thread):
             self.peak[pid] = max(self.peak[pid], count)
         self.samples += 1
 
+    def counts(self, pid: int) -> tuple[int, int]:
+        """Connections a worker opened in all, and the most it held open at once."""
+        return len(self.ports[pid]), self.peak[pid]
+
     def stop(self) -> None:
         self._finished.set()
         self.join()
@@ -206,17 +211,22 @@ def run_populations(
     counter.start()
     results: dict[str, dict[str, Any]] = {}
     ends: dict[str, dict[int, float]] = {}
+    starts: dict[str, float] = {}
     groups = [[w] for w in workers] if serial else [workers]
     for group in groups:
-        lead = 2.0 + 0.004 * scenario.triggers * len(group)  # time to create the runs before the start
+        # Runs end at fixed offsets from a planned start, leaving time to create them all first.
+        planned_start = time.time() + 1.0 + CREATE_SECONDS * scenario.triggers * len(group)
         for worker in group:
-            ends[worker.kind] = dict(emulator.start_run(lead + offset) for offset in scenario.end_offsets())
-        start_at = time.time() + 0.5
+            ends[worker.kind] = dict(
+                emulator.start_run(planned_start + offset - time.time()) for offset in scenario.end_offsets()
+            )
+        start_at = max(planned_start, time.time() + 0.2)
         for worker in group:
+            starts[worker.kind] = start_at
             runs = list(ends[worker.kind])
             worker.send({"runs": runs, "start_at": start_at, "rss_at": start_at + scenario.rss_after})
         for worker in group:
-            results[worker.kind] = worker.receive()
+            results[worker.kind] = worker.receive() | {"start_at": starts[worker.kind]}
             worker.process.wait(timeout=30)
     counter.stop()
     return results, ends, counter
@@ -244,7 +254,7 @@ def figures(
     result: dict[str, Any],
     ends: dict[int, float],
     gets: dict[int, list[float]],
-    connections: int,
+    connections: tuple[int, int],
     scenario: Scenario,
 ) -> dict[str, float]:
     """One population's row: lag, memory, CPU, requests and connections."""
@@ -264,7 +274,10 @@ def figures(
         "polls": polls,
         "gets_per_poll": requests / max(1, polls),
         "gets_per_run": requests / n,
-        "connections": connections,
+        "connections": connections[0],
+        "connections_peak": connections[1],
+        "first_end_s": min(ends.values()) - result["start_at"],
+        "last_end_s": max(ends.values()) - result["start_at"],
         "events_ok": sum(1 for _at, ok in result["events"].values() if ok),
         "triggers": n,
         "wall_seconds": result["wall_seconds"],
@@ -300,7 +313,7 @@ def scale_benchmark(
     finally:
         emulator.close()
     return {
-        kind: figures(results[kind], ends[kind], gets, len(counter.ports[results[kind]["pid"]]), scenario)
+        kind: figures(results[kind], ends[kind], gets, counter.counts(results[kind]["pid"]), scenario)
         for kind in results
     }
 
@@ -351,6 +364,7 @@ SCALE_ROWS = [  # key, label, format, target (as text), whether ours meets it
     ("gets_per_poll", "GETs per poll", "{:.3f}", "exactly 1"),
     ("gets_per_run", "GETs per run", "{:.2f}", None),
     ("connections", "TCP connections opened", "{:.0f}", "<= 100 per 1000"),
+    ("connections_peak", "TCP connections open at peak", "{:.0f}", None),
     ("events_ok", "runs reported completed", "{:.0f}", "all"),
 ]
 
@@ -376,7 +390,7 @@ def print_scale(found: dict[str, dict[str, float]], scenario: Scenario, serial: 
     print(
         f"\nTriggerer scale: {scenario.triggers} waits per population in one event loop, poll interval "
         f"{scenario.poll_interval:g} s, {LATENCY * 1000:.0f} ms latency per request, runs ending "
-        f"{scenario.first_end:g}-{scenario.last_end:g} s after the start; populations "
+        f"{ours['first_end_s']:.1f}-{ours['last_end_s']:.1f} s after the start; populations "
         f"{'one after another' if serial else 'side by side'}, each in its own process.\n"
     )
     verdict = verdicts(ours, floor, scenario)

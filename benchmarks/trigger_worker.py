@@ -29,7 +29,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import IO, Any
 
 import psutil
@@ -47,13 +47,13 @@ def connection() -> tuple[str, str]:
     return conn["host"].rstrip("/"), conn["password"]
 
 
-async def first_event(events: AsyncIterator[Any]) -> dict[str, Any]:
+async def first_event(events: AsyncGenerator[Any, None]) -> dict[str, Any]:
     """A trigger's first event, then close its generator, as the triggerer does once it has one."""
     try:
         async for event in events:
             return dict(event.payload)
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
     raise RuntimeError("the trigger ended without an event")
 
 

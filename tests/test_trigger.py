@@ -294,8 +294,22 @@ def good_event(**changes: Any) -> dict[str, Any]:
         (good_event(sync_run_id="7"), "no integer sync_run_id"),
         (good_event(summary=None), "a finished run without its summary"),
         (good_event(summary={"status": "completed"}), "a finished run without its summary"),
+        (good_event(summary={"outcome": "great"}), "unknown outcome 'great'"),
+        (good_event(status="timeout", summary="working"), "a summary that is a str, not a mapping"),
     ],
-    ids=["str", "none", "v2", "no-version", "status", "bool-id", "str-id", "no-summary", "summary-no-outcome"],
+    ids=[
+        "str",
+        "none",
+        "v2",
+        "no-version",
+        "status",
+        "bool-id",
+        "str-id",
+        "no-summary",
+        "summary-no-outcome",
+        "bad-outcome",
+        "str-summary",
+    ],
 )
 def test_unreadable_event_raises_a_clear_census_error(event: object, problem: str) -> None:
     with pytest.raises(CensusError) as info:

@@ -34,6 +34,7 @@ from airflow_provider_census.outcomes import summarize_run
 
 EVENT_SCHEMA_VERSION = 1
 EVENT_STATUSES = ("finished", "timeout", "error")
+_OUTCOME_VALUES = frozenset(outcome.value for outcome in RunOutcome)
 PROGRESS_HEARTBEAT_SECONDS = 300.0
 ONE_TRY = RetryPolicy(max_attempts=1)
 """Each poll is one request: a failed poll is simply tried again at the next interval."""
@@ -92,9 +93,19 @@ def _event_problem(event: object) -> str | None:
         return f"unknown status {event.get('status')!r}"
     if isinstance(event.get("sync_run_id"), bool) or not isinstance(event.get("sync_run_id"), int):
         return "no integer sync_run_id"
-    summary = event.get("summary")
-    if event["status"] == "finished" and not (isinstance(summary, Mapping) and "outcome" in summary):
+    return _summary_problem(event["status"], event.get("summary"))
+
+
+def _summary_problem(status: str, summary: object) -> str | None:
+    """A summary is optional but must be a mapping; a finished run needs one with a known outcome."""
+    if summary is not None and not isinstance(summary, Mapping):
+        return f"a summary that is a {type(summary).__name__}, not a mapping"
+    if status != "finished":
+        return None
+    if summary is None or "outcome" not in summary:
         return "a finished run without its summary"
+    if summary["outcome"] not in _OUTCOME_VALUES:
+        return f"unknown outcome {summary['outcome']!r}"
     return None
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -119,11 +120,18 @@ class CannedCensus:
 
 @dataclass
 class Scene:
-    """What a row may set up: the connection, the emulator's faults, a canned server."""
+    """What a row may set up: the connection, the emulator's faults, canned servers (stopped on exit)."""
 
     emulator: CensusEmulator
     monkeypatch: pytest.MonkeyPatch
+    servers: list[CannedCensus] = field(default_factory=list)
     stack: ExitStack = field(default_factory=ExitStack)
+
+    def __enter__(self) -> Scene:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stack.close()
 
     def connect(self, password: str = TOKEN, **extra: str) -> None:
         """Point ``census_default`` at whatever ``extra`` says (default: the emulator)."""
@@ -133,6 +141,7 @@ class Scene:
 
     def canned(self, answer: Canned) -> CannedCensus:
         server = self.stack.enter_context(CannedCensus(answer))
+        self.servers.append(server)
         self.connect(base_url=server.base_url)
         return server
 
@@ -140,11 +149,20 @@ class Scene:
         """Every request fails with ``kind`` from now on (more than any retry policy tries)."""
         self.emulator.fail_next(kind, 100, **options)
 
+    def received_urls(self) -> list[str]:
+        """Every URL (path and query) that the emulator and the canned servers received."""
+        return urls_received(self.emulator) + [path for server in self.servers for path in server.received]
+
+
+def urls_received(emulator: CensusEmulator) -> list[str]:
+    """Every URL (path and query) the emulator received, as the client sent it."""
+    return [f"{request.path}?{urlencode(request.query)}" for request in emulator.requests]
+
 
 @pytest.fixture
 def scene(census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
-    with ExitStack() as stack:
-        yield Scene(census_conn, monkeypatch, stack)
+    with Scene(census_conn, monkeypatch) as staged:
+        yield staged
 
 
 def quick_hook(conn_id: str = CensusHook.default_conn_name, **kwargs: Any) -> CensusHook:

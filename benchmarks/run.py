@@ -462,7 +462,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--serial", action="store_true", help="run the populations one after another")
     parser.add_argument("--official-python", help="Python of the venv with the published provider")
     parser.add_argument("--airflow2-python", help="Python of the Airflow 2 venv, for its parse cost")
-    parser.add_argument("--parse-runs", type=int, help="fresh interpreters per parse-cost median (default 15)")
+    parser.add_argument(
+        "--parse-runs", type=int, help="fresh interpreters per parse-cost median (default 15; 0 skips it)"
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
         "--profile", type=Path, help="write cProfile stats of each population's measured part into this folder"
@@ -481,8 +483,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "official" not in populations:
         print("\n(no --official-python: the official provider was not measured)")
     lines = {"3": sys.executable, "2": args.airflow2_python}
-    parse = parse_benchmark({k: v for k, v in lines.items() if v}, args.parse_runs or (3 if args.quick else 15))
-    print_parse(parse)
+    parse_runs = args.parse_runs if args.parse_runs is not None else (3 if args.quick else 15)
+    parse = parse_benchmark({k: v for k, v in lines.items() if v}, parse_runs) if parse_runs > 0 else {}
+    if parse:
+        print_parse(parse)
     print(f"\nLoad average after the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"took {time.monotonic() - started:.0f} s.")  # fmt: skip
     if args.json:

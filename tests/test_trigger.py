@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -346,6 +347,8 @@ def from_classpath(classpath: str, kwargs: dict[str, Any]) -> CensusSyncRunTrigg
 def test_serialized_kwargs_are_json_primitives_and_rebuild_the_same_trigger() -> None:
     classpath, kwargs = full_trigger().serialize()
     assert classpath == "airflow_provider_census.triggers.sync_run.CensusSyncRunTrigger"
+    constructor_arguments = set(inspect.signature(CensusSyncRunTrigger).parameters)
+    assert set(kwargs) == constructor_arguments, "every argument must travel to the triggerer"
     assert all(value is None or type(value) in (str, int, float, bool) for value in kwargs.values()), kwargs
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert from_classpath(classpath, kwargs).serialize() == (classpath, kwargs)

@@ -8,6 +8,7 @@ user, with its data directory in a temporary directory that user owns.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import shutil
@@ -19,6 +20,7 @@ from tests.system.processes import free_port, tail
 
 SERVER_USER = "postgres"
 START_TIMEOUT_SECONDS = 60
+INSTALL_LOCK = Path(tempfile.gettempdir()) / "census-provider-postgres-install.lock"
 # Durability is worthless for a database that is deleted after the test; speed is not.
 SERVER_SETTINGS: dict[str, object] = {
     "listen_addresses": "127.0.0.1",
@@ -34,20 +36,32 @@ def server_bin_dir() -> Path:
     """Where ``initdb`` and ``pg_ctl`` live, installing Debian's postgresql first if needed."""
     found = _installed_bin_dir()
     if found is None and os.geteuid() == 0:
-        subprocess.run(["apt-get", "update"], check=True, capture_output=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "postgresql"],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        found = _installed_bin_dir()
+        found = _install_server()
     if found is None:
         raise RuntimeError(
             "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin; "
             "install Debian's `postgresql` package (the tests do it themselves when run as root)"
         )
     return found
+
+
+def _install_server() -> Path | None:
+    """apt-get install postgresql, one test process at a time: both Airflow lines' suites may get
+    here at once, and dpkg allows one install."""
+    with open(INSTALL_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = _installed_bin_dir()
+        if found is not None:
+            return found
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (
+            ["apt-get", "update"],
+            ["apt-get", "install", "-y", "-o", "DPkg::Lock::Timeout=300", "postgresql"],
+        ):
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return _installed_bin_dir()
 
 
 def _installed_bin_dir() -> Path | None:

@@ -100,11 +100,27 @@ class Component:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGTERM)
         _signal_all(tree, signal.SIGTERM)
-        _, alive = psutil.wait_procs(tree, timeout=STOP_GRACE_SECONDS)
-        _signal_all(alive, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=STOP_GRACE_SECONDS)
+        _signal_all(_wait_gone(tree, STOP_GRACE_SECONDS), signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=STOP_GRACE_SECONDS)
+
+
+def _wait_gone(processes: Iterable[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait for processes to end; those still alive after ``timeout``. A zombie counts as ended:
+    it is dead, only not yet reaped by its parent (which may be dying too)."""
+    alive = list(processes)
+    deadline = time.monotonic() + timeout
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [process for process in alive if _is_alive(process)]
+    return alive
+
+
+def _is_alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _signal_all(processes: Iterable[psutil.Process], signum: int) -> None:

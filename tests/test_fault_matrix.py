@@ -62,6 +62,7 @@ FAULT_KINDS = [
     pytest.param(("500", "502", "503"), id="5xx-burst"),
     pytest.param(("html",), id="html-error-page"),
     pytest.param(("cut_json",), id="cut-off-json"),
+    pytest.param(("empty",), id="empty-body"),
     pytest.param(("latency",), id="latency-spike"),
     pytest.param(("drop",), id="dropped-connection"),
     pytest.param(("drop_after",), id="answer-lost-after-acting"),

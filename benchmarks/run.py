@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -264,6 +265,7 @@ def figures(
     polls = sum(p for p, _ in counted)
     requests = sum(g for _, g in counted)
     rss_during = result.get("rss_during")
+    first_polls = [min(gets[run_id]) - result["start_at"] for run_id in ends if gets.get(run_id)]
     return {
         "lag_p50": percentile(lags, 0.50),
         "lag_p99": percentile(lags, 0.99),
@@ -274,6 +276,7 @@ def figures(
         "polls": polls,
         "gets_per_poll": requests / max(1, polls),
         "gets_per_run": requests / n,
+        "first_poll_mean": statistics.fmean(first_polls) if first_polls else float("nan"),
         "connections": connections[0],
         "connections_peak": connections[1],
         "first_end_s": min(ends.values()) - result["start_at"],
@@ -363,6 +366,7 @@ SCALE_ROWS = [  # key, label, format, target (as text), whether ours meets it
     ("cpu_ms_per_poll", "CPU per poll (ms)", "{:.3f}", "<= 1.25x floor"),
     ("gets_per_poll", "GETs per poll", "{:.3f}", "exactly 1"),
     ("gets_per_run", "GETs per run", "{:.2f}", None),
+    ("first_poll_mean", "first poll after the start, mean (s)", "{:.2f}", None),
     ("connections", "TCP connections opened", "{:.0f}", "<= 100 per 1000"),
     ("connections_peak", "TCP connections open at peak", "{:.0f}", None),
     ("events_ok", "runs reported completed", "{:.0f}", "all"),

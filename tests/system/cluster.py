@@ -20,6 +20,7 @@ from typing import Any
 from airflow_provider_census.links.sync_run import CensusSyncRunLink
 from airflow_provider_census.testing import CensusEmulator
 from airflow_provider_census.testing.pytest_plugin import CONN_ENV_VAR
+from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.conftest import EXAMPLE_DAGS
 from tests.system.postgres import PostgresServer
 from tests.system.processes import Component, free_port, wait_until
@@ -33,13 +34,6 @@ POLL_INTERVAL_SECONDS = 1
 # The example DAG the system tests run, and its mapped deferrable task.
 POST_DBT_DAG = "census_post_dbt"
 SYNC_TASK = "census_sync"
-
-
-def airflow_3() -> bool:
-    """Whether the Airflow installed here is 3.x (read without importing Airflow in this process)."""
-    from importlib.metadata import version
-
-    return int(version("apache-airflow").split(".")[0]) >= 3
 
 
 def base_env(home: Path, database_url: str) -> dict[str, str]:
@@ -70,7 +64,7 @@ def parsing_settings() -> dict[str, str]:
 
     Airflow 3 parses in its DAG processor, Airflow 2 in the scheduler; each line has its own section.
     """
-    section = "DAG_PROCESSOR" if airflow_3() else "SCHEDULER"
+    section = "DAG_PROCESSOR" if AIRFLOW_V_3_0_PLUS else "SCHEDULER"
     return {
         f"AIRFLOW__{section}__PARSING_PROCESSES": "1",
         f"AIRFLOW__{section}__MIN_FILE_PROCESS_INTERVAL": "600",
@@ -94,8 +88,6 @@ class AirflowCluster:
 
     def __init__(self, home: Path, postgres: PostgresServer, database: str, emulator: CensusEmulator) -> None:
         self.home = home
-        self.postgres = postgres
-        self.database = database
         self.emulator = emulator
         self.components: list[Component] = []
         self.log_dir = home / "component-logs"
@@ -111,7 +103,7 @@ class AirflowCluster:
 
     def _api_env(self) -> dict[str, str]:
         """Airflow 3's workers and CLI reach the API server; all of them must share its port and JWT secret."""
-        if not airflow_3():
+        if not AIRFLOW_V_3_0_PLUS:
             return {}
         return {
             "AIRFLOW__API__HOST": "127.0.0.1",
@@ -140,21 +132,17 @@ class AirflowCluster:
             )
         return done.stdout
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Component:
+    def start(self, name: str, *args: str) -> Component:
         """Start ``airflow <args>`` in the background as the component ``name``."""
         component = Component(
-            name,
-            [sys.executable, "-m", "airflow", *args],
-            env={**self.env, **(env or {})},
-            cwd=self.home,
-            log_dir=self.log_dir,
+            name, [sys.executable, "-m", "airflow", *args], env=self.env, cwd=self.home, log_dir=self.log_dir
         )
         self.components.append(component)
         return component
 
     def start_core(self) -> None:
         """Everything but the triggerers: API server, scheduler and DAG processor (Airflow 3), or the scheduler."""
-        if airflow_3():
+        if AIRFLOW_V_3_0_PLUS:
             self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.api_port))
             self.start("dag-processor", "dag-processor")
         self.start("scheduler", "scheduler", "--skip-serve-logs")
@@ -171,8 +159,14 @@ class AirflowCluster:
             self._db.close()
 
     def explain(self) -> str:
-        """Every component's state and log tail, for failure messages."""
-        return "\n".join(component.describe() for component in self.components)
+        """Every task instance's state, then every component's state and log tail, for failure messages."""
+        try:
+            rows = self.query("SELECT run_id, task_id, map_index, state FROM task_instance ORDER BY run_id, task_id")
+            states = "\n".join(" ".join(str(value) for value in row) for row in rows) or "(no task instances)"
+        except Exception as exc:  # the explanation must not hide the failure it explains
+            states = f"(task states unreadable: {exc})"
+        components = "\n".join(component.describe() for component in self.components)
+        return f"----- task instances -----\n{states}\n{components}"
 
     def wait(self, what: str, check: Any, timeout: float = STARTUP_TIMEOUT_SECONDS, interval: float = 0.25) -> Any:
         """:func:`wait_until` that fails early when any component dies and explains with their logs."""
@@ -201,7 +195,7 @@ class AirflowCluster:
     def wait_for_dag_run_end(self, dag_id: str, run_id: str, timeout: float = STARTUP_TIMEOUT_SECONDS) -> str:
         """Wait for the DAG run to succeed or fail; its final state."""
         return self.wait(
-            f"DAG run {run_id} to end (task states now: see below)",
+            f"DAG run {run_id} to end",
             lambda: state if (state := self.dag_run_state(dag_id, run_id)) in ("success", "failed") else None,
             timeout=timeout,
         )
@@ -257,7 +251,7 @@ class AirflowCluster:
         Airflow 3: the API server's extra-links endpoint (which reads the link the task stored).
         Airflow 2: the operator link of the stored DAG, asked by a helper in the cluster's environment.
         """
-        if airflow_3():
+        if AIRFLOW_V_3_0_PLUS:
             url = (
                 f"http://127.0.0.1:{self.api_port}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
                 f"/links?map_index={map_index}"

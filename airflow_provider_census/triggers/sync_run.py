@@ -40,7 +40,7 @@ ONE_TRY = RetryPolicy(max_attempts=1)
 """Each poll is one request: a failed poll is simply tried again at the next interval."""
 CANCEL_RETRIES = RetryPolicy(max_attempts=4, budget_seconds=5.0, initial_wait=0.25, max_wait=2.0, max_retry_after=2.0)
 """A cancel is the trigger's last word and safe to repeat: a passing fault must not leave the run going.
-The retries take a few seconds at most, well inside the triggerer's 30 s ``on_kill`` timeout."""
+The waits between tries add up to a few seconds, well inside the triggerer's 30 s ``on_kill`` timeout."""
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,7 @@ def _error_for_status(settings: ClientSettings, request: ApiRequest, answer: Raw
             **common,
         )
     if status == 429:
-        wait = f"; it asked to wait {retry_after:.0f} s" if retry_after is not None else ""
+        wait = f"; it asked to wait {retry_after:g} s" if retry_after is not None else ""
         return CensusRateLimitError(
             f"Census is rate limiting requests ({where}){wait}. Run fewer Census tasks at once or "
             "raise their poll_interval.",

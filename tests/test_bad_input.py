@@ -8,6 +8,7 @@ type, an HTML page with status 200, a server that echoes the token) come from
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -277,6 +278,12 @@ ROWS: list[BadInput] = [
         lambda scene: run_operator(census_conn_id="census_missing"),
         CensusConfigurationError,
         ("'census_missing' does not exist", "AIRFLOW_CONN_CENSUS_MISSING", "password field"),
+    ),
+    BadInput(
+        "missing connection, read by a trigger",
+        lambda scene: asyncio.run(quick_hook("census_missing").aget_sync_run(5)),
+        CensusConfigurationError,
+        ("'census_missing' does not exist", "AIRFLOW_CONN_CENSUS_MISSING"),
     ),
     BadInput(
         "empty token",

@@ -125,10 +125,10 @@ class CensusHook(BaseHook):
         try:
             conn = self.get_connection(self.census_conn_id)
         except AirflowNotFoundException as exc:
-            raise self.missing_connection_error() from exc
+            raise self._missing_connection_error() from exc
         return self.settings_from_connection(conn)
 
-    def missing_connection_error(self) -> CensusConfigurationError:
+    def _missing_connection_error(self) -> CensusConfigurationError:
         """Airflow only says the id is not defined; say how to define it."""
         return CensusConfigurationError(
             f"Airflow connection {self.census_conn_id!r} does not exist. Create it with type 'census' and the "
@@ -167,7 +167,7 @@ class CensusHook(BaseHook):
             try:
                 conn = await aget_connection(self.census_conn_id)
             except AirflowNotFoundException as exc:
-                raise self.missing_connection_error() from exc
+                raise self._missing_connection_error() from exc
             self._async_client = async_pool.borrow(self.settings_from_connection(conn))
         return await self._async_client.run(operation)
 

@@ -184,6 +184,20 @@ async def test_cancel_deadline_cancels_the_run_in_census(census_conn: CensusEmul
     assert census_conn.run(run_id)["canceled"] is True
 
 
+@pytest.mark.parametrize("deadline", ["wait_deadline", "cancel_deadline"])
+async def test_a_run_that_ended_since_the_last_poll_is_reported_as_ended_at_a_deadline(
+    census_conn: CensusEmulator, deadline: str
+) -> None:
+    run_id = started_run(census_conn, RunScript(advance="time", queued_seconds=0.05, working_seconds=0.05))
+    trigger = make_trigger(run_id, poll_interval=60.0, **{deadline: time.time() + 0.3})
+    event = await trigger.watch(LineLog())  # one poll sees it queued; the next chance is at the deadline
+    assert (event.status, event.canceled_run) == ("finished", False), event.message
+    assert event.summary is not None
+    assert event.summary["outcome"] == "succeeded"
+    assert cancel_requests(census_conn, run_id) == []
+    assert census_conn.run(run_id)["status"] == "completed"
+
+
 @pytest.mark.parametrize("kind", ["503", "drop"])
 async def test_a_passing_fault_does_not_lose_the_cancel_at_the_deadline(census_conn: CensusEmulator, kind: str) -> None:
     run_id = started_run(census_conn, RunScript(outcome="never"))

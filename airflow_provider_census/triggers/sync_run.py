@@ -228,14 +228,24 @@ class _RunWatch:
         if delay > 0:
             await asyncio.sleep(delay)
         now = time.time()
-        if self.trigger.cancel_deadline is not None and now >= self.trigger.cancel_deadline:
+        cancel_due = self.trigger.cancel_deadline is not None and now >= self.trigger.cancel_deadline
+        wait_due = self.trigger.wait_deadline is not None and now >= self.trigger.wait_deadline
+        if not (cancel_due or wait_due):
+            return None
+        ended = await self._last_look()
+        if ended is not None:
+            return ended
+        if cancel_due:
             return await self._cancel_at_deadline()
-        if self.trigger.wait_deadline is not None and now >= self.trigger.wait_deadline:
-            return self._event(
-                "timeout",
-                f"Census sync run {self.trigger.sync_run_id} did not finish in time; it is still going in Census.",
-            )
-        return None
+        return self._event(
+            "timeout",
+            f"Census sync run {self.trigger.sync_run_id} did not finish in time; it is still going in Census.",
+        )
+
+    async def _last_look(self) -> RunEvent | None:
+        """At a deadline, the run's end if it ended since the last poll: it is then neither going nor to cancel."""
+        event, _ = await self._poll_once()
+        return event if event is not None and event.status == "finished" else None
 
     async def _poll_once(self) -> tuple[RunEvent | None, float]:
         """One GET of the run: an event if the wait is over, and how long to sleep if not."""

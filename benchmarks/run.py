@@ -189,6 +189,7 @@ def start_worker(
     log = home / f"{kind}.log"
     command = [python, str(HERE / "trigger_worker.py"), kind, "--poll-interval", str(scenario.poll_interval)]
     if profile:
+        profile.mkdir(parents=True, exist_ok=True)
         command += ["--profile", str(profile.resolve() / f"{kind}.pstats")]
     process = subprocess.Popen(
         [*command, "--warm-run", str(warm_run)],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -164,12 +165,17 @@ class CensusHook(BaseHook):
         if self._async_client is None:
             from airflow_provider_census.api import async_pool
 
-            try:
-                conn = await aget_connection(self.census_conn_id)
-            except AirflowNotFoundException as exc:
-                raise self._missing_connection_error() from exc
-            self._async_client = async_pool.borrow(self.settings_from_connection(conn))
+            shared = await async_pool.settings_for(self.census_conn_id, self._aread_settings)
+            # The reading may come from another hook: this hook's own patience applies.
+            self._async_client = async_pool.borrow(replace(shared, timeout=self.timeout, retry=self.retry_policy))
         return await self._async_client.run(operation)
+
+    async def _aread_settings(self) -> ClientSettings:
+        try:
+            conn = await aget_connection(self.census_conn_id)
+        except AirflowNotFoundException as exc:
+            raise self._missing_connection_error() from exc
+        return self.settings_from_connection(conn)
 
     async def aclose(self) -> None:
         """Give the shared client back; the last hook using it closes it."""

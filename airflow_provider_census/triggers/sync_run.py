@@ -21,12 +21,14 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_census.api import operations as ops
 from airflow_provider_census.api.errors import CensusApiError, CensusError
+from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import RetryPolicy, is_transient
 from airflow_provider_census.api.states import RunOutcome, is_retired_state
 from airflow_provider_census.hooks.census import CensusHook
@@ -57,7 +59,8 @@ class RunEvent:
     schema_version: int = EVENT_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A shallow copy: the summary is already JSON primitives, and a deep copy per event costs a triggerer."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
     @classmethod
     def from_dict(cls, event: object) -> RunEvent:
@@ -205,7 +208,10 @@ class _RunWatch:
         self.hook = hook
         self.log = log
         self.failures = 0
-        self.last_summary: dict[str, Any] | None = None
+        # Built once and sent at every poll; the run is summarized only when an event needs it.
+        self.get_run = ops.get_sync_run(trigger.sync_run_id)
+        self.last_run: SyncRun | None = None
+        self.next_deadline = min((d for d in (trigger.wait_deadline, trigger.cancel_deadline) if d), default=None)
         self.unknown_since: float | None = None
         self.last_progress: tuple[Any, ...] | None = None
         self.last_progress_at = 0.0
@@ -222,9 +228,8 @@ class _RunWatch:
 
     async def _sleep_until_next_poll(self, delay: float) -> RunEvent | None:
         """Sleep ``delay`` seconds, or less if a deadline comes first; then act on that deadline."""
-        deadline = min((d for d in (self.trigger.wait_deadline, self.trigger.cancel_deadline) if d), default=None)
-        if deadline is not None:
-            delay = min(delay, max(0.0, deadline - time.time()))
+        if self.next_deadline is not None:
+            delay = min(delay, max(0.0, self.next_deadline - time.time()))
         if delay > 0:
             await asyncio.sleep(delay)
         now = time.time()
@@ -251,7 +256,7 @@ class _RunWatch:
         """One GET of the run: an event if the wait is over, and how long to sleep if not."""
         interval = self.trigger.poll_interval
         try:
-            run = await self.hook.aget_sync_run(self.trigger.sync_run_id)
+            run = await self.hook.arun(self.get_run)
         except CensusError as exc:
             if not is_transient(exc):
                 return self._event("error", f"Polling Census sync run {self.trigger.sync_run_id} failed: {exc}"), 0
@@ -272,8 +277,8 @@ class _RunWatch:
             retry_after = exc.retry_after if isinstance(exc, CensusApiError) else None
             return None, max(interval, retry_after or 0.0)
         self.failures = 0
-        self.last_summary = summarize_run(run, self.hook.base_url)
-        self._log_progress(run.outcome)
+        self.last_run = run
+        self._log_progress(run)
         if run.outcome.is_terminal:
             return self._event("finished", f"Census sync run {run.id} ended: {run.status}"), 0
         if run.outcome is RunOutcome.UNKNOWN and self._unknown_for_too_long():
@@ -292,7 +297,7 @@ class _RunWatch:
             self.unknown_since = now
             self.log.warning(
                 "Census reports the unknown state %r for sync run %s; waiting up to %.0f s for a known one",
-                (self.last_summary or {}).get("status"),
+                self.last_run.status if self.last_run else None,
                 self.trigger.sync_run_id,
                 self.trigger.unknown_state_timeout,
             )
@@ -314,30 +319,29 @@ class _RunWatch:
         return RunEvent(
             status,
             self.trigger.sync_run_id,
-            self.last_summary,
+            None if self.last_run is None else summarize_run(self.last_run, self.hook.base_url),
             message,
             canceled_run=canceled,
             wait_deadline=self.trigger.wait_deadline,
             cancel_deadline=self.trigger.cancel_deadline,
         )
 
-    def _log_progress(self, outcome: RunOutcome) -> None:
+    def _log_progress(self, run: SyncRun) -> None:
         """Log a line when the state, step or count changes, and a heartbeat otherwise."""
-        summary = self.last_summary or {}
-        progress = (summary.get("status"), summary.get("current_step"), summary.get("records_processed"))
+        progress = (run.status, run.current_step, run.records_processed)
         now = time.time()
         if progress == self.last_progress and now - self.last_progress_at < PROGRESS_HEARTBEAT_SECONDS:
             return
         self.last_progress, self.last_progress_at = progress, now
-        if is_retired_state(summary.get("status")):
-            self.log.info("Census reports the retired state %r; reading it as in progress", summary.get("status"))
+        if is_retired_state(run.status):
+            self.log.info("Census reports the retired state %r; reading it as in progress", run.status)
         self.log.info(
             "Census sync %s run %s: %s%s, records processed: %s, %.0f s elapsed%s",
-            summary.get("sync_id"),
-            summary.get("sync_run_id"),
-            summary.get("status"),
-            f" ({summary['current_step']})" if summary.get("current_step") else "",
-            summary.get("records_processed") if summary.get("records_processed") is not None else "-",
+            run.sync_id,
+            run.id,
+            run.status,
+            f" ({run.current_step})" if run.current_step else "",
+            run.records_processed if run.records_processed is not None else "-",
             now - self.trigger.started_at,
-            "" if outcome.is_terminal else "; still waiting",
+            "" if run.outcome.is_terminal else "; still waiting",
         )

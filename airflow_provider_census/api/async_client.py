@@ -23,6 +23,9 @@ T = TypeVar("T")
 
 _NEVER_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _NO_ANSWER = (aiohttp.ClientError, asyncio.TimeoutError)
+MAX_CONNECTIONS = 100
+"""Keep-alive connections one shared client may hold: a triggerer's spread-out polls need far
+fewer, and a burst beyond it waits for a free connection instead of opening hundreds."""
 
 
 class AsyncCensusClient:
@@ -68,7 +71,8 @@ class AsyncCensusClient:
                 sock_connect=self.settings.connect_timeout,
                 sock_read=self.settings.timeout,
             )
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         return self._session
 
     async def aclose(self) -> None:

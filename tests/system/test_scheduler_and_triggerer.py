@@ -3,6 +3,8 @@ API server (Airflow 3) as separate processes, LocalExecutor, PostgreSQL, the emu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from airflow_provider_census.testing import RunScript
@@ -46,6 +48,23 @@ def watch_deferral(cluster: AirflowCluster, syncs: dict[int, int]) -> dict[int, 
     return seen
 
 
+def files_holding(root: Path, text: str) -> list[Path]:
+    """Every file under ``root`` (task logs, component logs, config) that contains ``text``."""
+    return sorted(path for path in root.rglob("*") if path.is_file() and text.encode() in path.read_bytes())
+
+
+def stored_values_holding(cluster: AirflowCluster, text: str) -> list[str]:
+    """XCom values and rendered template fields in the metadata database that contain ``text``."""
+    rows = cluster.query("SELECT task_id, key, value FROM xcom")
+    rows += cluster.query("SELECT task_id, 'rendered_fields', rendered_fields FROM rendered_task_instance_fields")
+    found = []
+    for task_id, key, value in rows:
+        shown = bytes(value).decode(errors="replace") if isinstance(value, bytes | memoryview) else str(value)
+        if text in shown:
+            found.append(f"{task_id}/{key}")
+    return found
+
+
 def test_post_dbt_dag_runs_deferred_in_the_triggerer_and_ends_right(cluster: AirflowCluster) -> None:
     emulator = cluster.emulator
     good = emulator.add_sync(RunScript(outcome="completed", queued_polls=0, working_polls=WORKING_POLLS))
@@ -81,3 +100,10 @@ def test_post_dbt_dag_runs_deferred_in_the_triggerer_and_ends_right(cluster: Air
         link = cluster.extra_link(POST_DBT_DAG, RUN_ID, SYNC_TASK, map_index)
         assert link is not None and link.endswith(f"/syncs/{sync_id}/history?sync_run_id={run['id']}"), link
         assert len(emulator.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1
+
+    # The token reached Census only in the Authorization header: no log file of any component
+    # or task, no XCom and no rendered field holds it (while they do hold Census's error and run ids).
+    assert files_holding(cluster.home, ERROR_CODE), "the search must reach the task logs"
+    assert files_holding(cluster.home, emulator.token) == []
+    assert stored_values_holding(cluster, str(emulator.runs_of(good)[0]["id"])), "the search must reach XComs"
+    assert stored_values_holding(cluster, emulator.token) == []

@@ -479,7 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scenario = QUICK if args.quick else FULL
     if args.triggers:
         scenario = Scenario(args.triggers, scenario.poll_interval, scenario.first_end, scenario.last_end)
-    pythons = {"ours": sys.executable, "official": args.official_python, "floor": sys.executable}
+    # Absolute (not resolved: a venv's python is a symlink that must stay one), since workers run elsewhere.
+    official = os.path.abspath(args.official_python) if args.official_python else None
+    pythons = {"ours": sys.executable, "official": official, "floor": sys.executable}
     populations = {kind: python for kind, python in pythons.items() if python}
     started = time.monotonic()
     print(f"Machine: {describe_machine()}", flush=True)
@@ -487,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_scale(scale, scenario, args.serial)
     if "official" not in populations:
         print("\n(no --official-python: the official provider was not measured)")
-    lines = {"3": sys.executable, "2": args.airflow2_python}
+    lines = {"3": sys.executable, "2": os.path.abspath(args.airflow2_python) if args.airflow2_python else None}
     parse_runs = args.parse_runs if args.parse_runs is not None else (3 if args.quick else 15)
     parse = parse_benchmark({k: v for k, v in lines.items() if v}, parse_runs) if parse_runs > 0 else {}
     if parse:

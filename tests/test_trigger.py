@@ -19,7 +19,7 @@ import pytest
 from airflow_provider_census.api import async_pool
 from airflow_provider_census.api.errors import CensusError, CensusRunUnknownStateError
 from airflow_provider_census.outcomes import RunExpectations, read_finished_run
-from airflow_provider_census.testing import CensusEmulator, RunScript
+from airflow_provider_census.testing import CensusEmulator, FaultProfile, RunScript
 from airflow_provider_census.triggers import sync_run as trigger_module
 from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger, RunEvent
 from tests.task_context import only_event
@@ -277,6 +277,54 @@ async def test_retry_after_of_a_429_delays_the_next_poll(census_conn: CensusEmul
     assert (limited.status, after.status) == (429, 200)
     assert after.started_at - limited.finished_at >= 0.3
     assert rest, "the run needed more polls after the 429"
+
+
+# -- the poll schedule --------------------------------------------------------------------
+
+
+async def test_a_slow_answer_does_not_stretch_the_poll_interval(
+    census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait before the next poll counts from when the last one began: every poll took at least
+    the emulator's latency, so no sleep between polls may last the whole interval."""
+    interval, latency = 0.3, 0.15
+    census_conn.set_faults(FaultProfile(latency=latency))
+    run_id = started_run(census_conn, RunScript(working_polls=3))
+    sleeps: list[float] = []
+    real_sleep = trigger_module._sleep_to_slot
+
+    async def recorded_sleep(delay: float, poll_interval: float) -> None:
+        sleeps.append(delay)
+        await real_sleep(delay, poll_interval)
+
+    monkeypatch.setattr(trigger_module, "_sleep_to_slot", recorded_sleep)
+    event = await make_trigger(run_id, poll_interval=interval).watch(LineLog())
+    assert event.status == "finished"
+    assert len(sleeps) >= 3, sleeps
+    assert max(sleeps) <= interval - latency, sleeps
+
+
+@pytest.mark.parametrize(("poll_interval", "slot"), [(10.0, 0.25), (1.0, 0.025)])
+async def test_polls_wake_on_a_shared_grid_of_slots(
+    poll_interval: float, slot: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every wake-up lands on a multiple of the slot, at or after the time asked for and less than a slot later,
+    so the polls of many triggers that fall due together wake in one pass of the event loop."""
+    loop = asyncio.get_running_loop()
+    asked: list[tuple[float, float]] = []
+    real_call_at = loop.call_at
+
+    def spy_call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        asked.append((loop.time(), when))
+        return real_call_at(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", spy_call_at)
+    delays = [0.01, 0.02, 0.03]
+    await asyncio.gather(*(trigger_module._sleep_to_slot(delay, poll_interval) for delay in delays))
+    assert len(asked) == len(delays)
+    for delay, (now, when) in zip(delays, asked, strict=True):
+        assert when / slot == pytest.approx(round(when / slot), abs=1e-6)
+        assert now + delay <= when < now + delay + slot
 
 
 # -- the event schema ---------------------------------------------------------------------

@@ -15,9 +15,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.api.endpoints import sync_run_app_url
-from airflow_provider_census.api.errors import CensusApiError, CensusError, CensusInputError
+from airflow_provider_census.api.errors import CensusError, CensusInputError
 from airflow_provider_census.api.models import SyncRun
-from airflow_provider_census.api.retry import is_transient
+from airflow_provider_census.api.retry import is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.sync_run import SYNC_RUN_URL_KEY
@@ -134,7 +134,7 @@ class SyncRunWaiter:
         The wait that follows polls at once (or within one poll interval when deferred), which
         would be sooner than Census asked for.
         """
-        retry_after = exc.retry_after if isinstance(exc, CensusApiError) else None
+        retry_after = retry_after_of(exc)
         if retry_after:
             time.sleep(min(retry_after, self.hook.retry_policy.max_retry_after))
 

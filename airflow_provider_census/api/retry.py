@@ -53,6 +53,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - current)
 
 
+def retry_after_of(exc: BaseException | None) -> float | None:
+    """The ``Retry-After`` Census sent with this failure, if any."""
+    return exc.retry_after if isinstance(exc, CensusApiError) else None
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures that may go away if the same request is sent again later."""
     return isinstance(exc, CensusTransportError | CensusRateLimitError | CensusServerError | CensusResponseError)
@@ -87,8 +92,9 @@ class RetryPolicy:
 
     def wait_seconds(self, attempt: int, exc: BaseException | None) -> float:
         """Census's ``Retry-After`` if it sent one (capped), else exponential backoff with jitter."""
-        if isinstance(exc, CensusApiError) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_retry_after)
+        retry_after = retry_after_of(exc)
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after)
         exponential = self.initial_wait * 2.0 ** max(0, attempt - 1)
         return min(self.max_wait, exponential + random.uniform(0, self.initial_wait))  # noqa: S311
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -123,19 +124,20 @@ class CensusHook(BaseHook):
 
     @cached_property
     def settings(self) -> ClientSettings:
-        try:
-            conn = self.get_connection(self.census_conn_id)
-        except AirflowNotFoundException as exc:
-            raise self._missing_connection_error() from exc
-        return self.settings_from_connection(conn)
+        with self._connection_must_exist():
+            return self.settings_from_connection(self.get_connection(self.census_conn_id))
 
-    def _missing_connection_error(self) -> CensusConfigurationError:
-        """Airflow only says the id is not defined; say how to define it."""
-        return CensusConfigurationError(
-            f"Airflow connection {self.census_conn_id!r} does not exist. Create it with type 'census' and the "
-            "Census workspace API token in its password field (UI, CLI, or the environment variable "
-            f"AIRFLOW_CONN_{self.census_conn_id.upper()}), or pass census_conn_id of an existing one."
-        )
+    @contextmanager
+    def _connection_must_exist(self) -> Iterator[None]:
+        """Airflow only says the id is not defined; say how to define it (sync and async reads alike)."""
+        try:
+            yield
+        except AirflowNotFoundException as exc:
+            raise CensusConfigurationError(
+                f"Airflow connection {self.census_conn_id!r} does not exist. Create it with type 'census' and the "
+                "Census workspace API token in its password field (UI, CLI, or the environment variable "
+                f"AIRFLOW_CONN_{self.census_conn_id.upper()}), or pass census_conn_id of an existing one."
+            ) from exc
 
     @property
     def base_url(self) -> str:
@@ -171,11 +173,8 @@ class CensusHook(BaseHook):
         return await self._async_client.run(operation)
 
     async def _aread_settings(self) -> ClientSettings:
-        try:
-            conn = await aget_connection(self.census_conn_id)
-        except AirflowNotFoundException as exc:
-            raise self._missing_connection_error() from exc
-        return self.settings_from_connection(conn)
+        with self._connection_must_exist():
+            return self.settings_from_connection(await aget_connection(self.census_conn_id))
 
     async def aclose(self) -> None:
         """Give the shared client back; the last hook using it closes it."""

@@ -28,9 +28,9 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_census.api import operations as ops
-from airflow_provider_census.api.errors import CensusApiError, CensusError
+from airflow_provider_census.api.errors import CensusError
 from airflow_provider_census.api.models import SyncRun
-from airflow_provider_census.api.retry import RetryPolicy, is_transient
+from airflow_provider_census.api.retry import RetryPolicy, is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome, is_retired_state
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.outcomes import summarize_run
@@ -243,11 +243,10 @@ class _RunWatch:
             deadline_event = await self._sleep_until_next_poll(delay)
             if deadline_event is not None:
                 return deadline_event
-            began = time.monotonic()
-            event, wait = await self._poll_once()
+            event, next_poll_at = await self._poll_once()
             if event is not None:
                 return event
-            delay = wait - (time.monotonic() - began)
+            delay = next_poll_at - time.monotonic()
 
     async def _sleep_until_next_poll(self, delay: float) -> RunEvent | None:
         """Sleep ``delay`` seconds, or less if a deadline comes first; then act on that deadline."""
@@ -276,10 +275,10 @@ class _RunWatch:
         return event if event is not None and event.status == "finished" else None
 
     async def _poll_once(self) -> tuple[RunEvent | None, float]:
-        """One GET of the run: an event if the wait is over, and if not, when to poll next.
+        """One GET of the run: an event if the wait is over, and if not, when to poll next (monotonic).
 
-        The wait counts from when this poll began, so polls keep their rate however long Census
-        takes to answer; a ``Retry-After`` counts from the answer that carried it.
+        The interval counts from when this poll began, so polls keep their rate however long
+        Census takes to answer; a ``Retry-After`` counts from the answer that carried it.
         """
         began = time.monotonic()
         interval = self.trigger.poll_interval
@@ -302,8 +301,7 @@ class _RunWatch:
                     f"last error: {exc}"
                 )
                 return self._event("error", message), 0
-            retry_after = exc.retry_after if isinstance(exc, CensusApiError) else None
-            return None, max(interval, time.monotonic() - began + (retry_after or 0.0))
+            return None, max(began + interval, time.monotonic() + (retry_after_of(exc) or 0.0))
         self.failures = 0
         self.last_run = run
         self._log_progress(run)
@@ -317,7 +315,7 @@ class _RunWatch:
             ), 0
         if run.outcome is RunOutcome.IN_PROGRESS:
             self.unknown_since = None
-        return None, interval
+        return None, began + interval
 
     def _unknown_for_too_long(self) -> bool:
         now = time.time()

@@ -271,8 +271,16 @@ def _install_line(line: str, prefix: str) -> str:
         # hatchling refuses to build the project without the readme named in pyproject.toml.
         say(f"{prefix}README.md is missing; the editable install needs it")
         raise StepFailed("README.md missing")
+    return install_venv(
+        venv, constraints, install_hash(line), ["--build-constraint", constraints, "-e", ".[test]"], prefix=prefix
+    )
+
+
+def install_venv(
+    venv: Path, constraints: Path, wanted: str, packages: Sequence[str | os.PathLike[str]], *, prefix: str = ""
+) -> str:
+    """Make ``venv`` hold ``packages`` pinned by ``constraints``; skip it all when its stamp says ``wanted``."""
     stamp = venv / ".install-stamp"
-    wanted = install_hash(line)
     if venv_python(venv).exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         say(f"{prefix}{venv.relative_to(ROOT)} is up to date with {constraints.relative_to(ROOT)}")
         return "up to date"
@@ -290,15 +298,7 @@ def _install_line(line: str, prefix: str) -> str:
     )
     if code != 0:
         raise StepFailed(f"pip upgrade, exit {code}")
-    code = run(
-        [
-            *pip, "install", "--progress-bar", "off",
-            "-c", constraints, "--build-constraint", constraints,
-            "-e", ".[test]",
-        ],
-        env=env,
-        prefix=prefix,
-    )  # fmt: skip
+    code = run([*pip, "install", "--progress-bar", "off", "-c", constraints, *packages], env=env, prefix=prefix)
     if code != 0:
         raise StepFailed(f"pip install, exit {code}")
     stamp.write_text(wanted + "\n")
@@ -503,28 +503,11 @@ def official_install_hash() -> str:
 def install_official() -> Result:
     """Create/refresh the published provider's venv: Airflow 3 pinned by our constraint file."""
     start = time.monotonic()
-    stamp = OFFICIAL_VENV / ".install-stamp"
-    wanted = official_install_hash()
-    label = OFFICIAL_VENV.relative_to(ROOT)
-    if venv_python(OFFICIAL_VENV).exists() and stamp.exists() and stamp.read_text().strip() == wanted:
-        say(f"{label} is up to date")
-        return Result(f"install {OFFICIAL_PROVIDER}", "3", "up to date", time.monotonic() - start)
-    status = "ok"
-    if make_venv(OFFICIAL_VENV) != 0:
-        status = "FAILED (venv creation)"
-    else:
-        stamp.unlink(missing_ok=True)
-        pip = [venv_python(OFFICIAL_VENV), "-m", "pip", "--disable-pip-version-check", "--no-input"]
-        airflow = f"apache-airflow=={AIRFLOW_VERSIONS['3']}"
-        constraints = constraint_path("3")
-        env = venv_env(OFFICIAL_VENV)
-        for what in (["--upgrade", "pip"], [airflow, OFFICIAL_PROVIDER]):
-            code = run([*pip, "install", "--progress-bar", "off", "-c", constraints, *what], env=env)
-            if code != 0:
-                status = f"FAILED (pip install, exit {code})"
-                break
-        else:
-            stamp.write_text(wanted + "\n")
+    packages = [f"apache-airflow=={AIRFLOW_VERSIONS['3']}", OFFICIAL_PROVIDER]
+    try:
+        status = install_venv(OFFICIAL_VENV, constraint_path("3"), official_install_hash(), packages)
+    except StepFailed as exc:
+        status = f"FAILED ({exc})"
     return Result(f"install {OFFICIAL_PROVIDER}", "3", status, time.monotonic() - start)
 
 

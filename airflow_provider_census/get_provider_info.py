@@ -13,15 +13,30 @@ CONNECTION_TYPE = "census"
 HOOK_CLASS = "airflow_provider_census.hooks.census.CensusHook"
 
 CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "api_version": {
+        "label": "API version",
+        "description": "v2 (Activations API): the password is an Activations personal access token. "
+        "v1 (until Census switches it off on 2027-01-15): the password is the workspace API key. "
+        "A connection without this field talks v1, as connections made for provider 2.1 did.",
+        "schema": {"type": ["string", "null"], "default": "v2", "enum": ["v2", "v1"]},
+    },
     "region": {
         "label": "Region",
-        "description": "Census region of the workspace: us or eu. Ignored when a base URL is set.",
+        "description": "Census region: us (app.getcensus.com) or eu (app-eu.getcensus.com). "
+        "Ignored when a base URL is set.",
         "schema": {"type": ["string", "null"], "default": "us", "enum": ["us", "eu"]},
+    },
+    "group_id": {
+        "label": "Group ID",
+        "description": "API v2 only: the Fivetran group that list calls (sources, activations) are scoped to, "
+        "e.g. projected_sickle. Triggering and watching syncs do not need it.",
+        "schema": {"type": ["string", "null"]},
     },
     "base_url": {
         "label": "Base URL",
-        "description": "Full API base URL, for a proxy or the bundled emulator "
-        "(https, or http on a loopback address only). Leave empty to use the region.",
+        "description": "Optional full API base URL, for a proxy or the bundled emulator, e.g. "
+        "https://census-proxy.example.com/api/v2 (https, or http on a loopback address only). "
+        "Leave empty to use the region.",
         "schema": {"type": ["string", "null"]},
     },
 }
@@ -30,9 +45,11 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["host", "schema", "login", "port"],
     "relabeling": {"password": "API token"},
     "placeholders": {
-        "password": "secret-token:... (Census: Settings, API access)",
+        "password": "v2: Activations personal access token; v1: workspace API key (secret-token:...)",
+        "api_version": "v2",
         "region": "us",
-        "base_url": "https://app.getcensus.com/api/v1",
+        "group_id": "projected_sickle",
+        "base_url": "https://app.getcensus.com/api/v2",
     },
 }
 
@@ -48,15 +65,15 @@ def get_provider_info() -> dict[str, Any]:
         "integrations": [
             {
                 "integration-name": "Census",
-                "external-doc-url": "https://docs.getcensus.com/basics/api",
+                "external-doc-url": "https://fivetran.com/docs/activations/rest-api/api-reference/introduction",
                 "tags": ["service"],
             }
         ],
         "hooks": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.hooks.census"]}],
-        "operators": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.operators.sync"]}],
-        "sensors": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.sensors.sync_run"]}],
-        "triggers": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.triggers.sync_run"]}],
-        "extra-links": ["airflow_provider_census.links.sync_run.CensusSyncRunLink"],
+        "operators": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.operators.census"]}],
+        "sensors": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.sensors.census"]}],
+        "triggers": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.triggers.census"]}],
+        "extra-links": ["airflow_provider_census.links.census.CensusSyncRunLink"],
         "connection-types": [
             {
                 "connection-type": CONNECTION_TYPE,

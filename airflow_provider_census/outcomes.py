@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_census.api.endpoints import sync_run_app_url
 from airflow_provider_census.api.errors import (
     CensusInputError,
     CensusRejectedRecordsError,
@@ -23,6 +22,7 @@ from airflow_provider_census.api.errors import (
     CensusRunUnknownStateError,
 )
 from airflow_provider_census.api.models import SyncRun
+from airflow_provider_census.api.settings import sync_run_app_url
 from airflow_provider_census.api.states import RunOutcome
 
 ON_SKIPPED_CHOICES = ("fail", "succeed", "wait")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from airflow import __version__ as _airflow_version
+from airflow.exceptions import AirflowProviderDeprecationWarning
 from packaging.version import Version
 
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
@@ -69,6 +70,7 @@ __all__ = [
     "AIRFLOW_V_3_3_PLUS",
     "AirflowException",
     "AirflowNotFoundException",
+    "AirflowProviderDeprecationWarning",
     "AirflowSensorTimeout",
     "BaseHook",
     "BaseOperator",

@@ -14,19 +14,19 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_census.api.endpoints import sync_run_app_url
 from airflow_provider_census.api.errors import CensusError, CensusInputError
 from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import is_transient, retry_after_of
+from airflow_provider_census.api.settings import sync_run_app_url
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.links.sync_run import SYNC_RUN_URL_KEY
+from airflow_provider_census.links.census import SYNC_RUN_URL_KEY
 from airflow_provider_census.outcomes import RunExpectations, describe_run, read_finished_run, summarize_run
 
 if TYPE_CHECKING:
     import logging
 
-    from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger, RunEvent
+    from airflow_provider_census.triggers.census import CensusSyncRunTrigger, RunEvent
     from airflow_provider_census.version_compat import Context
 
 SYNC_RUN_ID_KEY = "sync_run_id"
@@ -139,7 +139,7 @@ class SyncRunWaiter:
             time.sleep(min(retry_after, self.hook.retry_policy.max_retry_after))
 
     def trigger(self, sync_run_id: int, deadlines: Deadlines) -> CensusSyncRunTrigger:
-        from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger
+        from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 
         return CensusSyncRunTrigger(
             sync_run_id=sync_run_id,
@@ -157,7 +157,7 @@ class SyncRunWaiter:
 
     @staticmethod
     def read_event(event: object) -> RunEvent:
-        from airflow_provider_census.triggers.sync_run import RunEvent
+        from airflow_provider_census.triggers.census import RunEvent
 
         return RunEvent.from_dict(event)
 

@@ -21,8 +21,8 @@ import sys
 from importlib.metadata import version
 
 PROVIDER_MODULES = (
-    "airflow_provider_census.operators.sync",
-    "airflow_provider_census.sensors.sync_run",
+    "airflow_provider_census.operators.census",
+    "airflow_provider_census.sensors.census",
     "airflow_provider_census.hooks.census",
 )
 HEAVY_MODULES = ("aiohttp", "tenacity", "airflow_provider_census.testing")

@@ -58,7 +58,7 @@ async def first_event(events: AsyncGenerator[Any, None]) -> dict[str, Any]:
 
 
 def ours(poll_interval: float) -> Waiter:
-    from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger
+    from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 
     async def wait(run_id: int) -> bool:
         trigger = CensusSyncRunTrigger(run_id, census_conn_id=CONN_ID, poll_interval=poll_interval)

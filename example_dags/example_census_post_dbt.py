@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow_provider_census.operators.sync import CensusTriggerSyncOperator
+from airflow_provider_census.operators.census import CensusTriggerSyncOperator
 
 try:
     from airflow.sdk import DAG, task

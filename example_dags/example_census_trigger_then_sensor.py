@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow_provider_census.operators.sync import CensusTriggerSyncOperator
-from airflow_provider_census.sensors.sync_run import CensusSyncRunSensor
+from airflow_provider_census.operators.census import CensusTriggerSyncOperator
+from airflow_provider_census.sensors.census import CensusSyncRunSensor
 
 try:
     from airflow.sdk import DAG

@@ -51,7 +51,7 @@ def extra_link(dag_run: Any, task_id: str, map_index: int = -1) -> Any:
     Airflow 3 stores each extra link in XCom when the task finishes or defers; Airflow 2
     computes it from the operator link when the page is shown.
     """
-    from airflow_provider_census.links.sync_run import CensusSyncRunLink
+    from airflow_provider_census.links.census import CensusSyncRunLink
 
     link = CensusSyncRunLink()
     if AIRFLOW_V_3_0_PLUS:

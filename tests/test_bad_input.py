@@ -37,8 +37,8 @@ from airflow_provider_census.api.errors import (
     CensusValidationError,
 )
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.operators.sync import CensusTriggerSyncOperator
-from airflow_provider_census.sensors.sync_run import CensusSyncRunSensor
+from airflow_provider_census.operators.census import CensusTriggerSyncOperator
+from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.testing.pytest_plugin import CONN_ENV_VAR
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AirflowException
@@ -432,7 +432,7 @@ ROWS: list[BadInput] = [
     BadInput(
         "polls that keep failing while deferred",
         lambda scene: (
-            scene.fail("503", method="GET", path_prefix="/api/v1/sync_runs/"),
+            scene.fail("503", method="GET", path_prefix="/sync_runs/"),
             run_operator(deferrable=True, max_poll_failures=2),
         ),
         CensusPollingError,

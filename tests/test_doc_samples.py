@@ -8,42 +8,43 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_census.api import operations as ops
-from airflow_provider_census.api.client import ClientSettings, RawAnswer, parse_answer, read_result
+from airflow_provider_census.api import endpoints as ep
+from airflow_provider_census.api.endpoints import Request
+from airflow_provider_census.api.inputs import PageQuery
 from airflow_provider_census.api.models import Sync, SyncRun
-from airflow_provider_census.api.operations import PageQuery
+from airflow_provider_census.api.settings import ClientSettings
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.api.wire import Answer
+from airflow_provider_census.api.wire import parse as parse_answer
 
 SAMPLES: list[dict[str, Any]] = json.loads((Path(__file__).parent / "data" / "doc_samples.json").read_text())
 SETTINGS = ClientSettings(base_url="https://app.getcensus.com/api/v1", token="secret-token:sample")
-ALL_PAGES = PageQuery(1, 100, "desc")
+ALL_PAGES = PageQuery(1, 100, "desc").params()
 
-OPERATION_FOR_SAMPLE: dict[str, ops.Operation[Any]] = {
-    "GET /sources": ops.list_sources(ALL_PAGES),
-    "GET /sources/[ID or SLUG]": ops.get_source(4),
-    "GET /sources/[ID or SLUG]/models/[ID]": ops.get_model(4, 18),
-    "GET /sources/[ID or SLUG]/tables/[ID]": ops.get_table(4, 2),
-    "GET /destinations": ops.list_destinations(ALL_PAGES),
-    "GET /destinations/[ID or SLUG]": ops.get_destination("braze"),
-    "GET /destinations/[ID or SLUG]/objects/[OBJECT_FULL_NAME]": ops.get_destination_object(15, "user"),
-    "GET /sync_runs/[ID]": ops.get_sync_run(94),
-    "GET /syncs/[ID]/sync_runs": ops.list_sync_runs(52, ALL_PAGES),
-    "POST /syncs/[ID]/trigger": ops.trigger_sync(52),
-    "POST /syncs/create": ops.create_sync(
-        {"operation": "mirror", "source_attributes": {}, "destination_attributes": {}, "mappings": []},
-        legacy_endpoint=True,
+REQUEST_FOR_SAMPLE: dict[str, Request[Any]] = {
+    "GET /sources": ep.LIST_SOURCES.bind(SETTINGS, params=ALL_PAGES),
+    "GET /sources/[ID or SLUG]": ep.GET_SOURCE.bind(SETTINGS, source=4),
+    "GET /sources/[ID or SLUG]/models/[ID]": ep.GET_MODEL.bind(SETTINGS, source=4, model_id=18),
+    "GET /sources/[ID or SLUG]/tables/[ID]": ep.GET_TABLE.bind(SETTINGS, source=4, table_id=2),
+    "GET /destinations": ep.LIST_DESTINATIONS.bind(SETTINGS, params=ALL_PAGES),
+    "GET /destinations/[ID or SLUG]": ep.GET_DESTINATION.bind(SETTINGS, activation="braze"),
+    "GET /destinations/[ID or SLUG]/objects/[OBJECT_FULL_NAME]": ep.GET_DESTINATION_OBJECT.bind(
+        SETTINGS, activation=15, object_name="user"
     ),
+    "GET /sync_runs/[ID]": ep.GET_SYNC_RUN.bind(SETTINGS, sync_run_id=94),
+    "GET /syncs/[ID]/sync_runs": ep.LIST_SYNC_RUNS.bind(SETTINGS, params=ALL_PAGES, sync_id=52),
+    "POST /syncs/[ID]/trigger": ep.TRIGGER_SYNC.bind(SETTINGS, sync_id=52),
+    "POST /syncs/create": ep.CREATE_SYNC_LEGACY.bind(SETTINGS, body={"operation": "mirror"}),
 }
 
 
 def parse(sample: dict[str, Any]) -> Any:
-    operation = OPERATION_FOR_SAMPLE[sample["endpoint"]]
-    answer = RawAnswer(200, {"Content-Type": "application/json"}, json.dumps(sample["response"]).encode())
-    return read_result(operation, parse_answer(SETTINGS, operation.request, answer))
+    answer = Answer(200, {"Content-Type": "application/json"}, json.dumps(sample["response"]).encode())
+    return parse_answer(SETTINGS, REQUEST_FOR_SAMPLE[sample["endpoint"]], answer)
 
 
 def test_every_documented_endpoint_has_a_sample() -> None:
-    assert sorted(sample["endpoint"] for sample in SAMPLES) == sorted(OPERATION_FOR_SAMPLE)
+    assert sorted(sample["endpoint"] for sample in SAMPLES) == sorted(REQUEST_FOR_SAMPLE)
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[sample["endpoint"] for sample in SAMPLES])

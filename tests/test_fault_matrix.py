@@ -20,7 +20,7 @@ from airflow_provider_census.api.errors import (
     CensusRunFailedError,
     CensusRunSkippedError,
 )
-from airflow_provider_census.operators.sync import CensusTriggerSyncOperator
+from airflow_provider_census.operators.census import CensusTriggerSyncOperator
 from airflow_provider_census.testing import CensusEmulator, FaultProfile, RecordedRequest, RunScript
 from tests.conftest import QUICK_RETRIES
 from tests.test_operator import MODES, operator, run_task
@@ -121,7 +121,7 @@ def test_task_ends_as_its_run_did_whatever_the_faults(
     census_conn: CensusEmulator, kinds: tuple[str, ...], outcome: Outcome, deferrable: bool
 ) -> None:
     sync_id = census_conn.add_sync(outcome.script)
-    trigger_path = f"/api/v1/syncs/{sync_id}/trigger"
+    trigger_path = f"/syncs/{sync_id}/trigger"
     inject_faults(census_conn, kinds, trigger_path)
 
     run_id = run_outcome(census_conn, sync_id, deferrable, outcome.error)
@@ -142,7 +142,7 @@ def test_first_poll_waits_out_the_rate_limit_that_ended_the_first_look(
 ) -> None:
     sync_id = census_conn.add_sync(RunScript(outcome="completed"))
     census_conn.fail_next(
-        "429", count=QUICK_RETRIES.max_attempts, method="GET", path_prefix="/api/v1/sync_runs/", retry_after=RETRY_AFTER
+        "429", count=QUICK_RETRIES.max_attempts, method="GET", path_prefix="/sync_runs/", retry_after=RETRY_AFTER
     )
     result, _ = run_task(operator(sync_id, deferrable=deferrable))
     assert result == census_conn.runs_of(sync_id)[0]["id"]

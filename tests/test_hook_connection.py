@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -62,6 +63,109 @@ def test_bad_connections_fail_with_what_to_fix(
     assert TOKEN not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # Connections made for provider 2.1: the host field, with or without a scheme; no api_version.
+        ({"host": "app.getcensus.com"}, ("https://app.getcensus.com/api/v1", "v1")),
+        ({"host": "app-eu.getcensus.com"}, ("https://app-eu.getcensus.com/api/v1", "v1")),
+        ({"host": "https://app-eu.getcensus.com"}, ("https://app-eu.getcensus.com/api/v1", "v1")),
+        ({"host": "https://app-eu.getcensus.com/"}, ("https://app-eu.getcensus.com/api/v1", "v1")),
+        ({"host": "census-proxy.example.com"}, ("https://census-proxy.example.com/api/v1", "v1")),
+        # Connections that choose the version.
+        ({"extra": {"api_version": "v2"}}, ("https://app.getcensus.com/api/v2", "v2")),
+        ({"extra": {"api_version": "V2", "region": "eu"}}, ("https://app-eu.getcensus.com/api/v2", "v2")),
+        ({"extra": {"api_version": "2"}}, ("https://app.getcensus.com/api/v2", "v2")),
+        ({"host": "app-eu.getcensus.com", "extra": {"api_version": "v2"}}, ("https://app-eu.getcensus.com/api/v2", "v2")),
+        ({"extra": {"api_version": "v1"}}, ("https://app.getcensus.com/api/v1", "v1")),
+        ({"extra": {"base_url": "http://127.0.0.1:9/api/v2"}}, ("http://127.0.0.1:9/api/v2", "v2")),
+        ({"extra": {"base_url": "https://p.example.com", "api_version": "v2"}}, ("https://p.example.com/api/v2", "v2")),
+    ],
+)
+def test_version_and_region_from_any_connection_shape(
+    monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], expected: tuple[str, str]
+) -> None:
+    use_connection(monkeypatch, password=TOKEN, **fields)
+    settings = CensusHook().settings
+    assert (settings.base_url, settings.api_version) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragments"),
+    [
+        ({"extra": {"api_version": "v3"}}, ["api_version 'v3'", "v2", "v1"]),
+        ({"extra": {"api_version": "v2", "base_url": "https://p.example.com/api/v1"}}, ["/api/v1", "api_version v2"]),
+        ({"host": "app-eu.getcensus.com", "extra": {"region": "us"}}, ["region 'us'", "'eu'", "clear one"]),
+        ({"extra": {"api_version": "v2", "group_id": 12}}, ["group_id must be a Fivetran group id"]),
+    ],
+)
+def test_contradicting_connections_fail_with_what_to_fix(
+    monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], fragments: list[str]
+) -> None:
+    use_connection(monkeypatch, password=TOKEN, **fields)
+    with pytest.raises((CensusConfigurationError, ValueError)) as info:
+        _ = CensusHook().settings
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_missing_token_names_the_kind_the_version_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_connection(monkeypatch, extra={"api_version": "v2"})
+    with pytest.raises(CensusConfigurationError, match="Activations personal access token"):
+        _ = CensusHook().settings
+
+
+def test_group_id_comes_from_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_connection(monkeypatch, password=TOKEN, extra={"api_version": "v2", "group_id": " projected_sickle "})
+    assert CensusHook().settings.group_id == "projected_sickle"
+
+
+class RecordingLog:
+    """Stands in for the hook's logger, which Airflow 3 routes past pytest's log capture."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.warnings.append(message % args)
+
+
+def recorded_warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    log = RecordingLog()
+    monkeypatch.setattr(CensusHook, "log", property(lambda _hook: log))
+    return log.warnings
+
+
+def test_a_v1_connection_logs_one_deprecation_warning_with_the_date_and_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_connection(monkeypatch, password=TOKEN, host="app.getcensus.com")
+    warnings = recorded_warnings(monkeypatch)
+    hook = CensusHook()
+    _ = hook.settings
+    hook._warn_if_v1(hook.settings)
+    assert len(warnings) == 1, warnings
+    for fragment in ("2027-01-15", "personal access token", "api_version to v2", "census_default"):
+        assert fragment in warnings[0]
+
+
+def test_after_the_retirement_date_the_warning_says_v1_was_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_census.api import settings as api_settings
+
+    monkeypatch.setattr(api_settings, "today", lambda: date(2027, 1, 15))
+    use_connection(monkeypatch, password=TOKEN)
+    warnings = recorded_warnings(monkeypatch)
+    _ = CensusHook().settings
+    assert warnings and "was switched off" in warnings[0]
+
+
+def test_a_v2_connection_logs_no_deprecation_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_connection(monkeypatch, password=TOKEN, extra={"api_version": "v2"})
+    warnings = recorded_warnings(monkeypatch)
+    _ = CensusHook().settings
+    assert warnings == []
+
+
 def test_settings_name_the_connection_for_auth_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     use_connection(monkeypatch, "census_eu", password=TOKEN, extra={"region": "eu"})
     settings = CensusHook("census_eu").settings
@@ -90,7 +194,10 @@ def test_connection_form_agrees_with_provider_info() -> None:
         "relabeling": behaviour["relabeling"],
         "placeholders": behaviour["placeholders"],
     }
-    assert set(conn_type["conn-fields"]) == {"region", "base_url"}
+    assert set(conn_type["conn-fields"]) == {"api_version", "region", "group_id", "base_url"}
+    assert conn_type["conn-fields"]["api_version"]["schema"]["enum"] == ["v2", "v1"]
+    for needed in ("personal access token", "workspace API key", "2027-01-15"):
+        assert needed in conn_type["conn-fields"]["api_version"]["description"]
 
 
 def test_airflow_discovers_the_connection_type() -> None:

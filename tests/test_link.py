@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from airflow_provider_census.api.endpoints import sync_run_app_url
+from airflow_provider_census.api.settings import sync_run_app_url
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.outcomes import RunExpectations
 from airflow_provider_census.waiting import SyncRunWaiter, WaitSettings

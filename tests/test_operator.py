@@ -24,9 +24,9 @@ from airflow_provider_census.api.errors import (
     CensusRunUnknownStateError,
 )
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.operators.sync import CensusTriggerSyncOperator
+from airflow_provider_census.operators.census import CensusTriggerSyncOperator
 from airflow_provider_census.testing import CensusEmulator, RunScript
-from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger
+from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 from tests.conftest import QUICK_RETRIES
 from tests.task_context import FakeTaskInstance, context_for, run_deferred
 
@@ -59,7 +59,7 @@ def test_success_returns_run_id_and_publishes_before_waiting(
     summary = ti.xcom("sync_run")
     assert (summary["outcome"], summary["records_processed"], summary["records_updated"]) == ("succeeded", 40, 39)
     json.dumps(summary)
-    assert len(census_conn.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1
+    assert len(census_conn.requests_for("POST", f"/syncs/{sync_id}/trigger")) == 1
 
 
 def test_deferral_hands_over_json_kwargs_and_no_timeout(census_conn: CensusEmulator) -> None:
@@ -72,7 +72,7 @@ def test_deferral_hands_over_json_kwargs_and_no_timeout(census_conn: CensusEmula
     trigger = info.value.trigger
     assert isinstance(trigger, CensusSyncRunTrigger)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "airflow_provider_census.triggers.sync_run.CensusSyncRunTrigger"
+    assert classpath == "airflow_provider_census.triggers.census.CensusSyncRunTrigger"
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert kwargs["cancel_deadline"] == pytest.approx(time.time() + 600 - 30, abs=5)
     assert kwargs["wait_deadline"] == pytest.approx(time.time() + 60, abs=5)
@@ -136,7 +136,7 @@ def test_execution_timeout_cancels_the_run_before_airflow_kills_the_task(
         run_task(task)
     (run,) = census_conn.runs_of(sync_id)
     assert run["canceled"] is True
-    assert len(census_conn.requests_for("POST", f"/api/v1/sync_runs/{run['id']}/cancel")) == 1
+    assert len(census_conn.requests_for("POST", f"/sync_runs/{run['id']}/cancel")) == 1
 
 
 @pytest.mark.parametrize("deferrable", MODES)
@@ -183,7 +183,7 @@ def test_retry_attaches_to_the_run_left_in_progress(census_conn: CensusEmulator)
     left_over = census_conn.trigger(sync_id)
     result, _ = run_task(operator(sync_id), FakeTaskInstance(try_number=2))
     assert result == left_over
-    assert census_conn.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger") == []
+    assert census_conn.requests_for("POST", f"/syncs/{sync_id}/trigger") == []
 
 
 def test_retry_triggers_again_when_nothing_is_in_progress_or_when_switched_off(census_conn: CensusEmulator) -> None:
@@ -192,21 +192,21 @@ def test_retry_triggers_again_when_nothing_is_in_progress_or_when_switched_off(c
     assert CensusHook().get_sync_run(first).status == "completed"
     result, _ = run_task(operator(sync_id), FakeTaskInstance(try_number=2))
     assert result != first
-    assert len(census_conn.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1
+    assert len(census_conn.requests_for("POST", f"/syncs/{sync_id}/trigger")) == 1
     busy = census_conn.add_sync(RunScript(outcome="never"))
     census_conn.trigger(busy)
     with pytest.raises(CensusRunSkippedError):
         run_task(operator(busy, reattach_on_retry=False), FakeTaskInstance(try_number=2))
-    assert len(census_conn.requests_for("POST", f"/api/v1/syncs/{busy}/trigger")) == 1
+    assert len(census_conn.requests_for("POST", f"/syncs/{busy}/trigger")) == 1
 
 
 def test_no_wait_returns_at_once(census_conn: CensusEmulator) -> None:
     sync_id = census_conn.add_sync(RunScript(outcome="never"))
     result, ti = run_task(operator(sync_id, wait_for_completion=False, force_full_sync=True))
-    (trigger,) = census_conn.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")
+    (trigger,) = census_conn.requests_for("POST", f"/syncs/{sync_id}/trigger")
     assert trigger.query == {"force_full_sync": "true"}
     assert result == ti.xcom("sync_run_id")
-    assert census_conn.requests_for("GET", f"/api/v1/sync_runs/{result}") == []
+    assert census_conn.requests_for("GET", f"/sync_runs/{result}") == []
 
 
 def test_templated_ids_are_read_and_empty_ones_are_refused(census_conn: CensusEmulator) -> None:
@@ -272,11 +272,11 @@ def test_on_kill_does_nothing_when_switched_off_or_finished(census_conn: CensusE
 @pytest.mark.parametrize("deferrable", MODES)
 def test_poll_failures_are_tolerated_then_reported(census_conn: CensusEmulator, deferrable: bool) -> None:
     sync_id = census_conn.add_sync(RunScript(outcome="completed", working_polls=2))
-    census_conn.fail_next("503", count=2, method="GET", path_prefix="/api/v1/sync_runs/")
+    census_conn.fail_next("503", count=2, method="GET", path_prefix="/sync_runs/")
     result, _ = run_task(operator(sync_id, deferrable=deferrable, max_poll_failures=3))
     assert result == census_conn.runs_of(sync_id)[0]["id"]
 
     flaky = census_conn.add_sync(RunScript(outcome="never"))
-    census_conn.fail_next("drop", count=1000, method="GET", path_prefix="/api/v1/sync_runs/")
+    census_conn.fail_next("drop", count=1000, method="GET", path_prefix="/sync_runs/")
     with pytest.raises(CensusPollingError, match="failed 3 times in a row"):
         run_task(operator(flaky, deferrable=deferrable, max_poll_failures=3))

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_census.api.endpoints import TRIGGER_SYNC, ApiRequest
+from airflow_provider_census.api.endpoints import GET_SYNC, TRIGGER_SYNC
+from airflow_provider_census.api.settings import ClientSettings
 from airflow_provider_census.api.errors import (
     CensusApiError,
     CensusAuthenticationError,
@@ -39,7 +40,7 @@ ERROR_FOR_KIND: dict[str, type[CensusError]] = {
 
 
 def sync_path(sync_id: int) -> str:
-    return f"/api/v1/syncs/{sync_id}"
+    return f"/syncs/{sync_id}"
 
 
 @pytest.mark.parametrize("kind", TRANSIENT_KINDS)
@@ -121,8 +122,9 @@ def test_total_budget_bounds_the_tries(census_conn: CensusEmulator) -> None:
 
 
 def test_non_repeatable_requests_retry_only_when_surely_not_received() -> None:
-    trigger = TRIGGER_SYNC.bind(sync_id=1)
-    read = ApiRequest("GET", "/syncs/1", "sync 1")
+    settings = ClientSettings(base_url="https://app.getcensus.com/api/v2", token="t", api_version="v2")  # noqa: S106
+    trigger = TRIGGER_SYNC.bind(settings, sync_id=1)
+    read = GET_SYNC.bind(settings, sync_id=1)
     never_connected = CensusTransportError("x", reached_census=False)
     dropped = CensusTransportError("x", reached_census=True)
     limited = CensusRateLimitError("x", http_status=429, request_label="POST /x")
@@ -209,13 +211,13 @@ def test_trigger_refused_by_census_is_not_retried(hook: CensusHook, census_conn:
 
 async def test_async_reads_are_retried(census_conn: CensusEmulator) -> None:
     run_id = census_conn.trigger(61)
-    census_conn.fail_next("503", count=2, method="GET", path_prefix=f"/api/v1/sync_runs/{run_id}")
+    census_conn.fail_next("503", count=2, method="GET", path_prefix=f"/sync_runs/{run_id}")
     hook = CensusHook(retry_policy=QUICK_RETRIES)
     try:
         assert (await hook.aget_sync_run(run_id)).id == run_id
     finally:
         await hook.aclose()
-    assert [r.fault for r in census_conn.requests_for("GET", f"/api/v1/sync_runs/{run_id}")] == ["503", "503", None]
+    assert [r.fault for r in census_conn.requests_for("GET", f"/sync_runs/{run_id}")] == ["503", "503", None]
 
 
 @pytest.mark.parametrize(("kind", "error_class"), [("drop", CensusTransportError), ("cut_json", CensusResponseError)])
@@ -223,7 +225,7 @@ async def test_async_persistent_fault_ends_with_its_error_class(
     census_conn: CensusEmulator, kind: str, error_class: type[CensusApiError]
 ) -> None:
     run_id = census_conn.trigger(61)
-    census_conn.fail_next(kind, count=50, method="GET", path_prefix=f"/api/v1/sync_runs/{run_id}")
+    census_conn.fail_next(kind, count=50, method="GET", path_prefix=f"/sync_runs/{run_id}")
     hook = CensusHook(retry_policy=QUICK_RETRIES)
     try:
         with pytest.raises(error_class) as info:
@@ -234,5 +236,5 @@ async def test_async_persistent_fault_ends_with_its_error_class(
     # aiohttp itself resends an idempotent request once when the server hangs up (meant for
     # stale keep-alive connections), so each of our attempts is two requests on a drop.
     sends_per_attempt = 2 if kind == "drop" else 1
-    attempts = len(census_conn.requests_for("GET", f"/api/v1/sync_runs/{run_id}"))
+    attempts = len(census_conn.requests_for("GET", f"/sync_runs/{run_id}"))
     assert attempts == sends_per_attempt * QUICK_RETRIES.max_attempts

@@ -159,7 +159,7 @@ def test_example_dag_runs_leak_no_token(
     assert_no_canary("task log", task_log, f"sync_run_id={run['id']}")
     assert_no_canary("XCom table", stored_xcoms(dag_run), f"sync_run_id={run['id']}")
     assert_no_canary("rendered template fields", stored_rendered_fields(dag_run), "'census_conn_id': 'census_default'")
-    assert_no_canary("request URLs", "\n".join(urls_received(example_env)), f"/api/v1/syncs/{sync_id}/trigger")
+    assert_no_canary("request URLs", "\n".join(urls_received(example_env)), f"/syncs/{sync_id}/trigger")
     assert all(request.status != 401 for request in example_env.requests), "the token travels in the header"
 
 
@@ -226,7 +226,7 @@ def test_failed_tasks_leak_no_token(
     task.render_template_fields(context_for(ti))
     rendered = repr({name: getattr(task, name) for name in task.template_fields})
     assert_no_canary("rendered template fields", rendered, "census_default")
-    assert_no_canary("request URLs", "\n".join(scene.received_urls()), f"/api/v1/sync_runs/{run_id}")
+    assert_no_canary("request URLs", "\n".join(scene.received_urls()), f"/sync_runs/{run_id}")
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name)
@@ -242,7 +242,7 @@ def test_bad_input_failures_leak_no_token(
     task_log = "\n".join([output.out, output.err, provider_debug_logs.text])
     assert_no_canary("log", task_log, f"canary check starts: {row.name}")
     for url in scene.received_urls():
-        assert_no_canary("request URL", url, "/api/v1/")
+        assert_no_canary("request URL", url, "/api/v")
 
 
 def airflow_redact(text: str) -> Any:

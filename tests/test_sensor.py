@@ -8,7 +8,7 @@ import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_census.api.errors import CensusRunFailedError, CensusRunSkippedError
-from airflow_provider_census.sensors.sync_run import CensusSyncRunSensor
+from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from tests.task_context import FakeTaskInstance, context_for, run_deferred
 

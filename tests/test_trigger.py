@@ -20,8 +20,8 @@ from airflow_provider_census.api import async_pool
 from airflow_provider_census.api.errors import CensusError, CensusRunUnknownStateError
 from airflow_provider_census.outcomes import RunExpectations, read_finished_run
 from airflow_provider_census.testing import CensusEmulator, FaultProfile, RunScript
-from airflow_provider_census.triggers import sync_run as trigger_module
-from airflow_provider_census.triggers.sync_run import CensusSyncRunTrigger, RunEvent
+from airflow_provider_census.triggers import census as trigger_module
+from airflow_provider_census.triggers.census import CensusSyncRunTrigger, RunEvent
 from tests.task_context import only_event
 
 QUICK_POLL = 0.01
@@ -37,7 +37,7 @@ def make_trigger(sync_run_id: int, **kwargs: Any) -> CensusSyncRunTrigger:
 
 
 def run_path(run_id: int) -> str:
-    return f"/api/v1/sync_runs/{run_id}"
+    return f"/sync_runs/{run_id}"
 
 
 def started_run(emulator: CensusEmulator, script: RunScript) -> int:
@@ -408,7 +408,7 @@ def from_classpath(classpath: str, kwargs: dict[str, Any]) -> CensusSyncRunTrigg
 
 def test_serialized_kwargs_are_json_primitives_and_rebuild_the_same_trigger() -> None:
     classpath, kwargs = full_trigger().serialize()
-    assert classpath == "airflow_provider_census.triggers.sync_run.CensusSyncRunTrigger"
+    assert classpath == "airflow_provider_census.triggers.census.CensusSyncRunTrigger"
     constructor_arguments = set(inspect.signature(CensusSyncRunTrigger).parameters)
     assert set(kwargs) == constructor_arguments, "every argument must travel to the triggerer"
     assert all(value is None or type(value) in (str, int, float, bool) for value in kwargs.values()), kwargs

@@ -1,23 +1,15 @@
-"""The asynchronous client, for triggers: ``aiohttp``, never blocking the event loop."""
+"""The asynchronous transport, for triggers: ``aiohttp``, never blocking the event loop."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
-from airflow_provider_census.api.client import (
-    ClientSettings,
-    Envelope,
-    RawAnswer,
-    build_call,
-    parse_answer,
-    read_result,
-    transport_error,
-)
-from airflow_provider_census.api.endpoints import ApiRequest
-from airflow_provider_census.api.operations import Operation
+from airflow_provider_census.api.endpoints import Request
+from airflow_provider_census.api.settings import ClientSettings
+from airflow_provider_census.api.wire import Answer, parse, prepare, transport_error
 
 T = TypeVar("T")
 
@@ -39,26 +31,22 @@ class AsyncCensusClient:
         self._session = session
         self._owns_session = session is None
 
-    async def run(self, operation: Operation[T]) -> T:
-        return read_result(operation, await self.call(operation.request))
-
-    async def call(self, request: ApiRequest) -> Envelope:
+    async def run(self, request: Request[T]) -> T:
         if self.settings.retry.max_attempts <= 1:
-            return parse_answer(self.settings, request, await self._send(request))
+            return parse(self.settings, request, await self._send(request))
         async for attempt in self.settings.retry.async_retrying(request):
             with attempt:
-                return parse_answer(self.settings, request, await self._send(request))
+                return parse(self.settings, request, await self._send(request))
         raise AssertionError("tenacity either returns or raises")  # pragma: no cover
 
-    async def _send(self, request: ApiRequest) -> RawAnswer:
-        call = build_call(self.settings, request)
+    async def _send(self, request: Request[Any]) -> Answer:
+        url, headers, body = prepare(self.settings, request)
         session = self._open_session()
         try:
             async with session.request(
-                call.method, call.url, headers=dict(call.headers), data=call.body, allow_redirects=False
+                request.method, url, headers=headers, data=body, allow_redirects=False
             ) as response:
-                body = await response.read()
-                return RawAnswer(response.status, response.headers, body)
+                return Answer(response.status, response.headers, await response.read())
         except _NEVER_CONNECTED as exc:
             raise transport_error(request, exc, reached_census=False) from None
         except _NO_ANSWER as exc:

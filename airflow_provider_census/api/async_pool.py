@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from airflow_provider_census.api.async_client import AsyncCensusClient
-from airflow_provider_census.api.client import ClientSettings
+from airflow_provider_census.api.settings import ClientSettings
 
 SETTINGS_TTL_SECONDS = 60.0
 

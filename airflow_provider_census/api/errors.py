@@ -22,6 +22,10 @@ class CensusConfigurationError(CensusError):
     """The Airflow connection is set up wrongly (no token, unknown region, unsafe URL)."""
 
 
+class CensusApiVersionError(CensusConfigurationError):
+    """The call does not exist in the API version the connection talks; the message names the one to use."""
+
+
 class CensusInputError(CensusError, ValueError):
     """An argument given to the provider cannot be sent to Census (say, a sync id of 'abc')."""
 

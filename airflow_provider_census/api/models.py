@@ -30,6 +30,7 @@ class Source(TypedDict, total=False):
     last_tested_at: str | None
     credentials: dict[str, Any]
     read_only_connection: bool
+    group_id: str
     data_sources: list[dict[str, Any]]
 
 
@@ -49,15 +50,18 @@ class SourceObject(TypedDict, total=False):
     columns: list[dict[str, Any]]
 
 
-class Destination(TypedDict, total=False):
-    id: int
+class Activation(TypedDict, total=False):
+    """A destination connection: v1 calls it a destination (integer id), V2 an activation (text id)."""
+
+    id: int | str
     slug: str
     name: str
+    group_id: str
     credentials: dict[str, Any]
     objects: list[dict[str, Any]]
 
 
-class DestinationObject(TypedDict, total=False):
+class ActivationObject(TypedDict, total=False):
     label: str
     full_name: str
     allow_custom_fields: bool

@@ -18,11 +18,10 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from airflow_provider_census.api.endpoints import ApiRequest
 from airflow_provider_census.api.errors import (
     CensusApiError,
     CensusRateLimitError,
@@ -30,6 +29,9 @@ from airflow_provider_census.api.errors import (
     CensusServerError,
     CensusTransportError,
 )
+
+if TYPE_CHECKING:
+    from airflow_provider_census.api.endpoints import Request
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class RetryPolicy:
     max_wait: float = 30.0
     max_retry_after: float = 60.0
 
-    def should_retry(self, request: ApiRequest, exc: BaseException) -> bool:
+    def should_retry(self, request: Request[Any], exc: BaseException) -> bool:
         if request.safe_to_retry:
             return is_transient(exc)
         return surely_not_received(exc)
@@ -98,7 +100,7 @@ class RetryPolicy:
         exponential = self.initial_wait * 2.0 ** max(0, attempt - 1)
         return min(self.max_wait, exponential + random.uniform(0, self.initial_wait))  # noqa: S311
 
-    def _tenacity_arguments(self, request: ApiRequest) -> dict[str, Any]:
+    def _tenacity_arguments(self, request: Request[Any]) -> dict[str, Any]:
         def retry(state: tenacity.RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
             return exc is not None and self.should_retry(request, exc)
@@ -126,8 +128,8 @@ class RetryPolicy:
             "reraise": True,
         }
 
-    def retrying(self, request: ApiRequest) -> tenacity.Retrying:
+    def retrying(self, request: Request[Any]) -> tenacity.Retrying:
         return tenacity.Retrying(**self._tenacity_arguments(request))
 
-    def async_retrying(self, request: ApiRequest) -> tenacity.AsyncRetrying:
+    def async_retrying(self, request: Request[Any]) -> tenacity.AsyncRetrying:
         return tenacity.AsyncRetrying(**self._tenacity_arguments(request))

@@ -8,29 +8,57 @@ clients are imported on first use, so importing this module while parsing a DAG 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator, Mapping
+import logging
+import time
+import warnings
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from airflow_provider_census.api import operations as ops
-from airflow_provider_census.api.client import ClientSettings
-from airflow_provider_census.api.endpoints import API_VERSION, DEFAULT_REGION, REGION_APP_HOSTS, region_base_url
-from airflow_provider_census.api.errors import CensusConfigurationError, CensusError
-from airflow_provider_census.api.operations import PageQuery
-from airflow_provider_census.api.retry import RetryPolicy
+from airflow_provider_census.api import endpoints as ep
+from airflow_provider_census.api import inputs
+from airflow_provider_census.api.errors import (
+    CensusConfigurationError,
+    CensusError,
+    CensusTriggerUnconfirmedError,
+)
+from airflow_provider_census.api.inputs import PageQuery, census_id
+from airflow_provider_census.api.retry import RetryPolicy, may_have_acted
+from airflow_provider_census.api.settings import (
+    API_VERSIONS,
+    DEFAULT_API_VERSION,
+    DEFAULT_REGION,
+    MIGRATION_STEPS,
+    REGION_APP_HOSTS,
+    TOKEN_KINDS,
+    V1,
+    V1_RETIRED_ON,
+    ClientSettings,
+    app_url_for_base,
+    region_base_url,
+    sync_run_app_url,
+    v1_is_retired,
+)
 from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
-from airflow_provider_census.version_compat import AirflowNotFoundException, BaseHook, aget_connection, mask_secret
+from airflow_provider_census.version_compat import (
+    AirflowNotFoundException,
+    AirflowProviderDeprecationWarning,
+    BaseHook,
+    aget_connection,
+    mask_secret,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from airflow_provider_census.api.async_client import AsyncCensusClient
+    from airflow_provider_census.api.endpoints import Endpoint, Envelope
     from airflow_provider_census.api.models import (
-        Destination,
-        DestinationObject,
+        Activation,
+        ActivationObject,
         Page,
         Source,
         SourceObject,
@@ -38,20 +66,23 @@ if TYPE_CHECKING:
         SyncRun,
         SyncWrite,
     )
-    from airflow_provider_census.api.operations import Envelope, Operation
     from airflow_provider_census.api.sync_client import CensusClient
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 class CensusHook(BaseHook):
-    """Talks to the Census management API through an Airflow connection.
+    """Talks to the Census management API, v1 or V2, through an Airflow connection.
 
-    :param census_conn_id: the Airflow connection (type ``census``): the workspace API token in
-        the password field, and in the extras either ``region`` (``us``, the default, or ``eu``)
-        or ``base_url`` (a proxy or the bundled emulator).
+    :param census_conn_id: the Airflow connection (type ``census``). Its extras choose the API:
+        ``api_version`` ``v2`` (an Activations personal access token in the password field) or
+        ``v1`` (the workspace API key; the default, for connections made for provider 2.1);
+        ``region`` (``us``, the default, or ``eu``) or ``base_url`` (a proxy or the bundled
+        emulator); and for V2 optionally ``group_id``. A 2.1 connection's host
+        (``app-eu.getcensus.com``, with or without ``https://``) picks the region too.
     :param timeout: seconds to wait for one answer.
     :param retry_policy: how hard each call tries (attempts, backoff, total budget).
     :param trigger_settle_seconds: after a trigger's answer was lost, how long to wait for its
@@ -77,6 +108,7 @@ class CensusHook(BaseHook):
         self.retry_policy = retry_policy or RetryPolicy()
         self.trigger_settle_seconds = trigger_settle_seconds
         self._async_client: AsyncCensusClient | None = None
+        self._warned_v1 = False
 
     # -- the connection form (Airflow 2 reads these; Airflow 3.2+ reads get_provider_info) --
 
@@ -90,6 +122,7 @@ class CensusHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow 2's form, from the same declaration (its form takes text fields only, no choices)."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
         from wtforms import StringField
 
@@ -107,16 +140,21 @@ class CensusHook(BaseHook):
 
     def settings_from_connection(self, conn: Connection) -> ClientSettings:
         """Check the connection and turn it into client settings; the token is masked in logs."""
-        token = (conn.password or "").strip()
         origin = f"Airflow connection {self.census_conn_id!r}"
+        token = (conn.password or "").strip()
+        extras = conn.extra_dejson
+        base_url, api_version = endpoint_from_connection(extras, conn.host, origin)
         if not token:
             raise CensusConfigurationError(
-                f"{origin} has no API token: put the Census workspace API token in its password field."
+                f"{origin} has no API token: put {TOKEN_KINDS[api_version]} in its password field "
+                f"(it talks Census API {api_version})."
             )
         mask_secret(token)
         return ClientSettings(
-            base_url=base_url_from_extras(conn.extra_dejson, conn.host, origin),
+            base_url=base_url,
             token=token,
+            api_version=api_version,
+            group_id=inputs.group_id(_extra(extras, "group_id")),
             token_origin=origin,
             timeout=self.timeout,
             retry=self.retry_policy,
@@ -125,7 +163,23 @@ class CensusHook(BaseHook):
     @cached_property
     def settings(self) -> ClientSettings:
         with self._connection_must_exist():
-            return self.settings_from_connection(self.get_connection(self.census_conn_id))
+            settings = self.settings_from_connection(self.get_connection(self.census_conn_id))
+        self._warn_if_v1(settings)
+        return settings
+
+    def _warn_if_v1(self, settings: ClientSettings) -> None:
+        """One warning per hook (so one per task) while a connection still talks v1."""
+        if settings.api_version != V1 or self._warned_v1:
+            return
+        self._warned_v1 = True
+        state = "was switched off" if v1_is_retired() else "is deprecated, and Census switches it off"
+        self.log.warning(
+            "Census API v1 %s on %s; %s still talks v1. To move to API v2: %s.",
+            state,
+            V1_RETIRED_ON.isoformat(),
+            settings.token_origin,
+            MIGRATION_STEPS,
+        )
 
     @contextmanager
     def _connection_must_exist(self) -> Iterator[None]:
@@ -134,9 +188,10 @@ class CensusHook(BaseHook):
             yield
         except AirflowNotFoundException as exc:
             raise CensusConfigurationError(
-                f"Airflow connection {self.census_conn_id!r} does not exist. Create it with type 'census' and the "
-                "Census workspace API token in its password field (UI, CLI, or the environment variable "
-                f"AIRFLOW_CONN_{self.census_conn_id.upper()}), or pass census_conn_id of an existing one."
+                f"Airflow connection {self.census_conn_id!r} does not exist. Create it with type 'census', "
+                "extra api_version v2 and an Activations personal access token in its password field (UI, CLI, "
+                f"or the environment variable AIRFLOW_CONN_{self.census_conn_id.upper()}), or pass "
+                "census_conn_id of an existing one."
             ) from exc
 
     @property
@@ -145,6 +200,13 @@ class CensusHook(BaseHook):
         if self._async_client is not None:
             return self._async_client.settings.base_url
         return self.settings.base_url
+
+    @property
+    def api_version(self) -> str:
+        """``v1`` or ``v2``: what the connection talks (read from the connection on first use)."""
+        if self._async_client is not None:
+            return self._async_client.settings.api_version
+        return self.settings.api_version
 
     def get_conn(self) -> CensusClient:
         return self.client
@@ -155,11 +217,12 @@ class CensusHook(BaseHook):
 
         return CensusClient(self.settings)
 
-    def run(self, operation: Operation[T]) -> T:
-        return self.client.run(operation)
+    def run(self, endpoint: Endpoint[T], **arguments: Any) -> T:
+        """Make one call on this connection's API version; ``arguments`` fill its path, query and body."""
+        return self.client.run(endpoint.bind(self.settings, **arguments))
 
-    async def arun(self, operation: Operation[T]) -> T:
-        """Run an operation on the running loop's shared client for this connection.
+    async def arun(self, endpoint: Endpoint[T], **arguments: Any) -> T:
+        """Make one call on the running loop's shared client for this connection.
 
         Hooks (one per trigger) that use the same connection in one event loop share one
         pooled client, so a triggerer keeps a few warm connections instead of one per trigger.
@@ -168,9 +231,11 @@ class CensusHook(BaseHook):
             from airflow_provider_census.api import async_pool
 
             shared = await async_pool.settings_for(self.census_conn_id, self._aread_settings)
+            self._warn_if_v1(shared)
             # The reading may come from another hook: this hook's own patience applies.
             self._async_client = async_pool.borrow(replace(shared, timeout=self.timeout, retry=self.retry_policy))
-        return await self._async_client.run(operation)
+        client = self._async_client
+        return await client.run(endpoint.bind(client.settings, **arguments))
 
     async def _aread_settings(self) -> ClientSettings:
         with self._connection_must_exist():
@@ -190,168 +255,385 @@ class CensusHook(BaseHook):
             del self.__dict__["client"]
 
     def test_connection(self) -> tuple[bool, str]:
-        """One cheap call (the first sync) to prove the token and the host."""
+        """One cheap call (the first sync) to prove the token, the host and the API version."""
         try:
             self.list_syncs(per_page=1)
         except CensusError as exc:
             return False, str(exc)
-        return True, f"Connected to Census at {self.settings.base_url}"
+        return True, f"Connected to Census API {self.settings.api_version} at {self.settings.base_url}"
 
     # -- sources, models, tables --
 
-    def list_sources(self, page: int = 1, per_page: int = 25, order: str = "desc") -> Page[Source]:
-        return self.run(ops.list_sources(PageQuery(page, per_page, order)))
+    def list_sources(
+        self, page: int = 1, per_page: int = 25, order: str = "desc", *, group_id: str | None = None
+    ) -> Page[Source]:
+        """Sources (warehouses); on V2 scoped to ``group_id`` or the connection's."""
+        return self.run(ep.LIST_SOURCES, params=PageQuery(page, per_page, order).params(), group_id=group_id)
 
-    def iter_sources(self, per_page: int = 100, order: str = "desc") -> Iterator[Source]:
-        return self._iterate(ops.list_sources, PageQuery(1, per_page, order))
+    def iter_sources(
+        self, per_page: int = 100, order: str = "desc", *, group_id: str | None = None
+    ) -> Iterator[Source]:
+        return self._iterate(ep.LIST_SOURCES, PageQuery(1, per_page, order), group_id=group_id)
 
     def get_source(self, source: int | str) -> Source:
-        return self.run(ops.get_source(source))
+        return self.run(ep.GET_SOURCE, source=inputs.id_or_slug(source, "source"))
 
     def list_source_objects(
         self, source: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
     ) -> Page[SourceObject]:
-        return self.run(ops.list_source_objects(source, PageQuery(page, per_page, order)))
+        return self.run(
+            ep.LIST_SOURCE_OBJECTS, params=PageQuery(page, per_page, order).params(), source=_source(source)
+        )
 
     def iter_source_objects(
         self, source: int | str, per_page: int = 100, order: str = "desc"
     ) -> Iterator[SourceObject]:
-        return self._iterate(lambda query: ops.list_source_objects(source, query), PageQuery(1, per_page, order))
+        return self._iterate(ep.LIST_SOURCE_OBJECTS, PageQuery(1, per_page, order), source=_source(source))
 
     def list_models(
         self, source: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
     ) -> Page[SourceObject]:
-        return self.run(ops.list_models(source, PageQuery(page, per_page, order)))
+        return self.run(ep.LIST_MODELS, params=PageQuery(page, per_page, order).params(), source=_source(source))
 
     def iter_models(self, source: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SourceObject]:
-        return self._iterate(lambda query: ops.list_models(source, query), PageQuery(1, per_page, order))
+        return self._iterate(ep.LIST_MODELS, PageQuery(1, per_page, order), source=_source(source))
 
     def get_model(self, source: int | str, model_id: int) -> SourceObject:
-        return self.run(ops.get_model(source, model_id))
+        return self.run(ep.GET_MODEL, source=_source(source), model_id=census_id(model_id, "model_id"))
 
     def list_tables(
         self, source: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
     ) -> Page[SourceObject]:
-        return self.run(ops.list_tables(source, PageQuery(page, per_page, order)))
+        return self.run(ep.LIST_TABLES, params=PageQuery(page, per_page, order).params(), source=_source(source))
 
     def iter_tables(self, source: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SourceObject]:
-        return self._iterate(lambda query: ops.list_tables(source, query), PageQuery(1, per_page, order))
+        return self._iterate(ep.LIST_TABLES, PageQuery(1, per_page, order), source=_source(source))
 
     def get_table(self, source: int | str, table_id: int) -> SourceObject:
-        return self.run(ops.get_table(source, table_id))
+        return self.run(ep.GET_TABLE, source=_source(source), table_id=census_id(table_id, "table_id"))
 
-    # -- destinations and their objects --
+    # -- activations (v1 calls them destinations; these names work on both versions) --
 
-    def list_destinations(self, page: int = 1, per_page: int = 25, order: str = "desc") -> Page[Destination]:
-        return self.run(ops.list_destinations(PageQuery(page, per_page, order)))
+    def list_activations(
+        self, page: int = 1, per_page: int = 25, order: str = "desc", *, group_id: str | None = None
+    ) -> Page[Activation]:
+        """Activations (v1: destinations); on V2 scoped to ``group_id`` or the connection's."""
+        return self.run(ep.LIST_ACTIVATIONS, params=PageQuery(page, per_page, order).params(), group_id=group_id)
 
-    def iter_destinations(self, per_page: int = 100, order: str = "desc") -> Iterator[Destination]:
-        return self._iterate(ops.list_destinations, PageQuery(1, per_page, order))
+    def iter_activations(
+        self, per_page: int = 100, order: str = "desc", *, group_id: str | None = None
+    ) -> Iterator[Activation]:
+        return self._iterate(ep.LIST_ACTIVATIONS, PageQuery(1, per_page, order), group_id=group_id)
 
-    def get_destination(self, destination: int | str) -> Destination:
-        return self.run(ops.get_destination(destination))
+    def get_activation(self, activation: int | str) -> Activation:
+        """One activation by its id: text on V2 (``glimmering_donkey``), an integer or slug on v1."""
+        return self.run(ep.GET_ACTIVATION, activation=_activation(activation))
+
+    def list_activation_objects(
+        self, activation: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
+    ) -> Page[ActivationObject]:
+        return self.run(
+            ep.LIST_ACTIVATION_OBJECTS,
+            params=PageQuery(page, per_page, order).params(),
+            activation=_activation(activation),
+        )
+
+    def iter_activation_objects(
+        self, activation: int | str, per_page: int = 100, order: str = "desc"
+    ) -> Iterator[ActivationObject]:
+        return self._iterate(
+            ep.LIST_ACTIVATION_OBJECTS, PageQuery(1, per_page, order), activation=_activation(activation)
+        )
+
+    def get_activation_object(self, activation: int | str, object_name: str) -> ActivationObject:
+        return self.run(
+            ep.GET_ACTIVATION_OBJECT, activation=_activation(activation), object_name=inputs.object_name(object_name)
+        )
+
+    def list_activation_types(self, page: int = 1, per_page: int = 25, order: str = "desc") -> Page[dict[str, Any]]:
+        """The kinds of destination Census can sync to (v1: ``/connectors``)."""
+        return self.run(ep.LIST_ACTIVATION_TYPES, params=PageQuery(page, per_page, order).params())
+
+    # -- the v1 names of the same calls (v1 only; on V2 they name the call to use) --
+
+    def list_destinations(self, page: int = 1, per_page: int = 25, order: str = "desc") -> Page[Activation]:
+        return self.run(ep.LIST_DESTINATIONS, params=PageQuery(page, per_page, order).params())
+
+    def iter_destinations(self, per_page: int = 100, order: str = "desc") -> Iterator[Activation]:
+        return self._iterate(ep.LIST_DESTINATIONS, PageQuery(1, per_page, order))
+
+    def get_destination(self, destination: int | str) -> Activation:
+        return self.run(ep.GET_DESTINATION, activation=inputs.id_or_slug(destination, "destination"))
 
     def list_destination_objects(
         self, destination: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[DestinationObject]:
-        return self.run(ops.list_destination_objects(destination, PageQuery(page, per_page, order)))
+    ) -> Page[ActivationObject]:
+        return self.run(
+            ep.LIST_DESTINATION_OBJECTS,
+            params=PageQuery(page, per_page, order).params(),
+            activation=inputs.id_or_slug(destination, "destination"),
+        )
 
     def iter_destination_objects(
         self, destination: int | str, per_page: int = 100, order: str = "desc"
-    ) -> Iterator[DestinationObject]:
+    ) -> Iterator[ActivationObject]:
         return self._iterate(
-            lambda query: ops.list_destination_objects(destination, query), PageQuery(1, per_page, order)
+            ep.LIST_DESTINATION_OBJECTS,
+            PageQuery(1, per_page, order),
+            activation=inputs.id_or_slug(destination, "destination"),
         )
 
-    def get_destination_object(self, destination: int | str, object_name: str) -> DestinationObject:
-        return self.run(ops.get_destination_object(destination, object_name))
+    def get_destination_object(self, destination: int | str, object_name: str) -> ActivationObject:
+        return self.run(
+            ep.GET_DESTINATION_OBJECT,
+            activation=inputs.id_or_slug(destination, "destination"),
+            object_name=inputs.object_name(object_name),
+        )
 
     # -- syncs --
 
-    def list_syncs(self, page: int = 1, per_page: int = 25, order: str = "desc") -> Page[Sync]:
-        return self.run(ops.list_syncs(PageQuery(page, per_page, order)))
+    def list_syncs(
+        self, page: int = 1, per_page: int = 25, order: str = "desc", *, group_id: str | None = None
+    ) -> Page[Sync]:
+        return self.run(ep.LIST_SYNCS, params=PageQuery(page, per_page, order).params(), group_id=group_id)
 
-    def iter_syncs(self, per_page: int = 100, order: str = "desc") -> Iterator[Sync]:
-        return self._iterate(ops.list_syncs, PageQuery(1, per_page, order))
+    def iter_syncs(self, per_page: int = 100, order: str = "desc", *, group_id: str | None = None) -> Iterator[Sync]:
+        return self._iterate(ep.LIST_SYNCS, PageQuery(1, per_page, order), group_id=group_id)
 
     def get_sync(self, sync_id: int | str) -> Sync:
-        return self.run(ops.get_sync(sync_id))
+        return self.run(ep.GET_SYNC, sync_id=census_id(sync_id, "sync_id"))
 
     def create_sync(
-        self, config: Mapping[str, Any], *, validate_only: bool = False, legacy_endpoint: bool = False
+        self,
+        config: Mapping[str, Any],
+        *,
+        validate_only: bool = False,
+        legacy_endpoint: bool = False,
+        group_id: str | None = None,
     ) -> SyncWrite:
         """Create a sync (``POST /syncs``), or only validate it with ``validate_only=True``.
 
-        ``legacy_endpoint=True`` sends the older ``POST /syncs/create`` form. A creation is
-        never resent unless Census surely did not receive it, so it cannot make two syncs.
+        ``legacy_endpoint=True`` sends v1's older ``POST /syncs/create``. A creation is never
+        resent unless Census surely did not receive it, so it cannot make two syncs.
         """
-        return self.run(ops.create_sync(config, validate_only=validate_only, legacy_endpoint=legacy_endpoint))
+        body = dict(inputs.sync_config(config))
+        if validate_only:
+            body["validate_only"] = True
+        if legacy_endpoint:
+            return self.run(ep.CREATE_SYNC_LEGACY, body=body)
+        return self.run(ep.CREATE_SYNC, body=body, group_id=group_id)
 
     def update_sync(self, sync_id: int | str, changes: Mapping[str, Any]) -> SyncWrite:
-        return self.run(ops.update_sync(sync_id, changes))
+        return self.run(ep.UPDATE_SYNC, body=dict(inputs.sync_changes(changes)), sync_id=census_id(sync_id, "sync_id"))
 
     def delete_sync(self, sync_id: int | str) -> SyncWrite:
-        return self.run(ops.delete_sync(sync_id))
+        return self.run(ep.DELETE_SYNC, sync_id=census_id(sync_id, "sync_id"))
 
     # -- runs --
 
     def get_sync_run(self, sync_run_id: int | str) -> SyncRun:
-        return self.run(ops.get_sync_run(sync_run_id))
+        return self.run(ep.GET_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
 
     async def aget_sync_run(self, sync_run_id: int | str) -> SyncRun:
-        return await self.arun(ops.get_sync_run(sync_run_id))
+        return await self.arun(ep.GET_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
 
     def list_sync_runs(
         self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
     ) -> Page[SyncRun]:
-        return self.run(ops.list_sync_runs(sync_id, PageQuery(page, per_page, order)))
+        return self.run(
+            ep.LIST_SYNC_RUNS, params=PageQuery(page, per_page, order).params(), sync_id=census_id(sync_id, "sync_id")
+        )
 
     def iter_sync_runs(self, sync_id: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SyncRun]:
-        return self._iterate(lambda query: ops.list_sync_runs(sync_id, query), PageQuery(1, per_page, order))
+        return self._iterate(ep.LIST_SYNC_RUNS, PageQuery(1, per_page, order), sync_id=census_id(sync_id, "sync_id"))
 
     def latest_sync_run(self, sync_id: int | str) -> SyncRun | None:
         """The sync's newest run, or None if it never ran."""
-        return self.client.latest_sync_run(sync_id)
+        runs = self.list_sync_runs(sync_id, page=1, per_page=1, order="desc").items
+        return runs[0] if runs else None
 
     def cancel_sync_run(self, sync_run_id: int | str) -> Envelope:
-        return self.run(ops.cancel_sync_run(sync_run_id))
+        return self.run(ep.CANCEL_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
 
     async def acancel_sync_run(self, sync_run_id: int | str) -> Envelope:
-        return await self.arun(ops.cancel_sync_run(sync_run_id))
+        return await self.arun(ep.CANCEL_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
 
     def trigger_sync_run(self, sync_id: int | str, *, force_full_sync: bool = False) -> int:
         """Start a run of the sync and return its id; one call never starts two runs.
 
-        See :meth:`..api.sync_client.CensusClient.trigger_sync_run` for how a lost answer is
-        resolved without triggering again.
+        The trigger is resent blindly only when Census surely never received it (see
+        :mod:`..api.retry`). When its answer is lost (a timeout, a dropped connection, a 5xx,
+        an unreadable body) the run may exist anyway, so the sync's runs are checked first: a
+        run newer than the newest one seen before the trigger is taken as this trigger's run.
+        If none shows up within ``trigger_settle_seconds``, Census did not start one, and the
+        trigger is sent again, up to the retry policy's number of attempts.
         """
-        return self.client.trigger_sync_run(
-            sync_id, force_full_sync=force_full_sync, settle_seconds=self.trigger_settle_seconds
-        )
+        checked_id = census_id(sync_id, "sync_id")
+        newest_before = self.latest_sync_run(checked_id)
+        baseline = newest_before.id if newest_before else 0
+        attempts = self.retry_policy.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return self.run(ep.TRIGGER_SYNC, params={"force_full_sync": bool(force_full_sync)}, sync_id=checked_id)
+            except CensusError as exc:
+                if not may_have_acted(exc):
+                    raise
+                adopted = self._run_started_after(checked_id, baseline)
+                if adopted is not None:
+                    self.log.warning(
+                        "The answer to the trigger of sync %s was lost (%s); run %s started after it, "
+                        "so it is this trigger's run and the sync is not triggered again.",
+                        checked_id,
+                        exc,
+                        adopted,
+                    )
+                    return adopted
+                if attempt == attempts:
+                    raise CensusTriggerUnconfirmedError(
+                        f"Triggering sync {checked_id} failed {attempts} times without an answer and no new "
+                        f"run appeared (last error: {exc}). Check the sync's history in Census before retrying."
+                    ) from exc
+                self.log.warning(
+                    "Triggering sync %s got no usable answer (%s) and no new run appeared within %.0f s; "
+                    "triggering again (%d of %d).",
+                    checked_id,
+                    exc,
+                    self.trigger_settle_seconds,
+                    attempt + 1,
+                    attempts,
+                )
+                time.sleep(self.retry_policy.wait_seconds(attempt, exc))
+        raise AssertionError("the loop returns or raises")  # pragma: no cover
 
-    def _iterate(self, make: Callable[[PageQuery], Operation[Page[T]]], query: PageQuery) -> Iterator[T]:
+    def _run_started_after(self, sync_id: int, baseline: int) -> int | None:
+        """A run of the sync newer than ``baseline``, looked for twice, ``trigger_settle_seconds`` apart."""
+        for look in range(2):
+            if look:
+                time.sleep(self.trigger_settle_seconds)
+            newest = self.latest_sync_run(sync_id)
+            if newest is not None and newest.id > baseline:
+                return newest.id
+        return None
+
+    def _iterate(self, endpoint: Endpoint[Page[T]], query: PageQuery, **arguments: Any) -> Iterator[T]:
         """Every item of a list, page after page, until Census says there are no more."""
         while True:
-            page = self.run(make(query))
+            page = self.run(endpoint, params=query.params(), **arguments)
             yield from page.items
             following = page.next_number
             if following is None or following <= query.page:
                 return
             query = query.following(following)
 
+    # -- the names of provider 2.1, kept for DAGs written against it --
 
-def base_url_from_extras(extras: Mapping[str, Any], host: str | None, origin: str) -> str:
-    """The API base URL from the connection: ``base_url`` (or a URL in host), else the region."""
-    base_url = _extra(extras, "base_url") or (host if host and "://" in host else "")
-    if base_url:
-        return checked_base_url(str(base_url), origin)
-    region = str(_extra(extras, "region") or DEFAULT_REGION).strip().lower()
+    def trigger_sync(self, sync_id: int | str) -> int:
+        """Deprecated (2.1): use :meth:`trigger_sync_run`, which this calls."""
+        _deprecated("CensusHook.trigger_sync", "CensusHook.trigger_sync_run")
+        return self.trigger_sync_run(sync_id)
+
+    def get_sync_run_info(self, sync_run_id: int | str) -> dict[str, Any]:
+        """Deprecated (2.1): the run's fields as Census sent them; use :meth:`get_sync_run` for a typed run."""
+        _deprecated("CensusHook.get_sync_run_info", "CensusHook.get_sync_run")
+        return dict(self.get_sync_run(sync_run_id).raw)
+
+    def get_api_base_url(self) -> str:
+        """Deprecated (2.1): the Census app's scheme and host, without ``/api/...``; see :attr:`base_url`."""
+        _deprecated("CensusHook.get_api_base_url", "CensusHook.base_url")
+        return app_url_for_base(self.base_url)
+
+    def get_sync_history_url(self, sync_id: int | str, sync_run_id: int | str | None = None) -> str:
+        """Deprecated (2.1): the sync's history page in the Census app, at one run if given."""
+        _deprecated("CensusHook.get_sync_history_url", "the XCom sync_run_url the operators push")
+        checked = census_id(sync_id, "sync_id")
+        if sync_run_id is None:
+            return f"{app_url_for_base(self.base_url)}/syncs/{checked}/history"
+        return sync_run_app_url(self.base_url, checked, census_id(sync_run_id, "sync_run_id"))
+
+    def get_auth_headers(self) -> dict[str, str]:
+        """Deprecated (2.1): the Authorization header; never log what it returns."""
+        _deprecated("CensusHook.get_auth_headers", "the hook's own calls, which send it themselves")
+        return {"Authorization": f"Bearer {self.settings.token}"}
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"{old} is the name of airflow-provider-census 2.1; use {new}.",
+        AirflowProviderDeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def _source(value: int | str) -> str | int:
+    return inputs.id_or_slug(value, "source")
+
+
+def _activation(value: int | str) -> str | int:
+    return inputs.id_or_slug(value, "activation")
+
+
+def endpoint_from_connection(extras: Mapping[str, Any], host: str | None, origin: str) -> tuple[str, str]:
+    """The API base URL and version from the connection.
+
+    ``base_url`` wins; else a host that is not a Census app host (2.1 connections kept the
+    address there); else the region, from ``region`` or from a Census app host, which must
+    agree when both are set. The version is ``api_version``, else the one a base URL's path
+    names, else v1 (what connections made for 2.1 talk).
+    """
+    version = _api_version(extras, origin)
+    host = (host or "").strip()
+    host_region = _region_of_app_host(host) if host else None
+    address = _extra(extras, "base_url") or _host_address(host, host_region)
+    if address:
+        return checked_base_url(str(address), origin, version)
+    version = version or DEFAULT_API_VERSION
+    return region_base_url(_region(extras, host_region, origin), version), version
+
+
+def _host_address(host: str, host_region: str | None) -> str:
+    """A non-Census host given as the address (provider 2.1 read it as ``https://`` + host)."""
+    if not host or host_region is not None:
+        return ""
+    return host if "://" in host else f"https://{host}"
+
+
+def _api_version(extras: Mapping[str, Any], origin: str) -> str | None:
+    value = _extra(extras, "api_version")
+    if value is None or value == "":
+        return None
+    text = str(value).strip().lower()
+    text = text if text.startswith("v") else f"v{text}"
+    if text not in API_VERSIONS:
+        raise CensusConfigurationError(
+            f"{origin} has api_version {value!r}; Census has v2 (an Activations personal access token) and v1 "
+            f"(a workspace API key, until {V1_RETIRED_ON.isoformat()})."
+        )
+    return text
+
+
+def _region(extras: Mapping[str, Any], host_region: str | None, origin: str) -> str:
+    named = _extra(extras, "region")
+    region = str(named).strip().lower() if named else (host_region or DEFAULT_REGION)
     if region not in REGION_APP_HOSTS:
         raise CensusConfigurationError(
             f"{origin} names region {region!r}; Census has {' and '.join(sorted(REGION_APP_HOSTS))}. "
             "For another host set base_url instead."
         )
-    return region_base_url(region)
+    if host_region is not None and region != host_region:
+        raise CensusConfigurationError(
+            f"{origin} names region {region!r} but its host is Census's {host_region!r} app host; "
+            "clear one of the two (the host field is what provider 2.1 used)."
+        )
+    return region
+
+
+def _region_of_app_host(host: str) -> str | None:
+    """The region whose Census app host this is (``app-eu.getcensus.com``, with or without a scheme)."""
+    hostname = urlsplit(host if "://" in host else f"https://{host}").hostname
+    for region, app in REGION_APP_HOSTS.items():
+        if urlsplit(app).hostname == hostname:
+            return region
+    return None
 
 
 def _extra(extras: Mapping[str, Any], name: str) -> Any:
@@ -360,12 +642,16 @@ def _extra(extras: Mapping[str, Any], name: str) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-def checked_base_url(url: str, origin: str) -> str:
-    """A base URL that is safe to send the token to: https, or http on this machine only."""
+def checked_base_url(url: str, origin: str, api_version: str | None = None) -> tuple[str, str]:
+    """A base URL that is safe to send the token to (https, or http on this machine), and its API version.
+
+    A URL without a path gets ``/api/<version>``; one that ends in ``/api/v1`` or ``/api/v2``
+    names its version, which must agree with ``api_version`` when that is set.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise CensusConfigurationError(
-            f"{origin} has base_url {url!r}, which is not an http(s) URL; use e.g. {region_base_url('us')}"
+            f"{origin} has base_url {url!r}, which is not an http(s) URL; use e.g. {region_base_url('us', 'v2')}"
         )
     if parts.username or parts.password:
         raise CensusConfigurationError(
@@ -376,8 +662,15 @@ def checked_base_url(url: str, origin: str) -> str:
             f"{origin} has a plain http base_url to {parts.hostname!r}; the token would travel unencrypted. "
             "Use https (http is allowed only for loopback addresses such as the bundled emulator)."
         )
-    path = parts.path.rstrip("/") or f"/api/{API_VERSION}"
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    path = parts.path.rstrip("/")
+    path_version = next((v for v in API_VERSIONS if path.endswith(f"/api/{v}")), None)
+    if path_version and api_version and path_version != api_version:
+        raise CensusConfigurationError(
+            f"{origin} has base_url ending in /api/{path_version} but api_version {api_version}; "
+            "make them agree (or leave the path out of base_url)."
+        )
+    version = api_version or path_version or DEFAULT_API_VERSION
+    return f"{parts.scheme}://{parts.netloc}{path or f'/api/{version}'}", version
 
 
 def is_loopback(hostname: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-from airflow_provider_census.links.sync_run import CensusSyncRunLink
+from airflow_provider_census.links.census import CensusSyncRunLink
 
 
 def resolve_link(dag_id: str, run_id: str, task_id: str, map_index: int) -> str | None:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_census.links.sync_run import CensusSyncRunLink
+from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.testing import CensusEmulator
 from airflow_provider_census.testing.pytest_plugin import CONN_ENV_VAR
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS

@@ -27,7 +27,6 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_census.api import operations as ops
 from airflow_provider_census.api.errors import CensusError
 from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import RetryPolicy, is_transient, retry_after_of
@@ -229,8 +228,6 @@ class _RunWatch:
         self.hook = hook
         self.log = log
         self.failures = 0
-        # Built once and sent at every poll; the run is summarized only when an event needs it.
-        self.get_run = ops.get_sync_run(trigger.sync_run_id)
         self.last_run: SyncRun | None = None
         self.next_deadline = min((d for d in (trigger.wait_deadline, trigger.cancel_deadline) if d), default=None)
         self.unknown_since: float | None = None
@@ -283,7 +280,7 @@ class _RunWatch:
         began = time.monotonic()
         interval = self.trigger.poll_interval
         try:
-            run = await self.hook.arun(self.get_run)
+            run = await self.hook.aget_sync_run(self.trigger.sync_run_id)
         except CensusError as exc:
             if not is_transient(exc):
                 return self._event("error", f"Polling Census sync run {self.trigger.sync_run_id} failed: {exc}"), 0

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.api.errors import CensusPollingError
-from airflow_provider_census.api.operations import census_id
+from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.links.sync_run import CensusSyncRunLink
+from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.outcomes import describe_run
 from airflow_provider_census.version_compat import AirflowSensorTimeout, BaseSensorOperator
 from airflow_provider_census.waiting import Deadlines, SyncRunWaitingMixin
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
     """Wait until a Census sync run ends; fail with Census's error if it did not succeed.
 
-    It reads runs exactly as :class:`~airflow_provider_census.operators.sync.CensusTriggerSyncOperator`
+    It reads runs exactly as :class:`~airflow_provider_census.operators.census.CensusTriggerSyncOperator`
     does (the same code), so states, skipped runs, the rejected-records gate and error
     messages behave the same. It never cancels the run: it only watches it.
 

@@ -7,16 +7,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.api.errors import CensusPollingError, CensusRunTimeoutError
-from airflow_provider_census.api.operations import census_id
+from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.links.sync_run import CensusSyncRunLink
+from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.outcomes import describe_run
 from airflow_provider_census.version_compat import BaseOperator
 from airflow_provider_census.waiting import Deadlines, SyncRunWaitingMixin, positive_seconds
 
 if TYPE_CHECKING:
-    from airflow_provider_census.triggers.sync_run import RunEvent
+    from airflow_provider_census.triggers.census import RunEvent
     from airflow_provider_census.version_compat import Context
 
 DEFAULT_TIMEOUT = timedelta(hours=24)
@@ -26,7 +26,7 @@ class CensusTriggerSyncOperator(SyncRunWaitingMixin, BaseOperator):
     """Trigger a Census sync, then wait for its run without holding a worker slot.
 
     The task returns the ``sync_run_id`` (so ``{{ ti.xcom_pull('task_id') }}`` feeds a
-    :class:`~airflow_provider_census.sensors.sync_run.CensusSyncRunSensor`) and pushes the run's
+    :class:`~airflow_provider_census.sensors.census.CensusSyncRunSensor`) and pushes the run's
     summary under the XCom key ``sync_run``. A run that does not succeed raises a
     :class:`~airflow_provider_census.api.errors.CensusRunError` subclass whose message carries
     the sync and run ids, the status, Census's ``error_code``, ``error_message`` and

@@ -1,9 +1,10 @@
-"""Request building and response parsing, shared by a synchronous and an asynchronous client.
+"""Request building and answer parsing, shared by the synchronous and the asynchronous client.
 
-Both clients turn an :class:`ApiRequest` into the same :class:`HttpCall` with
-:func:`build_call` and hand the raw answer to the same :func:`parse_answer`; they differ only
-in how bytes travel (``requests`` for tasks, ``aiohttp`` for triggers). So what a request
-is, what an answer means and which failures are retried is written once.
+Both clients send what :func:`prepare` makes of a :class:`~.endpoints.Request` and hand the
+:class:`Answer` to the same :func:`parse`, which checks Census's envelope and returns the
+call's typed result; they differ only in how bytes travel (``requests`` for tasks,
+``aiohttp`` for triggers). So what a call sends, what an answer means and which error it
+is are written once.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from airflow_provider_census import __version__
-from airflow_provider_census.api.endpoints import ApiRequest
+from airflow_provider_census.api.endpoints import Request
 from airflow_provider_census.api.errors import (
     CensusApiError,
     CensusAuthenticationError,
@@ -29,53 +30,35 @@ from airflow_provider_census.api.errors import (
     CensusValidationError,
 )
 from airflow_provider_census.api.models import ShapeError
-from airflow_provider_census.api.retry import RetryPolicy, parse_retry_after
-
-if TYPE_CHECKING:
-    from airflow_provider_census.api.operations import Operation
+from airflow_provider_census.api.retry import parse_retry_after
+from airflow_provider_census.api.settings import (
+    MIGRATION_STEPS,
+    TOKEN_KINDS,
+    V1,
+    V1_RETIRED_ON,
+    V2,
+    ClientSettings,
+    v1_is_retired,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Envelope = Mapping[str, Any]
 
 USER_AGENT = f"airflow-provider-census/{__version__}"
 EXCERPT_CHARS = 160
 
 
 @dataclass(frozen=True)
-class ClientSettings:
-    """Where to send requests and how patiently.
+class Answer:
+    """What came back: status, headers and the raw body, before anything is read from it."""
 
-    ``token_origin`` names where the token came from (an Airflow connection id), so that an
-    authentication error says what to fix. ``token`` is excluded from ``repr``.
-    """
-
-    base_url: str
-    token: str = field(repr=False)
-    token_origin: str = "the Census API token"  # noqa: S105 (a description, not a secret)
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-
-@dataclass(frozen=True)
-class HttpCall:
-    """Exactly what goes on the wire; identical for both clients."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(repr=False)
-    body: bytes | None
-
-
-@dataclass(frozen=True)
-class RawAnswer:
     status: int
     headers: Mapping[str, str]
     body: bytes
 
 
-def build_call(settings: ClientSettings, request: ApiRequest) -> HttpCall:
+def prepare(settings: ClientSettings, request: Request[Any]) -> tuple[str, dict[str, str], bytes | None]:
+    """The URL, headers and body to send; the token travels only in the Authorization header."""
     url = settings.base_url.rstrip("/") + request.path
     if request.params:
         url = f"{url}?{urlencode(request.params)}"
@@ -88,15 +71,30 @@ def build_call(settings: ClientSettings, request: ApiRequest) -> HttpCall:
     if request.body is not None:
         headers["Content-Type"] = "application/json"
         body = json.dumps(request.body).encode()
-    return HttpCall(request.method, url, headers, body)
+    return url, headers, body
 
 
-def parse_answer(settings: ClientSettings, request: ApiRequest, answer: RawAnswer) -> Envelope:
-    """The JSON envelope of a success, or the typed error that the answer means."""
+def parse(settings: ClientSettings, request: Request[T], answer: Answer) -> T:
+    """The call's typed result, or the typed error that the answer means."""
+    envelope = _envelope(settings, request, answer)
+    try:
+        return request.read(envelope, dict(request.params))
+    except ShapeError as exc:
+        raise CensusResponseError(
+            f"Census answered {request.label} with an unexpected shape: {exc}. Check that the "
+            "connection's base_url points at the Census API itself; if it does, Census changed this answer: "
+            "upgrade airflow-provider-census or report it.",
+            http_status=answer.status,
+            request_label=request.label,
+        ) from None
+
+
+def _envelope(settings: ClientSettings, request: Request[Any], answer: Answer) -> Mapping[str, Any]:
+    """The JSON envelope of a success; an error status or an ``error`` envelope raises."""
     log.debug("Census %s -> HTTP %d", request.label, answer.status)
     payload = _decode_json(answer.body)
     if answer.status >= 400:
-        raise _error_for_status(settings, request, answer, payload)
+        raise _with_retirement_note(settings, _error_for_status(settings, request, answer, payload))
     if answer.status == 204 or (not answer.body.strip() and request.method == "DELETE"):
         return {}
     if not isinstance(payload, Mapping):
@@ -118,20 +116,6 @@ def parse_answer(settings: ClientSettings, request: ApiRequest, answer: RawAnswe
             census_message=message,
         )
     return payload
-
-
-def read_result(operation: Operation[T], envelope: Envelope) -> T:
-    """The operation's typed result, or an unreadable-response error naming what was off."""
-    try:
-        return operation.read(envelope)
-    except ShapeError as exc:
-        raise CensusResponseError(
-            f"Census answered {operation.request.label} with an unexpected shape: {exc}. Check that the "
-            "connection's base_url points at the Census API itself; if it does, Census changed this answer: "
-            "upgrade airflow-provider-census or report it.",
-            http_status=200,
-            request_label=operation.request.label,
-        ) from None
 
 
 def scrub(settings: ClientSettings, text: str) -> str:
@@ -171,7 +155,7 @@ def _describe_body(settings: ClientSettings, body: bytes, payload: Any) -> str:
     return f"a body that is not valid JSON (cut off?): {excerpt!r}"
 
 
-def _error_for_status(settings: ClientSettings, request: ApiRequest, answer: RawAnswer, payload: Any) -> CensusApiError:
+def _error_for_status(settings: ClientSettings, request: Request[Any], answer: Answer, payload: Any) -> CensusApiError:
     status = answer.status
     message = _census_message(settings, payload)
     said = f": {message}" if message else f"; the body was {_describe_body(settings, answer.body, payload)}"
@@ -186,20 +170,19 @@ def _error_for_status(settings: ClientSettings, request: ApiRequest, answer: Raw
     if status == 401:
         return CensusAuthenticationError(
             f"Census did not accept the API token from {settings.token_origin} ({where}){said}. "
-            "Put the workspace API token (Census: Settings, API access) in the connection's "
-            "password field.",
+            f"{_token_advice(settings)}",
             **common,
         )
     if status == 403:
         return CensusAuthenticationError(
             f"The API token from {settings.token_origin} may not access {request.subject} ({where}){said}. "
-            "Use a token of the workspace that owns it.",
+            f"Use {_token_owner(settings)}.",
             **common,
         )
     if status == 404:
         return CensusNotFoundError(
             f"Census has no {request.subject} ({where}){said}. Check the id, and that "
-            f"{settings.token_origin} points at the right workspace and region.",
+            f"{settings.token_origin} points at the right {_scope(settings)} and region.",
             **common,
         )
     if status == 429:
@@ -218,6 +201,43 @@ def _error_for_status(settings: ClientSettings, request: ApiRequest, answer: Raw
     return CensusValidationError(f"Census refused the request for {request.subject} ({where}){said}", **common)
 
 
+def _scope(settings: ClientSettings) -> str:
+    return "Fivetran group" if settings.api_version == V2 else "workspace"
+
+
+def _token_owner(settings: ClientSettings) -> str:
+    if settings.api_version == V2:
+        return "the personal access token of a user with access to the group that owns it"
+    return "an API key of the workspace that owns it"
+
+
+def _token_advice(settings: ClientSettings) -> str:
+    """What a 401 most likely means: a token of the other API version, or one revoked or mistyped."""
+    if settings.api_version == V2:
+        return (
+            f"API v2 takes {TOKEN_KINDS[V2]}; a v1 workspace API key is refused there. Put a personal access "
+            "token in the connection's password field, or set its extra api_version to v1 while v1 lives "
+            f"(until {V1_RETIRED_ON.isoformat()})."
+        )
+    return (
+        f"API v1 takes {TOKEN_KINDS[V1]}; an Activations personal access token is not one. Put the workspace "
+        "API key in the connection's password field, or, to use a personal access token, set the "
+        "connection's extra api_version to v2."
+    )
+
+
+def _with_retirement_note(settings: ClientSettings, error: CensusApiError) -> CensusApiError:
+    """Once v1 is switched off, every v1 failure says so first: it is the likely cause and has one fix."""
+    if settings.api_version != V1 or not v1_is_retired():
+        return error
+    note = (
+        f"Census retired API v1 on {V1_RETIRED_ON.isoformat()}, and {settings.token_origin} still talks v1: "
+        f"{MIGRATION_STEPS}. "
+    )
+    error.args = (note + str(error),)
+    return error
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     lowered = name.lower()
     for key, value in headers.items():
@@ -226,7 +246,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def transport_error(request: ApiRequest, cause: BaseException, *, reached_census: bool) -> CensusTransportError:
+def transport_error(request: Request[Any], cause: BaseException, *, reached_census: bool) -> CensusTransportError:
     """A failure to get any answer, worded for the user; never includes the URL's query or headers."""
     kind = "could not connect" if not reached_census else "got no answer"
     return CensusTransportError(

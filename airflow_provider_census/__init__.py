@@ -4,4 +4,4 @@ Kept import-free on purpose: Airflow imports provider packages while parsing DAG
 so nothing here may pull in the HTTP clients or Airflow itself.
 """
 
-__version__ = "0.1.0"
+__version__ = "3.0.0"

@@ -31,7 +31,11 @@ def airflow_env(home: Path, emulator: CensusEmulator) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW_CONN_CENSUS_DEFAULT": json.dumps(
-                {"conn_type": "census", "password": emulator.token, "extra": {"base_url": emulator.base_url}}
+                {
+                    "conn_type": "census",
+                    "password": emulator.token_for("v2"),
+                    "extra": {"api_version": "v2", "base_url": emulator.api_base_url("v2")},
+                }
             ),
             "CENSUS_EXAMPLE_SYNC_IDS": f"{GOOD_SYNC},{BAD_SYNC}",
             "CENSUS_EXAMPLE_POLL_INTERVAL": "1",
@@ -96,7 +100,7 @@ def main() -> int:
             error_message='The array field "custom_field:Users" with value "jim" is not a valid JSON array.',
             error_detail="Format the field as a JSON array, e.g. [\"jim\"].",
         ))  # fmt: skip
-        print(f"Census emulator at {emulator.base_url}; Airflow home {home}")
+        print(f"Census emulator (API v2) at {emulator.api_base_url('v2')}; Airflow home {home}")
         print("Running `airflow dags test census_post_dbt`: dbt_build, then syncs 60 and 61 in parallel (deferrable)\n")
         code = run_dag(airflow_env(home, emulator), home / "dags-test.log")
         report(emulator)

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import pytest
 
 from airflow_provider_census.api.errors import (
+    CensusApiVersionError,
     CensusAuthenticationError,
     CensusConfigurationError,
     CensusError,
@@ -45,7 +46,9 @@ from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AirflowEx
 from tests.conftest import QUICK_RETRIES
 from tests.task_context import context_for, run_deferred
 
-TOKEN = f"cnry-{uuid.uuid4().hex}"
+CANARY_ID = uuid.uuid4().hex
+TOKEN = f"cnry-{CANARY_ID}"
+PAT = f"cnry-pat-{CANARY_ID}"  # V2's token carries the same canary, so a leak of either is found
 WRONG_TOKEN = f"cnry-wrong-{uuid.uuid4().hex}"
 # Airflow itself refuses a task built without a required argument, in its own words.
 MISSING_ARGUMENT_ERROR: type[Exception] = TypeError if AIRFLOW_V_3_0_PLUS else AirflowException
@@ -60,7 +63,7 @@ A_SYNC_CONFIG: dict[str, Any] = {
 @pytest.fixture
 def census_emulator() -> Iterator[CensusEmulator]:
     """The plugin's emulator, but expecting a canary token that no message may repeat."""
-    with CensusEmulator(token=TOKEN) as emulator:
+    with CensusEmulator(token=TOKEN, pat=PAT) as emulator:
         yield emulator
 
 
@@ -84,7 +87,8 @@ class CannedCensus:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api/v1"
+        """The server's root: the connection's API version adds its ``/api/vN`` path."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> CannedCensus:
         self._thread.start()
@@ -125,6 +129,7 @@ class Scene:
 
     emulator: CensusEmulator
     monkeypatch: pytest.MonkeyPatch
+    api_version: str
     servers: list[CannedCensus] = field(default_factory=list)
     stack: ExitStack = field(default_factory=ExitStack)
 
@@ -134,11 +139,27 @@ class Scene:
     def __exit__(self, *exc_info: object) -> None:
         self.stack.close()
 
-    def connect(self, password: str = TOKEN, **extra: str) -> None:
-        """Point ``census_default`` at whatever ``extra`` says (default: the emulator)."""
-        extra = extra or {"base_url": self.emulator.base_url}
-        conn = {"conn_type": "census", "password": password, "extra": extra}
+    def connect(self, password: str | None = None, **extra: str) -> None:
+        """Point ``census_default`` at whatever ``extra`` says (default: the emulator), on the scene's API version."""
+        self.connect_on(self.api_version, password, **extra)
+
+    def connect_on(self, api_version: str, password: str | None = None, **extra: str) -> None:
+        """Point ``census_default`` at the emulator (or ``extra``) on ``api_version``, with its token unless given."""
+        extra = extra or {"base_url": self.emulator.api_base_url(api_version)}
+        token = self.emulator.token_for(api_version) if password is None else password
+        conn = {"conn_type": "census", "password": token, "extra": {"api_version": api_version, **extra}}
         self.monkeypatch.setenv(CONN_ENV_VAR, json.dumps(conn))
+
+    def sync_config(self) -> dict[str, Any]:
+        """A sync to Braze, whose id is 15 on v1 and an activation's text id on V2 (Census refuses it: no mappings)."""
+        braze = 15 if self.api_version == "v1" else "glimmering_donkey"
+        return {**A_SYNC_CONFIG, "destination_attributes": {"connection_id": braze, "object": "user"}}
+
+    def retire_v1(self) -> None:
+        """Move the provider's clock to the day Census switches API v1 off."""
+        from airflow_provider_census.api import settings
+
+        self.monkeypatch.setattr(settings, "today", lambda: settings.V1_RETIRED_ON)
 
     def canned(self, answer: Canned) -> CannedCensus:
         server = self.stack.enter_context(CannedCensus(answer))
@@ -161,8 +182,8 @@ def urls_received(emulator: CensusEmulator) -> list[str]:
 
 
 @pytest.fixture
-def scene(census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
-    with Scene(census_conn, monkeypatch) as staged:
+def scene(census_conn: CensusEmulator, census_api_version: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
+    with Scene(census_conn, monkeypatch, census_api_version) as staged:
         yield staged
 
 
@@ -289,7 +310,7 @@ ROWS: list[BadInput] = [
         "empty token",
         lambda scene: (scene.connect(password="  "), poke(sync_run_id=1)),
         CensusConfigurationError,
-        ("'census_default' has no API token", "put the Census workspace API token in its password field"),
+        ("'census_default' has no API token", "in its password field", "it talks Census API"),
     ),
     BadInput(
         "unknown region",
@@ -299,7 +320,7 @@ ROWS: list[BadInput] = [
     ),
     BadInput(
         "plain http to a remote host",
-        lambda scene: (scene.connect(base_url="http://census.example.com/api/v1"), quick_hook().get_sync(60)),
+        lambda scene: (scene.connect(base_url="http://census.example.com"), quick_hook().get_sync(60)),
         CensusConfigurationError,
         ("plain http base_url to 'census.example.com'", "unencrypted", "Use https"),
     ),
@@ -307,7 +328,7 @@ ROWS: list[BadInput] = [
         "base_url that is no URL",
         lambda scene: (scene.connect(base_url="app.getcensus.com"), quick_hook().get_sync(60)),
         CensusConfigurationError,
-        ("'app.getcensus.com', which is not an http(s) URL", "use e.g. https://app.getcensus.com/api/v1"),
+        ("'app.getcensus.com', which is not an http(s) URL", "use e.g. https://app.getcensus.com/api/v2"),
     ),
     BadInput(
         "401: the wrong token",
@@ -316,16 +337,58 @@ ROWS: list[BadInput] = [
         ("did not accept the API token from Airflow connection 'census_default'", "HTTP 401", "password field"),
     ),
     BadInput(
+        "401: a v1 workspace API key on a V2 connection",
+        lambda scene: (scene.connect_on("v2", password=TOKEN), quick_hook().get_sync(60)),
+        CensusAuthenticationError,
+        ("'census_default'", "API v2 takes an Activations personal access token", "api_version to v1"),
+    ),
+    BadInput(
+        "401: a personal access token on a v1 connection",
+        lambda scene: (scene.connect_on("v1", password=PAT), quick_hook().get_sync(60)),
+        CensusAuthenticationError,
+        ("'census_default'", "API v1 takes a workspace API key", "set the connection's extra api_version to v2"),
+    ),
+    BadInput(
+        "a v1 failure once v1 is retired",
+        lambda scene: (scene.retire_v1(), scene.connect_on("v1", password=WRONG_TOKEN), quick_hook().get_sync(60)),
+        CensusAuthenticationError,
+        ("Census retired API v1 on 2027-01-15", "'census_default' still talks v1", "api_version to v2"),
+    ),
+    BadInput(
+        "an api_version Census does not have",
+        lambda scene: (scene.connect_on("v3", password=TOKEN, base_url="https://app.getcensus.com"), quick_hook().get_sync(60)),
+        CensusConfigurationError,
+        ("api_version 'v3'", "v2 (an Activations personal access token)", "v1 (a workspace API key"),
+    ),
+    BadInput(
+        "a v1-only hook method on a V2 connection",
+        lambda scene: (scene.connect_on("v2"), quick_hook().list_destinations()),
+        CensusApiVersionError,
+        ("list_destinations is a Census API v1 call", "talks API v2", "use CensusHook.list_activations"),
+    ),
+    BadInput(
+        "v1's legacy sync creation on a V2 connection",
+        lambda scene: (scene.connect_on("v2"), quick_hook().create_sync(A_SYNC_CONFIG, legacy_endpoint=True)),
+        CensusApiVersionError,
+        ("create_sync is a Census API v1 call", "without legacy_endpoint=True"),
+    ),
+    BadInput(
+        "a V2 list that needs a group, with none",
+        lambda scene: (scene.connect_on("v2"), quick_hook().list_sources()),
+        CensusConfigurationError,
+        ("list_sources needs a Fivetran group on API v2", "pass group_id=", "extra group_id"),
+    ),
+    BadInput(
         "403: a token of another workspace",
         lambda scene: (scene.fail("403"), quick_hook().get_sync(60)),
         CensusAuthenticationError,
-        ("may not access sync 60", "HTTP 403", "Use a token of the workspace that owns it"),
+        ("may not access sync 60", "HTTP 403", "that owns it"),
     ),
     BadInput(
         "404: a sync that does not exist",
         lambda scene: run_operator(sync_id=987654),
         CensusNotFoundError,
-        ("Census has no sync 987654", "HTTP 404", "Check the id", "right workspace and region"),
+        ("Census has no sync 987654", "HTTP 404", "Check the id", "and region"),
     ),
     BadInput(
         "404: a run that does not exist",
@@ -335,7 +398,7 @@ ROWS: list[BadInput] = [
     ),
     BadInput(
         "422: create sync refused",
-        lambda scene: quick_hook().create_sync(A_SYNC_CONFIG),
+        lambda scene: quick_hook().create_sync(scene.sync_config()),
         CensusValidationError,
         ("Census refused the request for a new sync", "HTTP 422", "mappings"),
     ),
@@ -423,7 +486,7 @@ ROWS: list[BadInput] = [
     BadInput(
         "nothing listening at base_url",
         lambda scene: (
-            scene.connect(base_url=f"http://127.0.0.1:{closed_port()}/api/v1"),
+            scene.connect(base_url=f"http://127.0.0.1:{closed_port()}"),
             quick_hook().get_sync_run(5),
         ),
         CensusTransportError,
@@ -533,7 +596,7 @@ def test_bad_input_fails_with_a_message_that_says_what_to_do(scene: Scene, row: 
     message = str(info.value)
     missing = [phrase for phrase in row.phrases if phrase not in message]
     assert not missing, f"{missing} not in: {message}"
-    for token in (TOKEN, WRONG_TOKEN):
+    for token in (TOKEN, PAT, WRONG_TOKEN):
         assert token not in message and token not in repr(info.value)
 
 

@@ -41,7 +41,7 @@ def test_post_dbt_dag_one_sync_succeeds_one_fails(
     output = capfd.readouterr()
     assert "JSON_ARRAY_ERROR" in output.out + output.err
     assert "Users is not a JSON array" in output.out + output.err
-    assert len(example_env.requests_for("POST", f"/api/v1/syncs/{good}/trigger")) == 1
+    assert len(example_env.requests_for("POST", f"/syncs/{good}/trigger")) == 1
 
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule"])

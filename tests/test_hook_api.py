@@ -7,21 +7,26 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_census.api.errors import CensusNotFoundError, CensusValidationError
+from airflow_provider_census.api.errors import CensusApiVersionError, CensusNotFoundError, CensusValidationError
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.testing import CensusEmulator, RunScript
 
-VALID_SYNC: dict[str, Any] = {
-    "operation": "upsert",
-    "label": "orders to braze",
-    "source_attributes": {"connection_id": 4, "object": {"type": "model", "name": "braze_test"}},
-    "destination_attributes": {"connection_id": 15, "object": "user"},
-    "mappings": [{"from": {"type": "column", "data": "EMAIL"}, "to": "external_id", "is_primary_identifier": True}],
-}
+BRAZE = {"v1": 15, "v2": "glimmering_donkey"}
+"""The emulator's Braze destination: an integer id on v1, an activation's text id on V2."""
 
 
-def test_catalog_endpoints(hook: CensusHook) -> None:
+def valid_sync(api_version: str) -> dict[str, Any]:
+    return {
+        "operation": "upsert",
+        "label": "orders to braze",
+        "source_attributes": {"connection_id": 4, "object": {"type": "model", "name": "braze_test"}},
+        "destination_attributes": {"connection_id": BRAZE[api_version], "object": "user"},
+        "mappings": [{"from": {"type": "column", "data": "EMAIL"}, "to": "external_id", "is_primary_identifier": True}],
+    }
+
+
+def test_catalog_endpoints(hook: CensusHook, census_api_version: str) -> None:
     sources = hook.list_sources().items
     assert {source["id"] for source in sources} >= {4, 10}
     assert hook.get_source(4)["slug"] == hook.get_source(sources[0]["slug"] if sources[0]["id"] == 4 else 4)["slug"]
@@ -33,30 +38,65 @@ def test_catalog_endpoints(hook: CensusHook) -> None:
     table_id = next(obj["id"] for obj in objects if obj["type"] == "table")
     assert hook.get_table(4, table_id)["table_name"]
     assert [table["id"] for table in hook.iter_tables(4)] == [table_id]
-    destinations = hook.list_destinations().items
-    assert {dest["slug"] for dest in destinations} >= {"braze", "hubspot"}
-    assert hook.get_destination("braze")["id"] == 15
-    assert {obj["full_name"] for obj in hook.iter_destination_objects("braze")} >= {"user", "event"}
-    assert hook.get_destination_object(15, "user")["fields"]
+    braze = BRAZE[census_api_version]
+    activations = hook.list_activations().items
+    assert {activation["slug"] for activation in activations} >= {"braze", "hubspot"}
+    assert hook.get_activation("braze")["id"] == braze
+    assert {obj["full_name"] for obj in hook.iter_activation_objects(braze)} >= {"user", "event"}
+    assert hook.get_activation_object(braze, "user")["fields"]
+    assert {kind["service_name"] for kind in hook.list_activation_types().items} >= {"braze"}
 
 
-def test_sync_life_cycle_create_update_delete(hook: CensusHook, census_conn: CensusEmulator) -> None:
-    checked = hook.create_sync(VALID_SYNC, validate_only=True)
+def test_v1_names_of_activation_calls_work_on_v1_and_point_v2_at_the_new_names(
+    hook: CensusHook, census_api_version: str
+) -> None:
+    calls = {
+        "list_activations": lambda: hook.list_destinations().items,
+        "get_activation": lambda: hook.get_destination("braze"),
+        "list_activation_objects": lambda: hook.list_destination_objects(15).items,
+        "get_activation_object": lambda: hook.get_destination_object(15, "user"),
+    }
+    for new_name, call in calls.items():
+        if census_api_version == "v1":
+            assert call()
+        else:
+            with pytest.raises(CensusApiVersionError, match=f"use CensusHook.{new_name} instead"):
+                call()
+    if census_api_version == "v2":
+        assert hook.census_conn_id in str(pytest.raises(CensusApiVersionError, hook.list_destinations).value)
+
+
+def test_v2_lists_send_the_group(hook: CensusHook, census_conn: CensusEmulator, census_api_version: str) -> None:
+    hook.list_sources()
+    hook.list_syncs(group_id="projected_sickle" if census_api_version == "v2" else None)
+    (sources,) = census_conn.requests_for("GET", "/sources")
+    (syncs,) = census_conn.requests_for("GET", "/syncs")
+    expected = {"group_id": census_conn.group_id} if census_api_version == "v2" else {}
+    assert {key: sources.query[key] for key in sources.query if key == "group_id"} == expected
+    assert {key: syncs.query[key] for key in syncs.query if key == "group_id"} == expected
+
+
+def test_sync_life_cycle_create_update_delete(
+    hook: CensusHook, census_conn: CensusEmulator, census_api_version: str
+) -> None:
+    valid = valid_sync(census_api_version)
+    checked = hook.create_sync(valid, validate_only=True)
     assert checked.sync_id is None and checked.status == "success"
-    created = hook.create_sync(VALID_SYNC)
+    created = hook.create_sync(valid)
     assert created.status == "created" and created.sync_id is not None
-    legacy = hook.create_sync(
-        {
-            **VALID_SYNC,
-            "source_attributes": {
-                "connection_slug": "snowflake-xxxxxxx-us-east-1",
-                "type": "model",
-                "model_name": "braze_test",
+    if census_api_version == "v1":
+        legacy = hook.create_sync(
+            {
+                **valid,
+                "source_attributes": {
+                    "connection_slug": "snowflake-xxxxxxx-us-east-1",
+                    "type": "model",
+                    "model_name": "braze_test",
+                },
             },
-        },
-        legacy_endpoint=True,
-    )
-    assert legacy.sync_id is not None and legacy.sync_id != created.sync_id
+            legacy_endpoint=True,
+        )
+        assert legacy.sync_id is not None and legacy.sync_id != created.sync_id
     sync = hook.get_sync(created.sync_id)
     assert (sync.id, sync.label, sync.operation) == (created.sync_id, "orders to braze", "upsert")
     assert hook.update_sync(created.sync_id, {"paused": True}).status == "updated"
@@ -68,9 +108,9 @@ def test_sync_life_cycle_create_update_delete(hook: CensusHook, census_conn: Cen
     assert [r.method for r in census_conn.requests_for("POST", "/syncs")] == ["POST", "POST"]
 
 
-def test_census_validation_message_reaches_the_user(hook: CensusHook) -> None:
+def test_census_validation_message_reaches_the_user(hook: CensusHook, census_api_version: str) -> None:
     with pytest.raises(CensusValidationError) as info:
-        hook.create_sync({**VALID_SYNC, "mappings": []})
+        hook.create_sync({**valid_sync(census_api_version), "mappings": []})
     assert info.value.http_status == 422
     assert info.value.census_message and info.value.census_message in str(info.value)
 
@@ -132,7 +172,7 @@ def test_iterators_follow_pages_to_the_end(hook: CensusHook, census_conn: Census
 
 
 def test_test_connection(hook: CensusHook, census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert hook.test_connection() == (True, f"Connected to Census at {census_conn.base_url}")
+    assert hook.test_connection() == (True, f"Connected to Census API {hook.api_version} at {hook.base_url}")
     monkeypatch.setenv(
         "AIRFLOW_CONN_CENSUS_BAD",
         f'{{"conn_type": "census", "password": "wrong-token", "extra": {{"base_url": "{census_conn.base_url}"}}}}',

@@ -28,7 +28,7 @@ from airflow_provider_census.testing.pytest_plugin import CONN_ENV_VAR
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AirflowSensorTimeout
 from tests.airflow_runs import run_example_dag, task_states
 from tests.task_context import FakeTaskInstance, context_for, resume
-from tests.test_bad_input import ROWS, TOKEN, BadInput, Scene, operator, sensor, urls_received
+from tests.test_bad_input import PAT, ROWS, TOKEN, BadInput, Scene, operator, sensor, urls_received
 
 CANARY = TOKEN.removeprefix("cnry-")  # the UUID alone, so a leak is found even with the prefix cut off
 PROVIDER_LOGGER = "airflow_provider_census"
@@ -36,14 +36,14 @@ PROVIDER_LOGGER = "airflow_provider_census"
 
 @pytest.fixture
 def census_emulator() -> Iterator[CensusEmulator]:
-    """The plugin's emulator, expecting the canary as its token: every request carries it."""
-    with CensusEmulator(token=TOKEN) as emulator:
+    """The plugin's emulator, expecting the canary as its tokens (v1 and V2): every request carries it."""
+    with CensusEmulator(token=TOKEN, pat=PAT) as emulator:
         yield emulator
 
 
 @pytest.fixture
-def scene(census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
-    with Scene(census_conn, monkeypatch) as staged:
+def scene(census_conn: CensusEmulator, census_api_version: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scene]:
+    with Scene(census_conn, monkeypatch, census_api_version) as staged:
         yield staged
 
 

@@ -86,7 +86,9 @@ def shared_secrets() -> dict[str, str]:
 class AirflowCluster:
     """Airflow's components for one test, all sharing one home, database and emulator."""
 
-    def __init__(self, home: Path, postgres: PostgresServer, database: str, emulator: CensusEmulator) -> None:
+    def __init__(
+        self, home: Path, postgres: PostgresServer, database: str, emulator: CensusEmulator, api_version: str
+    ) -> None:
         self.home = home
         self.emulator = emulator
         self.components: list[Component] = []
@@ -95,8 +97,9 @@ class AirflowCluster:
         self.api_port = free_port()
         self.env = base_env(home, postgres.url(database))
         self.env.update(self._api_env())
+        extra = {"api_version": api_version, "base_url": emulator.api_base_url(api_version)}
         self.env[CONN_ENV_VAR] = json.dumps(
-            {"conn_type": "census", "password": emulator.token, "extra": {"base_url": emulator.base_url}}
+            {"conn_type": "census", "password": emulator.token_for(api_version), "extra": extra}
         )
         self.env["CENSUS_EXAMPLE_POLL_INTERVAL"] = str(POLL_INTERVAL_SECONDS)
         self._db = postgres.connect(database)
@@ -274,12 +277,12 @@ class AirflowCluster:
 
 @contextlib.contextmanager
 def running_cluster(
-    home: Path, postgres: PostgresServer, template: str, emulator: CensusEmulator
+    home: Path, postgres: PostgresServer, template: str, emulator: CensusEmulator, api_version: str
 ) -> Iterator[AirflowCluster]:
     """A cluster on a fresh copy of the migrated template database; every component stopped at the end."""
     database = f"airflow_{time.monotonic_ns()}"
     postgres.create_database(database, template=template)
-    cluster = AirflowCluster(home, postgres, database, emulator)
+    cluster = AirflowCluster(home, postgres, database, emulator, api_version)
     try:
         yield cluster
     finally:

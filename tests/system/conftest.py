@@ -48,8 +48,13 @@ def airflow_template_db(postgres: PostgresServer) -> str:
 
 @pytest.fixture
 def cluster(
-    tmp_path: Path, postgres: PostgresServer, airflow_template_db: str, census_emulator: CensusEmulator
+    tmp_path: Path,
+    postgres: PostgresServer,
+    airflow_template_db: str,
+    census_emulator: CensusEmulator,
+    census_api_version: str,
 ) -> Iterator[AirflowCluster]:
-    """An Airflow deployment with nothing started yet; every component it starts is stopped at the end."""
-    with running_cluster(tmp_path / "airflow-home", postgres, airflow_template_db, census_emulator) as airflow:
+    """An Airflow deployment with nothing started yet, its Census connection on the parametrized API version."""
+    home = tmp_path / "airflow-home"
+    with running_cluster(home, postgres, airflow_template_db, census_emulator, census_api_version) as airflow:
         yield airflow

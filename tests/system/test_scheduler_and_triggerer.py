@@ -99,7 +99,7 @@ def test_post_dbt_dag_runs_deferred_in_the_triggerer_and_ends_right(cluster: Air
         (run,) = emulator.runs_of(sync_id)
         link = cluster.extra_link(POST_DBT_DAG, RUN_ID, SYNC_TASK, map_index)
         assert link is not None and link.endswith(f"/syncs/{sync_id}/history?sync_run_id={run['id']}"), link
-        assert len(emulator.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1
+        assert len(emulator.requests_for("POST", f"/syncs/{sync_id}/trigger")) == 1
 
     # The token reached Census only in the Authorization header: no log file of any component
     # or task, no XCom and no rendered field holds it (while they do hold Census's error and run ids).

@@ -34,7 +34,7 @@ def test_a_killed_triggerers_trigger_moves_to_the_other_triggerer(cluster: Airfl
         runs = emulator.runs_of(sync_id)
         if not runs or cluster.triggerer_of(POST_DBT_DAG, RUN_ID, SYNC_TASK, 0) is None:
             return None
-        if len(emulator.requests_for("GET", f"/api/v1/sync_runs/{runs[0]['id']}")) < 2:
+        if len(emulator.requests_for("GET", f"/sync_runs/{runs[0]['id']}")) < 2:
             return None  # only the worker's own first look so far
         holders = [triggerer for triggerer in triggerers if triggerer.connected_to(emulator.port)]
         return holders[0] if len(holders) == 1 else None
@@ -58,6 +58,6 @@ def test_a_killed_triggerers_trigger_moves_to_the_other_triggerer(cluster: Airfl
     assert status_at_takeover == "working", explain
     assert final == "success", explain
     assert cluster.task_states(POST_DBT_DAG, RUN_ID)[(SYNC_TASK, 0)] == "success", explain
-    assert len(emulator.requests_for("POST", f"/api/v1/syncs/{sync_id}/trigger")) == 1
+    assert len(emulator.requests_for("POST", f"/syncs/{sync_id}/trigger")) == 1
     (only_run,) = emulator.runs_of(sync_id)
     assert (only_run["id"], only_run["status"]) == (run["id"], "completed")

@@ -141,9 +141,11 @@ def test_unknown_path_is_a_json_404(http: requests.Session, emu: CensusEmulator)
         response = http.get(url(emu, path))
         assert response.status_code == 404
         assert response.json()["status"] == "error"
-    outside = http.get(f"http://127.0.0.1:{emu.port}/api/v2/syncs")
-    assert outside.status_code == 404
-    assert outside.json()["status"] == "error"
+    for outside in ("/api/v3/syncs", "/api/v10/syncs", "/syncs"):
+        response = http.get(f"http://127.0.0.1:{emu.port}{outside}")
+        assert response.status_code == 404
+        assert response.json()["status"] == "error"
+        assert "/api/v1 and /api/v2" in response.json()["message"]
 
 
 def test_wrong_method_is_a_json_error(http: requests.Session, emu: CensusEmulator) -> None:
@@ -873,8 +875,9 @@ def test_pytest_fixtures(pytester: pytest.Pytester) -> None:
         def test_conn(census_conn):
             conn = json.loads(os.environ["AIRFLOW_CONN_CENSUS_DEFAULT"])
             assert conn["conn_type"] == "census"
-            assert conn["password"] == census_conn.token
-            assert conn["extra"]["base_url"] == census_conn.base_url
+            version = conn["extra"]["api_version"]
+            assert conn["password"] == census_conn.token_for(version)
+            assert conn["extra"]["base_url"] == census_conn.api_base_url(version)
             headers = {"Authorization": f"Bearer {conn['password']}"}
             response = requests.post(conn["extra"]["base_url"] + "/syncs/61/trigger", headers=headers)
             assert response.json()["status"] == "success"
@@ -887,7 +890,7 @@ def test_pytest_fixtures(pytester: pytest.Pytester) -> None:
     )
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest(*_plugin_args(), "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)  # test_conn once per API version
 
 
 # -- a thousand pollers -------------------------------------------------------------------

@@ -1,7 +1,11 @@
 """Run the Census emulator from a shell: ``python -m airflow_provider_census.testing``.
 
-Useful for the demo and for pointing a local Airflow at a fake Census. The first line on
-stdout is the base URL (with the real port when ``--port 0``), the second the token.
+Useful for the demo and for pointing a local Airflow at a fake Census. It serves API v1
+and V2 by default (``--api-version`` picks). The first line on stdout is a base URL (with
+the real port when ``--port 0``): v1's, or V2's when v1 is not served; the second is
+``token: `` and the token that version takes. Those two lines stay all there is on stdout
+before the control channel's answers, so readers of them keep working; every served
+version's base URL and token (and V2's group id) are printed on stderr.
 
 With ``--control`` another process (the benchmarks) can script and inspect the emulator
 while it serves: it writes one JSON command per line on stdin and reads one JSON answer per
@@ -10,8 +14,9 @@ line on stdout. Times in answers are epoch seconds, so they compare with the cal
     {"call": "start_run", "script": {"advance": "time", "working_seconds": 30}}
         -> {"run_id": 100, "ends_at": 1700000030.0}   (a new sync following the script, triggered)
     {"call": "run", "run_id": 100}  -> {"run": {...as GET /sync_runs/100 shows it...}}
-    {"call": "requests"}            -> {"requests": [{"method", "path", "status", "fault",
-                                                      "started_at", "finished_at"}, ...]}
+    {"call": "requests"}            -> {"requests": [{"method", "path", "api_version", "api_path",
+                                                      "status", "fault", "started_at",
+                                                      "finished_at"}, ...]}
     anything else                   -> {"error": "..."}
 """
 
@@ -27,7 +32,8 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import IO, Any
 
-from airflow_provider_census.testing.emulator import DEFAULT_TOKEN, CensusEmulator
+from airflow_provider_census.testing import versions
+from airflow_provider_census.testing.emulator import DEFAULT_GROUP_ID, DEFAULT_PAT, DEFAULT_TOKEN, CensusEmulator
 from airflow_provider_census.testing.errors import ApiError
 from airflow_provider_census.testing.faults import FAULT_KINDS, FaultProfile
 from airflow_provider_census.testing.runs import RunScript
@@ -35,11 +41,20 @@ from airflow_provider_census.testing.runs import RunScript
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_census.testing", description="Serve an emulated Census v1 API."
+        prog="python -m airflow_provider_census.testing", description="Serve an emulated Census API (v1 and V2)."
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
-    parser.add_argument("--token", default=DEFAULT_TOKEN, help="the API token clients must send")
+    parser.add_argument("--token", default=DEFAULT_TOKEN, help="the workspace API key API v1 takes")
+    parser.add_argument("--pat", default=DEFAULT_PAT, help="the Activations personal access token API v2 takes")
+    parser.add_argument("--group-id", default=DEFAULT_GROUP_ID, help="the group the workspace is in on API v2")
+    parser.add_argument(
+        "--api-version",
+        action="append",
+        dest="api_versions",
+        metavar="VERSION",
+        help="an API version to serve (repeat, or separate with commas; default: v1,v2)",
+    )
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests given a fault")
     parser.add_argument(
         "--faults", default="429,500", help=f"comma-separated fault kinds, of: {', '.join(FAULT_KINDS)}"
@@ -67,10 +82,30 @@ def _profile(args: argparse.Namespace) -> FaultProfile | None:
     )
 
 
+def _api_versions(args: argparse.Namespace) -> tuple[str, ...]:
+    """The versions to serve from every ``--api-version``, each possibly a comma list."""
+    if not args.api_versions:
+        return versions.API_VERSIONS
+    return versions.checked(name.strip() for given in args.api_versions for name in given.split(",") if name.strip())
+
+
+def _announce(emulator: CensusEmulator) -> None:
+    """The two stdout lines scripts read, then every served version for people, on stderr."""
+    primary = emulator.api_versions[0]
+    print(emulator.api_base_url(primary), flush=True)
+    print(f"token: {emulator.token_for(primary)}", flush=True)
+    for version in emulator.api_versions:
+        details = f"{versions.CREDENTIALS[version]}: {emulator.token_for(version)}"
+        if version == "v2":
+            details += f", group_id: {emulator.group_id}"
+        print(f"API {version} at {emulator.api_base_url(version)} ({details})", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         profile = _profile(args)
+        api_versions = _api_versions(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -81,9 +116,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with CensusEmulator(token=args.token, port=args.port, host=args.host, faults=profile) as emulator:
-        print(emulator.base_url, flush=True)
-        print(f"token: {emulator.token}", flush=True)
+    with CensusEmulator(
+        token=args.token,
+        port=args.port,
+        host=args.host,
+        faults=profile,
+        pat=args.pat,
+        group_id=args.group_id,
+        api_versions=api_versions,
+    ) as emulator:
+        _announce(emulator)
         if args.control:
             reader = threading.Thread(
                 target=serve_commands, args=(emulator, sys.stdin, sys.stdout, stop), name="control", daemon=True
@@ -142,6 +184,8 @@ def _requests(emulator: CensusEmulator, command: dict[str, Any]) -> dict[str, An
             {
                 "method": item.method,
                 "path": item.path,
+                "api_version": item.api_version,
+                "api_path": item.api_path,
                 "status": item.status,
                 "fault": item.fault,
                 "started_at": item.started_at + offset,

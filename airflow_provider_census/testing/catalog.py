@@ -1,8 +1,10 @@
 """The fixed part of the emulated workspace: sources, models, tables, destinations, objects.
 
 The data follows the samples of the Census v1 API reference so that a client tested here
-meets the same shapes it meets in production. Every call returns fresh copies, so a test
-that changes what it got back cannot change the workspace.
+meets the same shapes it meets in production. Each destination also has the string id
+that API V2 calls it by as an activation, and the destination types are listed as v1's
+``/connectors`` and V2's ``/activation_types`` show them. Every call returns fresh
+copies, so a test that changes what it got back cannot change the workspace.
 """
 
 from __future__ import annotations
@@ -164,6 +166,45 @@ _DESTINATIONS: list[JSON] = [
     },
 ]
 
+# destination id -> the string id API V2 gives it as an activation.
+_ACTIVATION_IDS: dict[int, str] = {
+    6: "wandering_heron",
+    12: "quiet_meadow",
+    14: "amber_lantern",
+    15: "glimmering_donkey",
+}
+
+_DESTINATION_TYPES: list[JSON] = [
+    {
+        "service_name": "braze",
+        "label": "Braze",
+        "documentation_slug": "braze",
+        "authorization_method": "api_key",
+        "creatable_via_api": True,
+    },
+    {
+        "service_name": "google_ads",
+        "label": "Google Ads",
+        "documentation_slug": "google-ads",
+        "authorization_method": "oauth",
+        "creatable_via_api": False,
+    },
+    {
+        "service_name": "google_sheets",
+        "label": "Google Sheets",
+        "documentation_slug": "google-sheets",
+        "authorization_method": "oauth",
+        "creatable_via_api": False,
+    },
+    {
+        "service_name": "hubspot",
+        "label": "HubSpot",
+        "documentation_slug": "hubspot",
+        "authorization_method": "oauth",
+        "creatable_via_api": False,
+    },
+]
+
 _OBJECTS: dict[int, list[JSON]] = {
     6: [
         _object(
@@ -250,6 +291,20 @@ class Catalog:
     def destination(self, key: str) -> JSON | None:
         found = _find(_DESTINATIONS, key)
         return None if found is None else copy.deepcopy(found)
+
+    def destination_for_activation(self, key: str) -> JSON | None:
+        """The destination that API V2 names ``key``: its activation id, or its slug."""
+        for item in _DESTINATIONS:
+            if key in (_ACTIVATION_IDS[item["id"]], item["slug"]):
+                return copy.deepcopy(item)
+        return None
+
+    def activation_id(self, destination_id: int) -> str:
+        """The string id API V2 shows for a destination (every seeded one has one)."""
+        return _ACTIVATION_IDS[destination_id]
+
+    def destination_types(self) -> list[JSON]:
+        return [copy.deepcopy(kind) for kind in _DESTINATION_TYPES]
 
     def objects(self, destination_id: int, *, with_fields: bool) -> list[JSON]:
         objects = _OBJECTS.get(destination_id, [])

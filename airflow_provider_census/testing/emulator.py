@@ -2,7 +2,10 @@
 
 The server runs on its own event loop in a background thread, so tests written in plain
 synchronous code (and Airflow tasks under test) can talk to it over real HTTP while the
-test thread scripts syncs and reads the request log. aiohttp is imported only in
+test thread scripts syncs and reads the request log. One emulator is one workspace that
+answers both API versions, v1 under ``/api/v1`` and V2 (Activations) under ``/api/v2``,
+each with its own token, so a client can be tested against either, or migrated from one
+to the other, over the same syncs and runs. aiohttp is imported only in
 :meth:`CensusEmulator.start`, which keeps ``import airflow_provider_census.testing`` cheap.
 """
 
@@ -10,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_census.testing import versions
 from airflow_provider_census.testing.faults import FaultPlan, FaultProfile
 from airflow_provider_census.testing.requestlog import RecordedRequest, RequestLog
 from airflow_provider_census.testing.runs import RunScript
@@ -22,14 +27,20 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 DEFAULT_TOKEN = "secret-token:emulator"  # noqa: S105 - a fixed test token, not a secret
+DEFAULT_PAT = "emulator-pat:activations"
+DEFAULT_GROUP_ID = "projected_sickle"
 _START_TIMEOUT = 30.0
 
 
 class CensusEmulator:
-    """A Census v1 API on ``127.0.0.1``, for tests, demos and benchmarks.
+    """A Census API (v1 and V2) on ``127.0.0.1``, for tests, demos and benchmarks.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. ``port=0``
-    picks a free port; read :attr:`base_url` after starting.
+    picks a free port; read :meth:`api_base_url` (or :attr:`base_url`) after starting.
+    ``token`` is the v1 workspace API key and ``pat`` the V2 Activations personal access
+    token; each version takes only its own. ``group_id`` is the Fivetran group the
+    workspace belongs to on V2, and ``api_versions`` the versions it serves (paths under
+    any other answer 404), e.g. ``("v2",)`` for a Census after v1 has retired.
     """
 
     def __init__(
@@ -39,8 +50,15 @@ class CensusEmulator:
         host: str = "127.0.0.1",
         faults: FaultProfile | None = None,
         keepalive_timeout: float = 300.0,
+        *,
+        pat: str = DEFAULT_PAT,
+        group_id: str = DEFAULT_GROUP_ID,
+        api_versions: Iterable[str] = versions.API_VERSIONS,
     ) -> None:
         self.token = token
+        self.pat = pat
+        self.group_id = group_id
+        self.api_versions = versions.checked(api_versions)
         self.host = host
         self._requested_port = port
         self._port: int | None = None
@@ -63,8 +81,22 @@ class CensusEmulator:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/api/v1``: what a Census connection's base URL would be."""
-        return f"http://{self.host}:{self.port}/api/v1"
+        """v1's :meth:`api_base_url`, or V2's when v1 is not served: what callers of old expect."""
+        return self.api_base_url(self.api_versions[0])
+
+    def api_base_url(self, version: str) -> str:
+        """``http://127.0.0.1:PORT/api/v1`` (or ``.../api/v2``): a connection's base URL for ``version``."""
+        self._check_served(version)
+        return f"http://{self.host}:{self.port}{versions.prefix(version)}"
+
+    def token_for(self, version: str) -> str:
+        """The bearer token ``version`` takes: the workspace API key on v1, the PAT on V2."""
+        self._check_served(version)
+        return self.token if version == "v1" else self.pat
+
+    def _check_served(self, version: str) -> None:
+        if version not in self.api_versions:
+            raise ValueError(f"this emulator serves API {', '.join(self.api_versions)}, not {version!r}")
 
     @property
     def running(self) -> bool:
@@ -76,7 +108,9 @@ class CensusEmulator:
             return self
         from airflow_provider_census.testing import server
 
-        state = server.EmulatorState(self.token, self.workspace, self._faults, self._log)
+        state = server.EmulatorState(
+            self.token, self.pat, self.group_id, self.api_versions, self.workspace, self._faults, self._log
+        )
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -162,7 +196,11 @@ class CensusEmulator:
         retry_after: float = 1.0,
         latency: float = 1.0,
     ) -> None:
-        """Give the next ``count`` matching requests the fault ``kind``, for certain."""
+        """Give the next ``count`` matching requests the fault ``kind``, for certain.
+
+        ``path_prefix`` matches the full path or the path after ``/api/vN``: ``/sync_runs/``
+        hits both versions, ``/api/v2/sync_runs/`` only V2.
+        """
         self._faults.fail_next(
             kind, count, method=method, path_prefix=path_prefix, retry_after=retry_after, latency=latency
         )
@@ -178,8 +216,11 @@ class CensusEmulator:
         """Every request so far, in the order their answers were decided."""
         return self._log.all()
 
-    def requests_for(self, method: str | None = None, path: str | None = None) -> list[RecordedRequest]:
-        return self._log.matching(method, path)
+    def requests_for(
+        self, method: str | None = None, path: str | None = None, *, api_version: str | None = None
+    ) -> list[RecordedRequest]:
+        """The requests with this method, path (full, or after ``/api/vN``) and API version."""
+        return self._log.matching(method, path, api_version)
 
     def clear_requests(self) -> None:
         self._log.clear()
@@ -189,7 +230,10 @@ class CensusEmulator:
         return self.workspace.run(run_id)
 
     def runs_of(self, sync_id: int) -> list[dict[str, Any]]:
-        """Every run of a sync, newest first, as ``GET /syncs/{id}/sync_runs`` orders them."""
+        """Every run of a sync, newest first, as ``GET /syncs/{id}/sync_runs`` orders them.
+
+        Runs are the same through both versions, so this holds whichever one started them.
+        """
         return list(reversed(self.workspace.runs_of(sync_id)))
 
     def run_finished_at(self, run_id: int) -> float | None:

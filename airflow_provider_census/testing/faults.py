@@ -39,15 +39,27 @@ def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
     return result
 
 
-def _matches(methods: tuple[str, ...] | None, prefix: str | None, method: str, path: str) -> bool:
-    return (methods is None or method.upper() in methods) and (prefix is None or path.startswith(prefix))
+def _matches(methods: tuple[str, ...] | None, prefix: str | None, method: str, paths: tuple[str, ...]) -> bool:
+    """Whether the method is one of ``methods`` and one of ``paths`` starts with ``prefix``.
+
+    ``paths`` holds the full path and the path after ``/api/vN``, so one prefix such as
+    ``/sync_runs/`` covers both API versions while ``/api/v1/...`` still picks one.
+    """
+    return (methods is None or method.upper() in methods) and (
+        prefix is None or any(path.startswith(prefix) for path in paths)
+    )
+
+
+def _paths(path: str, api_path: str | None) -> tuple[str, ...]:
+    return (path,) if api_path is None else (path, api_path)
 
 
 @dataclass(frozen=True)
 class FaultProfile:
     """A random fault for a share ``rate`` of the matching requests, drawn from ``kinds``.
 
-    ``methods`` and ``path_prefix`` restrict which requests match (None: all). When
+    ``methods`` and ``path_prefix`` restrict which requests match (None: all); the prefix
+    is matched against the full path and against the path after ``/api/vN``. When
     ``"latency"`` is among ``kinds`` and ``rate`` is above zero, ``latency`` is the delay
     of that fault; otherwise every matching request is delayed by ``latency`` seconds,
     so ``FaultProfile(latency=0.3)`` models a 300 ms round trip. ``retry_after`` is the
@@ -74,8 +86,8 @@ class FaultProfile:
         if self.methods is not None:
             object.__setattr__(self, "methods", tuple(method.upper() for method in self.methods))
 
-    def matches(self, method: str, path: str) -> bool:
-        return _matches(self.methods, self.path_prefix, method, path)
+    def matches(self, method: str, path: str, api_path: str | None = None) -> bool:
+        return _matches(self.methods, self.path_prefix, method, _paths(path, api_path))
 
     @property
     def base_delay(self) -> float:
@@ -142,13 +154,15 @@ class FaultPlan:
             self._pending.clear()
             self._profile = None
 
-    def decide(self, method: str, path: str) -> Decision:
+    def decide(self, method: str, path: str, api_path: str | None = None) -> Decision:
+        """The fault for a request to ``path`` (``api_path``: the same after ``/api/vN``)."""
+        paths = _paths(path, api_path)
         with self._lock:
             profile = self._profile
-            use_profile = profile is not None and profile.matches(method, path)
+            use_profile = profile is not None and profile.matches(method, path, api_path)
             delay = profile.base_delay if profile is not None and use_profile else 0.0
             for pending in self._pending:
-                if _matches(pending.methods, pending.path_prefix, method, path):
+                if _matches(pending.methods, pending.path_prefix, method, paths):
                     pending.remaining -= 1
                     if pending.remaining == 0:
                         self._pending.remove(pending)

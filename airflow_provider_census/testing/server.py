@@ -1,9 +1,13 @@
 """The HTTP face of the emulator: routes, the Census envelope, auth, paging and faults.
 
-Every request passes one middleware that checks the token, applies any fault, runs the
-handler, turns errors into Census error bodies and records the request. Handlers only do
-quick in-memory work under the workspace lock, so they never block the event loop; the
-only waiting (latency faults) is ``asyncio.sleep``.
+Both API versions are served from one application over one workspace: v1 under
+``/api/v1`` and V2 (Activations) under ``/api/v2``. Every request passes one middleware
+that refuses versions the workspace does not serve, checks the token of the version
+asked, applies any fault, runs the handler, turns errors into that version's error
+bodies and records the request. Handlers ask :func:`api_version` where the versions
+differ (names of destinations, ``group_id``). They only do quick in-memory work under the
+workspace lock, so they never block the event loop; the only waiting (latency faults) is
+``asyncio.sleep``.
 """
 
 from __future__ import annotations
@@ -19,28 +23,42 @@ from typing import Any
 
 from aiohttp import web
 
-from airflow_provider_census.testing import paging
+from airflow_provider_census.testing import paging, v2, versions
 from airflow_provider_census.testing.catalog import JSON
 from airflow_provider_census.testing.errors import ApiError, not_found
 from airflow_provider_census.testing.faults import Decision, FaultPlan
 from airflow_provider_census.testing.requestlog import RecordedRequest, RequestLog
 from airflow_provider_census.testing.workspace import Workspace
 
-API_PREFIX = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
 class EmulatorState:
-    """What the handlers share with the test-facing :class:`CensusEmulator`."""
+    """What the handlers share with the test-facing :class:`CensusEmulator`.
+
+    ``token`` is the v1 workspace API key and ``pat`` the V2 personal access token; each
+    is accepted only by its own version, as Census does.
+    """
 
     token: str
+    pat: str
+    group_id: str
+    api_versions: tuple[str, ...]
     workspace: Workspace
     faults: FaultPlan
     log: RequestLog
 
+    def token_for(self, version: str) -> str:
+        return self.token if version == "v1" else self.pat
+
 
 STATE: web.AppKey[EmulatorState] = web.AppKey("census_emulator_state", EmulatorState)
+
+
+def api_version(request: web.Request) -> str | None:
+    """``"v1"`` or ``"v2"``: which version the request's path is under (handlers see no other)."""
+    return versions.split(request.path)[0]
 
 
 # -- envelope -----------------------------------------------------------------------------
@@ -52,6 +70,17 @@ def success(data: Any, status: str = "success", http_status: int = 200) -> web.R
 
 def error(http_status: int, message: str) -> web.Response:
     return web.json_response({"status": "error", "message": message}, status=http_status)
+
+
+def version_error(version: str, http_status: int, message: str) -> web.Response:
+    """An error as ``version`` words it: a V2 404 is a bare ``{"status": 404}``, without a message.
+
+    Census's V2 answers a missing resource that way, so clients must cope with an error
+    body that explains nothing; every other error keeps v1's ``status``/``message`` body.
+    """
+    if version == "v2" and http_status == 404:
+        return web.json_response({"status": 404}, status=404)
+    return error(http_status, message)
 
 
 def listing(request: web.Request, items: list[Any]) -> web.Response:
@@ -139,33 +168,59 @@ def _drop(request: web.Request) -> web.Response:
 # -- the middleware --------------------------------------------------------------------------
 
 
-async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run the handler, turning every kind of refusal into a Census error body."""
+async def _answer(request: web.Request, handler: Handler, version: str) -> web.StreamResponse:
+    """Run the handler, turning every kind of refusal into an error body of ``version``."""
     try:
         return await handler(request)
     except ApiError as exc:
-        return error(exc.http_status, exc.message)
+        return version_error(version, exc.http_status, exc.message)
     except web.HTTPNotFound:
-        return error(404, f"Not found: {request.method} {request.path}")
+        return version_error(version, 404, f"Not found: {request.method} {request.path}")
     except web.HTTPMethodNotAllowed:
         return error(405, f"Method {request.method} is not allowed on {request.path}")
 
 
+def _unauthorized(state: EmulatorState, version: str, authorization: str | None) -> str:
+    """A 401 message naming the kind of token ``version`` takes, and the kind that was sent.
+
+    Sending the other version's token is the likeliest mistake while migrating, so the
+    message says so; it never repeats the token itself.
+    """
+    message = f"Unauthorized: API {version} takes {versions.CREDENTIALS[version]}, as 'Authorization: Bearer <token>'"
+    for other in versions.API_VERSIONS:
+        if other != version and authorization == f"Bearer {state.token_for(other)}":
+            message += f"; the token sent is {versions.CREDENTIALS[other]}, which only API {other} takes"
+    return message
+
+
+def _unserved(state: EmulatorState, request: web.Request) -> web.Response:
+    """The 404 for a path under no version this workspace serves, naming the ones it does."""
+    served = " and ".join(versions.prefix(name) for name in state.api_versions)
+    return error(404, f"Not found: {request.method} {request.path}; this workspace serves its API under {served}")
+
+
 @web.middleware
 async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Auth, faults, handling and recording, in that order, for every request."""
+    """Version and auth checks, faults, handling and recording, in that order, for every request."""
     state = request.app[STATE]
     started = time.monotonic()
+    version, api_path = versions.split(request.path)
 
     def record(status: int | None, fault: str | None) -> None:
+        query = dict(request.query)
+        finished = time.monotonic()
         state.log.add(
-            RecordedRequest(request.method, request.path, dict(request.query), status, fault, started, time.monotonic())
+            RecordedRequest(request.method, request.path, query, status, fault, started, finished, version, api_path)
         )
 
-    if request.headers.get("Authorization") != f"Bearer {state.token}":
+    if version is None or version not in state.api_versions:
+        record(404, None)
+        return _unserved(state, request)
+    authorization = request.headers.get("Authorization")
+    if authorization != f"Bearer {state.token_for(version)}":
         record(401, None)
-        return error(401, "Unauthorized: send the workspace API token as 'Authorization: Bearer <token>'")
-    decision = state.faults.decide(request.method, request.path)
+        return error(401, _unauthorized(state, version, authorization))
+    decision = state.faults.decide(request.method, request.path, api_path)
     if decision.delay > 0:
         await asyncio.sleep(decision.delay)
     kind = decision.kind
@@ -175,12 +230,36 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
         faulty = fault_response(kind, decision)
         record(None if faulty is None else faulty.status, kind)
         return _drop(request) if faulty is None else faulty
-    response = await _answer(request, handler)
+    response = await _answer(request, handler, version)
     if kind == "drop_after":
         record(None, kind)
         return _drop(request)
     record(response.status, kind)
     return response
+
+
+# -- V2's group scope ------------------------------------------------------------------------
+
+
+def _check_group(request: web.Request, given: object, *, required: bool) -> None:
+    """On V2, refuse a request whose ``group_id`` is missing (when ``required``) or not ours.
+
+    A missing group is the client's mistake and says so (400); a group the workspace is
+    not in is answered as Census does, as if nothing were there (a bare V2 404). v1 has
+    no groups and ignores the parameter.
+    """
+    if api_version(request) != "v2":
+        return
+    if given is None or given == "":
+        if required:
+            raise ApiError(400, "group_id is required on API v2: add the query parameter group_id=<your group id>")
+        return
+    if given != request.app[STATE].group_id:
+        raise not_found("Group", given)
+
+
+def _query_group(request: web.Request, *, required: bool) -> None:
+    _check_group(request, request.query.get("group_id"), required=required)
 
 
 # -- handlers: sources and destinations ------------------------------------------------------
@@ -194,22 +273,42 @@ def _source(request: web.Request) -> JSON:
     return found
 
 
+def _shown_source(request: web.Request, source: JSON) -> JSON:
+    if api_version(request) == "v2":
+        return v2.source(source, request.app[STATE].group_id)
+    return source
+
+
 def _destination(request: web.Request) -> JSON:
+    """The destination the path names: by v1 id or slug on v1, by activation id or slug on V2."""
     key = request.match_info["destination"]
-    found = request.app[STATE].workspace.catalog.destination(key)
+    catalog = request.app[STATE].workspace.catalog
+    if api_version(request) == "v2":
+        found, what = catalog.destination_for_activation(key), "Activation"
+    else:
+        found, what = catalog.destination(key), "Destination"
     if found is None:
-        raise not_found("Destination", key)
+        raise not_found(what, key)
     return found
 
 
+def _shown_destination(request: web.Request, destination: JSON) -> JSON:
+    state = request.app[STATE]
+    if api_version(request) == "v2":
+        return v2.activation(state.workspace.catalog, destination, state.group_id)
+    return destination
+
+
 async def list_sources(request: web.Request) -> web.Response:
-    return listing(request, request.app[STATE].workspace.catalog.sources())
+    _query_group(request, required=True)
+    sources = request.app[STATE].workspace.catalog.sources()
+    return listing(request, [_shown_source(request, source) for source in sources])
 
 
 async def get_source(request: web.Request) -> web.Response:
     source = _source(request)
     source["data_sources"] = request.app[STATE].workspace.catalog.data_sources(source["id"])
-    return success(source)
+    return success(_shown_source(request, source))
 
 
 async def source_objects(request: web.Request) -> web.Response:
@@ -249,14 +348,16 @@ async def get_table(request: web.Request) -> web.Response:
 
 
 async def list_destinations(request: web.Request) -> web.Response:
-    return listing(request, request.app[STATE].workspace.catalog.destinations())
+    _query_group(request, required=True)
+    destinations = request.app[STATE].workspace.catalog.destinations()
+    return listing(request, [_shown_destination(request, destination) for destination in destinations])
 
 
 async def get_destination(request: web.Request) -> web.Response:
     destination = _destination(request)
     catalog = request.app[STATE].workspace.catalog
     destination["objects"] = catalog.objects(destination["id"], with_fields=False)
-    return success(destination)
+    return success(_shown_destination(request, destination))
 
 
 async def destination_objects(request: web.Request) -> web.Response:
@@ -273,20 +374,43 @@ async def destination_object(request: web.Request) -> web.Response:
     raise not_found("Destination object", name)
 
 
+async def list_destination_types(request: web.Request) -> web.Response:
+    return listing(request, request.app[STATE].workspace.catalog.destination_types())
+
+
 # -- handlers: syncs and runs ----------------------------------------------------------------
 
 
+def _shown_sync(request: web.Request, sync: JSON) -> JSON:
+    if api_version(request) == "v2":
+        return v2.sync(request.app[STATE].workspace.catalog, sync)
+    return sync
+
+
+async def _sync_body(request: web.Request) -> object:
+    """The JSON body of a create or update, with V2's activation ids made the workspace's."""
+    body = await _json_body(request)
+    if api_version(request) != "v2":
+        return body
+    if isinstance(body, dict):
+        _check_group(request, body.get("group_id"), required=False)
+    return v2.sync_body(request.app[STATE].workspace.catalog, body)
+
+
 async def list_syncs(request: web.Request) -> web.Response:
-    return listing(request, request.app[STATE].workspace.list_syncs())
+    _query_group(request, required=False)
+    syncs = request.app[STATE].workspace.list_syncs()
+    return listing(request, [_shown_sync(request, sync) for sync in syncs])
 
 
 async def get_sync(request: web.Request) -> web.Response:
     sync_id = _int_id(request.match_info["sync"], "Sync")
-    return success(request.app[STATE].workspace.get_sync(sync_id))
+    return success(_shown_sync(request, request.app[STATE].workspace.get_sync(sync_id)))
 
 
 async def create_sync(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    _query_group(request, required=False)
+    body = await _sync_body(request)
     validate_only = isinstance(body, dict) and body.get("validate_only") is True
     sync_id = request.app[STATE].workspace.create_sync(body, validate_only=validate_only)
     if sync_id is None:
@@ -297,8 +421,9 @@ async def create_sync(request: web.Request) -> web.Response:
 async def update_sync(request: web.Request) -> web.Response:
     sync_id = _int_id(request.match_info["sync"], "Sync")
     request.app[STATE].workspace.get_sync(sync_id)  # a missing sync is a 404 before a bad body
-    body = await _json_body(request)
-    return success(request.app[STATE].workspace.update_sync(sync_id, body), status="updated")
+    body = await _sync_body(request)
+    updated = request.app[STATE].workspace.update_sync(sync_id, body)
+    return success(_shown_sync(request, updated), status="updated")
 
 
 async def delete_sync(request: web.Request) -> web.Response:
@@ -335,43 +460,88 @@ async def get_run(request: web.Request) -> web.Response:
     return success(request.app[STATE].workspace.poll_run(run_id))
 
 
+# What ``GET /syncs/test_status`` shows of a run; Census adds the record it tried to send.
+_TEST_STATUS_FIELDS = (
+    "id",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "error_code",
+    "error_message",
+    "error_detail",
+    "status",
+)
+
+
+async def sync_test_status(request: web.Request) -> web.Response:
+    """A run's status by ``?sync_run_id=``; it counts as a poll, as ``GET /sync_runs/{id}`` does.
+
+    Counting it lets a client that waits through this endpoint see its run finish. The
+    emulator sends no records, so ``sample_record`` is always null.
+    """
+    raw = request.query.get("sync_run_id", "")
+    if not raw:
+        raise ApiError(400, "sync_run_id is required")
+    if not raw.isdigit():
+        raise ApiError(400, f"sync_run_id must be a positive integer, not {raw!r}")
+    run = request.app[STATE].workspace.poll_run(int(raw))
+    shown = {key: run[key] for key in _TEST_STATUS_FIELDS}
+    return success({**shown, "sample_record": None})
+
+
 async def cancel_run(request: web.Request) -> web.Response:
     run_id = _int_id(request.match_info["run"], "Sync run")
     request.app[STATE].workspace.cancel_run(run_id)
     return success({}, status="cancelled")
 
 
-ROUTES: list[tuple[str, str, Handler]] = [
-    ("GET", "/sources", list_sources),
-    ("GET", "/sources/{source}", get_source),
-    ("GET", "/sources/{source}/objects", source_objects),
-    ("GET", "/sources/{source}/models", list_models),
-    ("GET", "/sources/{source}/models/{model}", get_model),
-    ("GET", "/sources/{source}/tables", list_tables),
-    ("GET", "/sources/{source}/tables/{table}", get_table),
-    ("GET", "/destinations", list_destinations),
-    ("GET", "/destinations/{destination}", get_destination),
-    ("GET", "/destinations/{destination}/objects", destination_objects),
-    ("GET", "/destinations/{destination}/objects/{full_name:.+}", destination_object),
-    ("GET", "/syncs", list_syncs),
-    ("POST", "/syncs", create_sync),
-    ("POST", "/syncs/create", create_sync),
-    ("GET", "/syncs/{sync}", get_sync),
-    ("PATCH", "/syncs/{sync}", update_sync),
-    ("DELETE", "/syncs/{sync}", delete_sync),
-    ("POST", "/syncs/{sync}/trigger", trigger_sync),
-    ("GET", "/syncs/{sync}/sync_runs", sync_runs),
-    ("GET", "/sync_runs/{run}", get_run),
-    ("POST", "/sync_runs/{run}/cancel", cancel_run),
+V1: tuple[str, ...] = ("v1",)
+V2: tuple[str, ...] = ("v2",)
+BOTH: tuple[str, ...] = ("v1", "v2")
+# (versions, method, path after /api/vN, handler). Where paths overlap the fixed one comes
+# first (``/syncs/test_status`` before ``/syncs/{sync}``), so it wins with any aiohttp,
+# whether its router tries routes in order or plain paths first. V2 renames destinations
+# to activations and connectors to activation types; the path variable keeps one name.
+ROUTES: list[tuple[tuple[str, ...], str, str, Handler]] = [
+    (BOTH, "GET", "/sources", list_sources),
+    (BOTH, "GET", "/sources/{source}", get_source),
+    (BOTH, "GET", "/sources/{source}/objects", source_objects),
+    (BOTH, "GET", "/sources/{source}/models", list_models),
+    (BOTH, "GET", "/sources/{source}/models/{model}", get_model),
+    (BOTH, "GET", "/sources/{source}/tables", list_tables),
+    (BOTH, "GET", "/sources/{source}/tables/{table}", get_table),
+    (V1, "GET", "/destinations", list_destinations),
+    (V1, "GET", "/destinations/{destination}", get_destination),
+    (V1, "GET", "/destinations/{destination}/objects", destination_objects),
+    (V1, "GET", "/destinations/{destination}/objects/{full_name:.+}", destination_object),
+    (V1, "GET", "/connectors", list_destination_types),
+    (V2, "GET", "/activations", list_destinations),
+    (V2, "GET", "/activations/{destination}", get_destination),
+    (V2, "GET", "/activations/{destination}/objects", destination_objects),
+    (V2, "GET", "/activations/{destination}/objects/{full_name:.+}", destination_object),
+    (V2, "GET", "/activation_types", list_destination_types),
+    (BOTH, "GET", "/syncs", list_syncs),
+    (BOTH, "POST", "/syncs", create_sync),
+    (V1, "POST", "/syncs/create", create_sync),
+    (BOTH, "GET", "/syncs/test_status", sync_test_status),
+    (BOTH, "GET", "/syncs/{sync}", get_sync),
+    (BOTH, "PATCH", "/syncs/{sync}", update_sync),
+    (BOTH, "DELETE", "/syncs/{sync}", delete_sync),
+    (BOTH, "POST", "/syncs/{sync}/trigger", trigger_sync),
+    (BOTH, "GET", "/syncs/{sync}/sync_runs", sync_runs),
+    (BOTH, "GET", "/sync_runs/{run}", get_run),
+    (BOTH, "POST", "/sync_runs/{run}/cancel", cancel_run),
 ]
 
 
 def build_app(state: EmulatorState) -> web.Application:
-    """The aiohttp application serving the Census v1 API under ``/api/v1``."""
+    """The aiohttp application serving each API version of ``state`` under ``/api/vN``."""
     app = web.Application(middlewares=[pipeline])
     app[STATE] = state
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, API_PREFIX + path, handler)
+    for route_versions, method, path, handler in ROUTES:
+        for version in route_versions:
+            if version in state.api_versions:
+                app.router.add_route(method, versions.prefix(version) + path, handler)
     return app
 
 

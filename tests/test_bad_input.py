@@ -356,7 +356,10 @@ ROWS: list[BadInput] = [
     ),
     BadInput(
         "an api_version Census does not have",
-        lambda scene: (scene.connect_on("v3", password=TOKEN, base_url="https://app.getcensus.com"), quick_hook().get_sync(60)),
+        lambda scene: (
+            scene.connect_on("v3", password=TOKEN, base_url="https://app.getcensus.com"),
+            quick_hook().get_sync(60),
+        ),
         CensusConfigurationError,
         ("api_version 'v3'", "v2 (an Activations personal access token)", "v1 (a workspace API key"),
     ),

@@ -63,7 +63,9 @@ def test_v1_names_of_activation_calls_work_on_v1_and_point_v2_at_the_new_names(
             with pytest.raises(CensusApiVersionError, match=f"use CensusHook.{new_name} instead"):
                 call()
     if census_api_version == "v2":
-        assert hook.census_conn_id in str(pytest.raises(CensusApiVersionError, hook.list_destinations).value)
+        with pytest.raises(CensusApiVersionError) as info:
+            hook.list_destinations()
+        assert hook.census_conn_id in str(info.value)
 
 
 def test_v2_lists_send_the_group(hook: CensusHook, census_conn: CensusEmulator, census_api_version: str) -> None:

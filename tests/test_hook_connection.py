@@ -76,7 +76,10 @@ def test_bad_connections_fail_with_what_to_fix(
         ({"extra": {"api_version": "v2"}}, ("https://app.getcensus.com/api/v2", "v2")),
         ({"extra": {"api_version": "V2", "region": "eu"}}, ("https://app-eu.getcensus.com/api/v2", "v2")),
         ({"extra": {"api_version": "2"}}, ("https://app.getcensus.com/api/v2", "v2")),
-        ({"host": "app-eu.getcensus.com", "extra": {"api_version": "v2"}}, ("https://app-eu.getcensus.com/api/v2", "v2")),
+        (
+            {"host": "app-eu.getcensus.com", "extra": {"api_version": "v2"}},
+            ("https://app-eu.getcensus.com/api/v2", "v2"),
+        ),
         ({"extra": {"api_version": "v1"}}, ("https://app.getcensus.com/api/v1", "v1")),
         ({"extra": {"base_url": "http://127.0.0.1:9/api/v2"}}, ("http://127.0.0.1:9/api/v2", "v2")),
         ({"extra": {"base_url": "https://p.example.com", "api_version": "v2"}}, ("https://p.example.com/api/v2", "v2")),

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_census.api import endpoints as ep
+from airflow_provider_census.api.endpoints import Endpoint, Request
 from airflow_provider_census.api.errors import (
     CensusApiError,
     CensusAuthenticationError,
@@ -17,7 +18,6 @@ from airflow_provider_census.api.errors import (
     CensusServerError,
     CensusValidationError,
 )
-from airflow_provider_census.api.endpoints import Endpoint, Request
 from airflow_provider_census.api.inputs import PageQuery, census_id, id_or_slug
 from airflow_provider_census.api.models import Page, SyncRun
 from airflow_provider_census.api.settings import ClientSettings
@@ -65,7 +65,9 @@ def test_prepare_sends_token_in_header_only() -> None:
 
 
 def test_prepare_encodes_json_body_and_quotes_path_parts() -> None:
-    url, _headers, _body = prepare(SETTINGS, bound(ep.GET_DESTINATION_OBJECT, activation="my dest/1", object_name="a/b c"))
+    url, _headers, _body = prepare(
+        SETTINGS, bound(ep.GET_DESTINATION_OBJECT, activation="my dest/1", object_name="a/b c")
+    )
     assert url.endswith("/destinations/my%20dest%2F1/objects/a%2Fb%20c")
     _url, headers, body = prepare(SETTINGS, bound(ep.CREATE_SYNC, body={"operation": "upsert", "validate_only": True}))
     assert headers["Content-Type"] == "application/json"

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from airflow_provider_census.api.endpoints import GET_SYNC, TRIGGER_SYNC
-from airflow_provider_census.api.settings import ClientSettings
 from airflow_provider_census.api.errors import (
     CensusApiError,
     CensusAuthenticationError,
@@ -21,6 +20,7 @@ from airflow_provider_census.api.errors import (
     CensusTriggerUnconfirmedError,
 )
 from airflow_provider_census.api.retry import RetryPolicy, parse_retry_after
+from airflow_provider_census.api.settings import ClientSettings
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from tests.conftest import QUICK_RETRIES
@@ -122,7 +122,7 @@ def test_total_budget_bounds_the_tries(census_conn: CensusEmulator) -> None:
 
 
 def test_non_repeatable_requests_retry_only_when_surely_not_received() -> None:
-    settings = ClientSettings(base_url="https://app.getcensus.com/api/v2", token="t", api_version="v2")  # noqa: S106
+    settings = ClientSettings(base_url="https://app.getcensus.com/api/v2", token="t", api_version="v2")
     trigger = TRIGGER_SYNC.bind(settings, sync_id=1)
     read = GET_SYNC.bind(settings, sync_id=1)
     never_connected = CensusTransportError("x", reached_census=False)

@@ -18,7 +18,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import tenacity
 
@@ -30,10 +30,17 @@ from airflow_provider_census.api.errors import (
     CensusTransportError,
 )
 
-if TYPE_CHECKING:
-    from airflow_provider_census.api.endpoints import Request
-
 log = logging.getLogger(__name__)
+
+
+class Retryable(Protocol):
+    """What the policy needs to know of a request (an :class:`~.endpoints.Request` is one)."""
+
+    @property
+    def safe_to_retry(self) -> bool: ...
+
+    @property
+    def label(self) -> str: ...
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -87,7 +94,7 @@ class RetryPolicy:
     max_wait: float = 30.0
     max_retry_after: float = 60.0
 
-    def should_retry(self, request: Request[Any], exc: BaseException) -> bool:
+    def should_retry(self, request: Retryable, exc: BaseException) -> bool:
         if request.safe_to_retry:
             return is_transient(exc)
         return surely_not_received(exc)
@@ -100,7 +107,7 @@ class RetryPolicy:
         exponential = self.initial_wait * 2.0 ** max(0, attempt - 1)
         return min(self.max_wait, exponential + random.uniform(0, self.initial_wait))  # noqa: S311
 
-    def _tenacity_arguments(self, request: Request[Any]) -> dict[str, Any]:
+    def _tenacity_arguments(self, request: Retryable) -> dict[str, Any]:
         def retry(state: tenacity.RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
             return exc is not None and self.should_retry(request, exc)
@@ -128,8 +135,8 @@ class RetryPolicy:
             "reraise": True,
         }
 
-    def retrying(self, request: Request[Any]) -> tenacity.Retrying:
+    def retrying(self, request: Retryable) -> tenacity.Retrying:
         return tenacity.Retrying(**self._tenacity_arguments(request))
 
-    def async_retrying(self, request: Request[Any]) -> tenacity.AsyncRetrying:
+    def async_retrying(self, request: Retryable) -> tenacity.AsyncRetrying:
         return tenacity.AsyncRetrying(**self._tenacity_arguments(request))

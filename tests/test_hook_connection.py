@@ -12,6 +12,7 @@ import pytest
 from airflow_provider_census.api.errors import CensusConfigurationError
 from airflow_provider_census.get_provider_info import get_provider_info
 from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.testing import CensusEmulator
 
 TOKEN = "secret-token:canary-77d1"
 
@@ -226,3 +227,19 @@ def test_connection_form_shows_the_declared_fields_on_this_airflow() -> None:
         label = field["schema"]["title"] if isinstance(field, dict) else field.args[0]
         description = field["description"] if isinstance(field, dict) else field.kwargs["description"]
         assert (label, description) == (spec["label"], spec["description"])
+
+
+def test_a_task_on_v1_warns_once_however_many_hooks_its_wait_uses(
+    census_conn: CensusEmulator, census_api_version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's hook, its first look and the trigger loop it runs in the worker: one warning in all."""
+    from airflow_provider_census.operators.census import CensusTriggerSyncOperator
+    from airflow_provider_census.testing import RunScript
+    from tests.task_context import context_for
+
+    warnings = recorded_warnings(monkeypatch)
+    sync_id = census_conn.add_sync(RunScript(outcome="completed"))
+    task = CensusTriggerSyncOperator(task_id="sync", sync_id=sync_id, poll_interval=0.02, deferrable=False)
+    task.execute(context_for())
+    expected = 1 if census_api_version == "v1" else 0
+    assert len([w for w in warnings if "API v1" in w]) == expected, warnings

@@ -168,7 +168,12 @@ class CensusHook(BaseHook):
         return settings
 
     def _warn_if_v1(self, settings: ClientSettings) -> None:
-        """One warning per hook (so one per task) while a connection still talks v1."""
+        """One warning per task while a connection still talks v1.
+
+        Only the synchronous path warns: every task reads its connection in the worker before
+        it defers, so the trigger (and the worker-side wait, which runs the trigger's loop)
+        would only repeat it.
+        """
         if settings.api_version != V1 or self._warned_v1:
             return
         self._warned_v1 = True
@@ -231,7 +236,6 @@ class CensusHook(BaseHook):
             from airflow_provider_census.api import async_pool
 
             shared = await async_pool.settings_for(self.census_conn_id, self._aread_settings)
-            self._warn_if_v1(shared)
             # The reading may come from another hook: this hook's own patience applies.
             self._async_client = async_pool.borrow(replace(shared, timeout=self.timeout, retry=self.retry_policy))
         client = self._async_client

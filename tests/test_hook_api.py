@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import json
 import logging
+import os
+import warnings
+import weakref
 from typing import Any
 
 import pytest
 
-from airflow_provider_census.api.errors import CensusApiVersionError, CensusNotFoundError, CensusValidationError
+from airflow_provider_census.api.errors import (
+    CensusApiVersionError,
+    CensusAuthenticationError,
+    CensusNotFoundError,
+    CensusValidationError,
+)
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.testing import CensusEmulator, RunScript
@@ -250,3 +261,62 @@ def test_each_event_loop_gets_its_own_client(census_conn: CensusEmulator) -> Non
     asyncio.run(read())
     asyncio.run(read())
     assert seen[0] is not seen[1]
+
+
+def use_token(monkeypatch: pytest.MonkeyPatch, census_conn: CensusEmulator, version: str, token: str) -> None:
+    """Rewrite ``census_default`` as the plugin wrote it, with another token."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_CENSUS_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_CENSUS_DEFAULT", json.dumps({**conn, "password": token}))
+
+
+async def test_a_token_rotated_while_waiting_is_picked_up_at_the_first_401(
+    census_conn: CensusEmulator, census_api_version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = census_conn.trigger(61)
+    async with CensusHook() as hook:
+        await hook.aget_sync_run(run_id)
+        census_conn.rotate_token(census_api_version, "rotated-token")
+        use_token(monkeypatch, census_conn, census_api_version, "rotated-token")
+        assert (await hook.aget_sync_run(run_id)).id == run_id
+    statuses = [r.status for r in census_conn.requests_for("GET", f"/sync_runs/{run_id}")]
+    assert statuses == [200, 401, 200]
+
+
+async def test_a_revoked_token_fails_with_the_authentication_error_after_one_fresh_read(
+    census_conn: CensusEmulator, census_api_version: str
+) -> None:
+    run_id = census_conn.trigger(61)
+    async with CensusHook() as hook:
+        await hook.aget_sync_run(run_id)
+        census_conn.rotate_token(census_api_version, "someone-else")
+        with pytest.raises(CensusAuthenticationError, match="census_default"):
+            await hook.aget_sync_run(run_id)
+    statuses = [r.status for r in census_conn.requests_for("GET", f"/sync_runs/{run_id}")]
+    assert statuses == [200, 401], "the same refused token is not sent twice"
+
+
+def test_the_hook_works_across_event_loops_and_keeps_none_alive(
+    census_conn: CensusEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_id = census_conn.trigger(61)
+    hook = CensusHook()
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def read() -> int:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        return (await hook.aget_sync_run(run_id)).id
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        assert asyncio.run(read()) == run_id  # left open on purpose: the next loop must not reuse it
+        assert asyncio.run(read()) == run_id
+
+        async def read_and_close() -> int:
+            async with hook:
+                return await read()
+
+        assert asyncio.run(read_and_close()) == run_id
+    gc.collect()
+    # The last loop may stay referenced by asgiref's thread-local (Airflow reads connections through it).
+    assert [ref() for ref in loops[:2]] == [None, None], "a finished event loop is still referenced"
+    assert not [r.getMessage() for r in caplog.records if "Unclosed" in r.getMessage()]

@@ -14,12 +14,14 @@ from airflow_provider_census.api.errors import (
     CensusAuthenticationError,
     CensusNotFoundError,
     CensusRateLimitError,
+    CensusRedirectError,
     CensusResponseError,
     CensusServerError,
     CensusValidationError,
 )
 from airflow_provider_census.api.inputs import PageQuery, census_id, id_or_slug
 from airflow_provider_census.api.models import Page, SyncRun
+from airflow_provider_census.api.retry import is_transient
 from airflow_provider_census.api.settings import ClientSettings
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.api.wire import Answer, parse, prepare
@@ -137,6 +139,8 @@ def test_list_data_of_the_wrong_type_is_an_unreadable_response() -> None:
         (200, b"[1, 2]", CensusResponseError, ["JSON of type list"]),
         (200, {"status": "error", "message": "sync is paused"}, CensusValidationError, ["sync is paused"]),
         (200, {"status": "not_found", "message": "nope"}, CensusNotFoundError, ["nope"]),
+        (301, b"<html>Moved</html>", CensusRedirectError, ["HTTP 301, a redirect", "base_url"]),
+        (404, {"status": 404}, CensusNotFoundError, ["no sync 5", "HTTP 404"]),
     ],
 )
 def test_each_error_answer_maps_to_one_error_class(
@@ -160,6 +164,14 @@ def test_retry_after_seconds_and_date_are_read() -> None:
     assert seconds.retry_after == 7.0
     date = raised(bound(ep.GET_SYNC, sync_id=5), answer(503, {}, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}))
     assert date.retry_after == 0.0
+
+
+def test_a_redirect_names_where_it_points_without_its_query_and_is_not_retried() -> None:
+    headers = {"Location": "https://app.getcensus.com/api/v1/syncs/5?token=abc"}
+    error = raised(bound(ep.GET_SYNC, sync_id=5), answer(308, b"", headers))
+    assert "a redirect to https://app.getcensus.com/api/v1/syncs/5." in str(error)
+    assert "token=abc" not in str(error)
+    assert not is_transient(error)
 
 
 def test_cancel_answer_with_census_spelling_is_a_success() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from airflow_provider_census.api.errors import (
     CensusTransportError,
     CensusTriggerUnconfirmedError,
 )
+from airflow_provider_census.api.models import Page, SyncRun
 from airflow_provider_census.api.retry import RetryPolicy, parse_retry_after
 from airflow_provider_census.api.settings import ClientSettings
 from airflow_provider_census.hooks.census import CensusHook
@@ -238,3 +241,27 @@ async def test_async_persistent_fault_ends_with_its_error_class(
     sends_per_attempt = 2 if kind == "drop" else 1
     attempts = len(census_conn.requests_for("GET", f"/sync_runs/{run_id}"))
     assert attempts == sends_per_attempt * QUICK_RETRIES.max_attempts
+
+
+def test_after_a_lost_answer_only_a_run_created_since_the_trigger_went_out_is_adopted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Someone else's run, newer than the baseline but created before our trigger, is not ours."""
+    sent_at = 1_800_000_000.0
+
+    def run(run_id: int, seconds_after_sending: float | None) -> SyncRun:
+        created = None
+        if seconds_after_sending is not None:
+            moment = datetime.fromtimestamp(sent_at + seconds_after_sending, timezone.utc)
+            created = moment.isoformat().replace("+00:00", "Z")
+        return SyncRun(id=run_id, sync_id=7, status="working", canceled=False, created_at=created)
+
+    hook = CensusHook("unused", trigger_settle_seconds=0.05)
+    listed: list[list[SyncRun]] = [[run(12, -60.0)], [run(12, -60.0)], [run(13, 0.4), run(12, -60.0)]]
+    monkeypatch.setattr(hook, "list_sync_runs", lambda *args, **kwargs: Page(listed.pop(0), 1, 10, None, None))
+    deadline = time.monotonic() + 10
+    assert hook._run_started_after(7, baseline=11, sent_at=sent_at, deadline=deadline) is None
+    assert hook._run_started_after(7, baseline=11, sent_at=sent_at, deadline=deadline) == 13
+    undated = [run(14, None)]
+    monkeypatch.setattr(hook, "list_sync_runs", lambda *args, **kwargs: Page(undated, 1, 10, None, None))
+    assert hook._run_started_after(7, baseline=11, sent_at=sent_at, deadline=deadline) == 14

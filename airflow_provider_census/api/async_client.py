@@ -15,9 +15,11 @@ T = TypeVar("T")
 
 _NEVER_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _NO_ANSWER = (aiohttp.ClientError, asyncio.TimeoutError)
-MAX_CONNECTIONS = 100
-"""Keep-alive connections one shared client may hold: a triggerer's spread-out polls need far
-fewer, and a burst beyond it waits for a free connection instead of opening hundreds."""
+UNLIMITED = 0
+"""The shared client's pool grows with the demand instead of capping it. Polls spread over the
+interval, so a fast Census is served by a few keep-alive connections; a slow one needs about
+polls per second x seconds per answer, and a cap below that turns waiting for a connection into
+timeouts of polls that were never sent."""
 
 
 class AsyncCensusClient:
@@ -53,13 +55,20 @@ class AsyncCensusClient:
             raise transport_error(request, exc, reached_census=True) from None
 
     def _open_session(self) -> aiohttp.ClientSession:
+        """The session, opened on first use: its timeouts count time on the wire only.
+
+        No total and no pool-inclusive ``connect`` timeout: waiting for a pooled connection is
+        not a slow Census, so only connecting (``sock_connect``) and each read (``sock_read``)
+        are bounded.
+        """
         if self._session is None:
             timeout = aiohttp.ClientTimeout(
-                total=self.settings.timeout + self.settings.connect_timeout,
+                total=None,
+                connect=None,
                 sock_connect=self.settings.connect_timeout,
                 sock_read=self.settings.timeout,
             )
-            connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+            connector = aiohttp.TCPConnector(limit=UNLIMITED)
             self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
         return self._session
 

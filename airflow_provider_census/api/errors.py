@@ -76,6 +76,11 @@ class CensusValidationError(CensusApiError):
     """Census refused the request's content (400, 409, 422...); carries Census's message."""
 
 
+class CensusRedirectError(CensusApiError):
+    """3xx: the base URL points somewhere that forwards the request. Not followed (the token would go
+    along) and not retried: the connection must change."""
+
+
 class CensusRateLimitError(CensusApiError):
     """429: Census asked us to slow down; it did not carry the request out."""
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from airflow_provider_census import __version__
 from airflow_provider_census.api.endpoints import Request
@@ -24,6 +24,7 @@ from airflow_provider_census.api.errors import (
     CensusAuthenticationError,
     CensusNotFoundError,
     CensusRateLimitError,
+    CensusRedirectError,
     CensusResponseError,
     CensusServerError,
     CensusTransportError,
@@ -95,6 +96,8 @@ def _envelope(settings: ClientSettings, request: Request[Any], answer: Answer) -
     payload = _decode_json(answer.body)
     if answer.status >= 400:
         raise _with_retirement_note(settings, _error_for_status(settings, request, answer, payload))
+    if 300 <= answer.status < 400:
+        raise _redirect_error(settings, request, answer)
     if answer.status == 204 or (not answer.body.strip() and request.method == "DELETE"):
         return {}
     if not isinstance(payload, Mapping):
@@ -209,6 +212,19 @@ def _token_owner(settings: ClientSettings) -> str:
     if settings.api_version == V2:
         return "the personal access token of a user with access to the group that owns it"
     return "an API key of the workspace that owns it"
+
+
+def _redirect_error(settings: ClientSettings, request: Request[Any], answer: Answer) -> CensusRedirectError:
+    """A redirect, worded as the connection problem it nearly always is (http for https, a path left out)."""
+    location = urlsplit(_header(answer.headers, "Location") or "")
+    target = f" to {location.scheme}://{location.netloc}{location.path}" if location.netloc else ""
+    return CensusRedirectError(
+        f"Census answered {request.label} with HTTP {answer.status}, a redirect{target}. The request was not "
+        f"followed, so the token stays with {settings.base_url}: set the connection's base_url (or region) to "
+        "where the API really is, e.g. https://app.getcensus.com/api/v2.",
+        http_status=answer.status,
+        request_label=request.label,
+    )
 
 
 def _token_advice(settings: ClientSettings) -> str:

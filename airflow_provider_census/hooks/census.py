@@ -7,6 +7,7 @@ clients are imported on first use, so importing this module while parsing a DAG 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import time
@@ -14,6 +15,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -21,6 +23,7 @@ from urllib.parse import urlsplit
 from airflow_provider_census.api import endpoints as ep
 from airflow_provider_census.api import inputs
 from airflow_provider_census.api.errors import (
+    CensusAuthenticationError,
     CensusConfigurationError,
     CensusError,
     CensusTriggerUnconfirmedError,
@@ -72,6 +75,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 LOOPBACK_NAMES = frozenset({"localhost"})
+CLOCK_SKEW_SECONDS = 5.0
+"""How far Census's clock may be behind ours when a run's ``created_at`` is compared with when we sent."""
+SETTLE_LOOK_SECONDS = 2.0
 
 
 class CensusHook(BaseHook):
@@ -100,7 +106,7 @@ class CensusHook(BaseHook):
         *,
         timeout: float = 30.0,
         retry_policy: RetryPolicy | None = None,
-        trigger_settle_seconds: float = 5.0,
+        trigger_settle_seconds: float = 30.0,
     ) -> None:
         super().__init__()
         self.census_conn_id = census_conn_id
@@ -108,6 +114,8 @@ class CensusHook(BaseHook):
         self.retry_policy = retry_policy or RetryPolicy()
         self.trigger_settle_seconds = trigger_settle_seconds
         self._async_client: AsyncCensusClient | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._async_read_at = 0.0
         self._warned_v1 = False
 
     # -- the connection form (Airflow 2 reads these; Airflow 3.2+ reads get_provider_info) --
@@ -231,15 +239,47 @@ class CensusHook(BaseHook):
 
         Hooks (one per trigger) that use the same connection in one event loop share one
         pooled client, so a triggerer keeps a few warm connections instead of one per trigger.
+        A 401 re-reads the connection once: if it now holds another token (it was rotated while
+        the task waited), the call is made again with it; otherwise the 401 stands.
         """
-        if self._async_client is None:
-            from airflow_provider_census.api import async_pool
+        client = await self._aclient()
+        try:
+            return await client.run(endpoint.bind(client.settings, **arguments))
+        except CensusAuthenticationError as exc:
+            if exc.http_status != 401:
+                raise
+            renewed = await self._aclient(refused_token=client.settings.token)
+            if renewed.settings.token == client.settings.token:
+                raise
+            self.log.info(
+                "Census refused the token of %s, which now holds another one; trying once more with it.",
+                client.settings.token_origin,
+            )
+            return await renewed.run(endpoint.bind(renewed.settings, **arguments))
 
+    async def _aclient(self, *, refused_token: str | None = None) -> AsyncCensusClient:
+        """This hook's client on the running loop, its settings no older than the shared reading's TTL.
+
+        A client left from another event loop (``asyncio.run`` twice) went with that loop: it is
+        dropped, never used across loops.
+        """
+        from airflow_provider_census.api import async_pool
+
+        loop = asyncio.get_running_loop()
+        if self._async_loop is not loop:
+            self._async_client, self._async_loop = None, loop
+        if refused_token is not None:
+            async_pool.forget(self.census_conn_id, refused_token)
+        stale = loop.time() - self._async_read_at > async_pool.SETTINGS_TTL_SECONDS
+        if self._async_client is None or stale or refused_token is not None:
             shared = await async_pool.settings_for(self.census_conn_id, self._aread_settings)
+            self._async_read_at = loop.time()
             # The reading may come from another hook: this hook's own patience applies.
-            self._async_client = async_pool.borrow(replace(shared, timeout=self.timeout, retry=self.retry_policy))
-        client = self._async_client
-        return await client.run(endpoint.bind(client.settings, **arguments))
+            settings = replace(shared, timeout=self.timeout, retry=self.retry_policy)
+            if self._async_client is None or self._async_client.settings != settings:
+                await self._give_back_client()
+                self._async_client = async_pool.borrow(settings)
+        return self._async_client
 
     async def _aread_settings(self) -> ClientSettings:
         with self._connection_must_exist():
@@ -247,11 +287,28 @@ class CensusHook(BaseHook):
 
     async def aclose(self) -> None:
         """Give the shared client back; the last hook using it closes it."""
+        if self._async_loop is asyncio.get_running_loop():
+            await self._give_back_client()
+        self._async_client = self._async_loop = None
+
+    async def _give_back_client(self) -> None:
         if self._async_client is not None:
             from airflow_provider_census.api import async_pool
 
             client, self._async_client = self._async_client, None
             await async_pool.give_back(client)
+
+    async def __aenter__(self) -> CensusHook:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> CensusHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if "client" in self.__dict__:
@@ -463,18 +520,23 @@ class CensusHook(BaseHook):
         return await self.arun(ep.CANCEL_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
 
     def trigger_sync_run(self, sync_id: int | str, *, force_full_sync: bool = False) -> int:
-        """Start a run of the sync and return its id; one call never starts two runs.
+        """Start a run of the sync and return its id, never starting two by resending.
 
-        The trigger is resent blindly only when Census surely never received it (see
-        :mod:`..api.retry`). When its answer is lost (a timeout, a dropped connection, a 5xx,
-        an unreadable body) the run may exist anyway, so the sync's runs are checked first: a
-        run newer than the newest one seen before the trigger is taken as this trigger's run.
-        If none shows up within ``trigger_settle_seconds``, Census did not start one, and the
-        trigger is sent again, up to the retry policy's number of attempts.
+        The trigger is resent without a second thought only when Census surely never received
+        it: no connection was made, or Census answered 429 (see :mod:`..api.retry`). When its
+        answer is lost (a timeout, a dropped connection, a 5xx, an unreadable body) the run may
+        exist anyway, so the sync's runs are watched for ``trigger_settle_seconds``: a run newer
+        than the newest one before the trigger and created no earlier than the trigger went out
+        (allowing :data:`CLOCK_SKEW_SECONDS` between the clocks) is taken as this trigger's run.
+        Only if none appears is the trigger sent again. All of it fits in the retry policy's
+        ``budget_seconds``; past that, :class:`CensusTriggerUnconfirmedError` says to look in
+        Census before trying again.
         """
         checked_id = census_id(sync_id, "sync_id")
         newest_before = self.latest_sync_run(checked_id)
         baseline = newest_before.id if newest_before else 0
+        deadline = time.monotonic() + self.retry_policy.budget_seconds
+        sent_at = time.time()
         attempts = self.retry_policy.max_attempts
         for attempt in range(1, attempts + 1):
             try:
@@ -482,20 +544,21 @@ class CensusHook(BaseHook):
             except CensusError as exc:
                 if not may_have_acted(exc):
                     raise
-                adopted = self._run_started_after(checked_id, baseline)
+                adopted = self._run_started_after(checked_id, baseline, sent_at, deadline)
                 if adopted is not None:
                     self.log.warning(
-                        "The answer to the trigger of sync %s was lost (%s); run %s started after it, "
+                        "The answer to the trigger of sync %s was lost (%s); run %s started after it went out, "
                         "so it is this trigger's run and the sync is not triggered again.",
                         checked_id,
                         exc,
                         adopted,
                     )
                     return adopted
-                if attempt == attempts:
+                wait = self.retry_policy.wait_seconds(attempt, exc)
+                if attempt == attempts or time.monotonic() + wait >= deadline:
                     raise CensusTriggerUnconfirmedError(
-                        f"Triggering sync {checked_id} failed {attempts} times without an answer and no new "
-                        f"run appeared (last error: {exc}). Check the sync's history in Census before retrying."
+                        f"Triggering sync {checked_id} failed {attempt} times without an answer, and no run started "
+                        f"after it appeared (last error: {exc}). Check the sync's history in Census before retrying."
                     ) from exc
                 self.log.warning(
                     "Triggering sync %s got no usable answer (%s) and no new run appeared within %.0f s; "
@@ -506,18 +569,21 @@ class CensusHook(BaseHook):
                     attempt + 1,
                     attempts,
                 )
-                time.sleep(self.retry_policy.wait_seconds(attempt, exc))
+                time.sleep(wait)
         raise AssertionError("the loop returns or raises")  # pragma: no cover
 
-    def _run_started_after(self, sync_id: int, baseline: int) -> int | None:
-        """A run of the sync newer than ``baseline``, looked for twice, ``trigger_settle_seconds`` apart."""
-        for look in range(2):
-            if look:
-                time.sleep(self.trigger_settle_seconds)
-            newest = self.latest_sync_run(sync_id)
-            if newest is not None and newest.id > baseline:
-                return newest.id
-        return None
+    def _run_started_after(self, sync_id: int, baseline: int, sent_at: float, deadline: float) -> int | None:
+        """The first run newer than ``baseline`` and created since ``sent_at``, looked for during the settle time."""
+        settle_until = min(deadline, time.monotonic() + self.trigger_settle_seconds)
+        look_every = max(0.01, min(SETTLE_LOOK_SECONDS, self.trigger_settle_seconds / 2))
+        while True:
+            recent = self.list_sync_runs(sync_id, per_page=10, order="desc").items
+            candidates = [run.id for run in recent if run.id > baseline and _created_since(run, sent_at)]
+            if candidates:
+                return min(candidates)
+            if time.monotonic() + look_every > settle_until:
+                return None
+            time.sleep(look_every)
 
     def _iterate(self, endpoint: Endpoint[Page[T]], query: PageQuery, **arguments: Any) -> Iterator[T]:
         """Every item of a list, page after page, until Census says there are no more."""
@@ -558,6 +624,23 @@ class CensusHook(BaseHook):
         """Deprecated (2.1): the Authorization header; never log what it returns."""
         _deprecated("CensusHook.get_auth_headers", "the hook's own calls, which send it themselves")
         return {"Authorization": f"Bearer {self.settings.token}"}
+
+
+def _created_since(run: SyncRun, sent_at: float) -> bool:
+    """False only for a run Census says it created before our trigger went out; no date proves nothing."""
+    created = _epoch(run.created_at)
+    return created is None or created >= sent_at - CLOCK_SKEW_SECONDS
+
+
+def _epoch(timestamp: str | None) -> float | None:
+    """An ISO 8601 time as Census writes it (``2021-10-20T02:44:35.381Z``) in epoch seconds."""
+    if not timestamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _deprecated(old: str, new: str) -> None:

@@ -26,6 +26,8 @@ from airflow_provider_census.testing.workspace import Workspace
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from airflow_provider_census.testing import server
+
 DEFAULT_TOKEN = "secret-token:emulator"  # noqa: S105 - a fixed test token, not a secret
 DEFAULT_PAT = "emulator-pat:activations"
 DEFAULT_GROUP_ID = "projected_sickle"
@@ -70,6 +72,7 @@ class CensusEmulator:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
+        self._state: server.EmulatorState | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -108,7 +111,7 @@ class CensusEmulator:
             return self
         from airflow_provider_census.testing import server
 
-        state = server.EmulatorState(
+        state = self._state = server.EmulatorState(
             self.token, self.pat, self.group_id, self.api_versions, self.workspace, self._faults, self._log
         )
         ready = threading.Event()
@@ -181,6 +184,16 @@ class CensusEmulator:
     def trigger(self, sync_id: int, full_sync: bool = False) -> int:
         """Start a run directly, as if someone pressed "Sync now" in the Census app."""
         return self.workspace.trigger(sync_id, full_sync=full_sync)
+
+    def rotate_token(self, version: str, new_token: str) -> None:
+        """Replace the token ``version`` takes, as when a user revokes a key and makes another."""
+        self.token_for(version)  # the version must be served
+        if version == "v1":
+            self.token = new_token
+        else:
+            self.pat = new_token
+        if self._state is not None:
+            self._state.token, self._state.pat = self.token, self.pat
 
     def set_faults(self, profile: FaultProfile | None) -> None:
         """Replace the random fault profile (None: no random faults, no added latency)."""

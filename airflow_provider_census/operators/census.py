@@ -1,7 +1,12 @@
-"""``CensusTriggerSyncOperator``: trigger a Census sync and, by default, wait for its run."""
+"""``CensusTriggerSyncOperator``: trigger a Census sync and, by default, wait for its run.
+
+``CensusOperator``, the name of provider 2.1, stays as a thin deprecated subclass so DAGs
+written against 2.1 keep working unchanged.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -12,7 +17,7 @@ from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.outcomes import describe_run
-from airflow_provider_census.version_compat import BaseOperator
+from airflow_provider_census.version_compat import AirflowProviderDeprecationWarning, BaseOperator
 from airflow_provider_census.waiting import Deadlines, SyncRunWaitingMixin, positive_seconds
 
 if TYPE_CHECKING:
@@ -166,3 +171,37 @@ class CensusTriggerSyncOperator(SyncRunWaitingMixin, BaseOperator):
         if self.cancel_on_kill and self._sync_run_id is not None:
             self.hook.cancel_sync_run(self._sync_run_id)
             self.log.info("Canceled Census sync run %s because the task was killed", self._sync_run_id)
+
+
+class CensusOperator(CensusTriggerSyncOperator):
+    """Deprecated (provider 2.1): trigger a sync and return its run id at once, without waiting.
+
+    It is :class:`CensusTriggerSyncOperator` with ``wait_for_completion`` defaulting to False,
+    so it checks its input, publishes the run's link, and on a retry reattaches to the run an
+    earlier try left going, as the successor does. Use that class instead; every argument of
+    it passes through.
+
+    ``sync_id`` and ``census_conn_id`` stay in this signature because Airflow fills in
+    ``default_args`` only for the parameters a class's own ``__init__`` names.
+
+    :param sync_id: the Census sync to trigger (templated).
+    :param census_conn_id: the Airflow connection to Census (templated).
+    """
+
+    def __init__(
+        self,
+        *,
+        sync_id: int | str,
+        census_conn_id: str = CensusHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        warnings.warn(
+            "CensusOperator is the name of airflow-provider-census 2.1; use "
+            "airflow_provider_census.operators.census.CensusTriggerSyncOperator. For 2.1's behaviour "
+            "(trigger, return the run id, do not wait) pass wait_for_completion=False; by default it "
+            "also waits for the run and fails the task if the run fails.",
+            AirflowProviderDeprecationWarning,
+            stacklevel=2,
+        )
+        kwargs.setdefault("wait_for_completion", False)
+        super().__init__(sync_id=sync_id, census_conn_id=census_conn_id, **kwargs)

@@ -1,10 +1,15 @@
-"""``CensusSyncRunSensor``: wait for a given Census sync run, in poke, reschedule or deferrable mode."""
+"""``CensusSyncRunSensor``: wait for a given Census sync run, in poke, reschedule or deferrable mode.
+
+``CensusSensor``, the name of provider 2.1, stays as a thin deprecated subclass so DAGs
+written against 2.1 keep working unchanged.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from airflow_provider_census.api.errors import CensusPollingError
 from airflow_provider_census.api.inputs import census_id
@@ -12,12 +17,19 @@ from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.outcomes import describe_run
-from airflow_provider_census.version_compat import AirflowSensorTimeout, BaseSensorOperator
+from airflow_provider_census.version_compat import (
+    AirflowProviderDeprecationWarning,
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+)
 from airflow_provider_census.waiting import Deadlines, SyncRunWaitingMixin
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun
     from airflow_provider_census.version_compat import Context
+
+PROVIDER_21_EVENT_KEYS = frozenset({"sync_run_id", "status", "error_message"})
+"""The event of provider 2.1's trigger. One may wait in a deferred task's ``next_kwargs`` across the upgrade."""
 
 
 class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
@@ -82,7 +94,10 @@ class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        run = self._current_run(context)
+        return self._finish_or_defer(context, self._current_run(context, self._run_id()))
+
+    def _finish_or_defer(self, context: Context, run: SyncRun) -> int:
+        """Finish on a run that ended; else wait for it in the triggerer, for at most the sensor's timeout."""
         if run.outcome.is_terminal:
             return self._finish(context, run)
         deadlines = Deadlines(wait=time.time() + float(self.timeout), cancel=None)
@@ -91,19 +106,21 @@ class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
             method_name="execute_complete",
             timeout=None,
         )
-        return None
 
     def poke(self, context: Context) -> bool:
-        run = self._current_run(context)
+        run = self._current_run(context, self._run_id())
         if not run.outcome.is_terminal:
             self.log.info("Census sync run %s is %s; waiting", run.id, run.status)
             return False
         self._finish(context, run)
         return True
 
-    def _current_run(self, context: Context) -> SyncRun:
+    def _run_id(self) -> int:
+        return census_id(self.sync_run_id, "sync_run_id")
+
+    def _current_run(self, context: Context, sync_run_id: int) -> SyncRun:
         """The run to watch: the given one, or the earlier run it was skipped for (on_skipped='wait')."""
-        run = self.hook.get_sync_run(census_id(self.sync_run_id, "sync_run_id"))
+        run = self.hook.get_sync_run(sync_run_id)
         earlier = self.waiter.earlier_run_to_wait_for(self.waiter.summary(run))
         if earlier is not None:
             run = self.hook.get_sync_run(earlier.id)
@@ -114,7 +131,12 @@ class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
         return self.waiter.finish(context, self.waiter.summary(run))
 
     def execute_complete(self, context: Context, event: object = None) -> int:
-        """Resume after the trigger's event; a missing or malformed event fails the task clearly."""
+        """Resume after the trigger's event, or after one 2.1's trigger left before the upgrade.
+
+        A missing or malformed event fails the task clearly, never successfully.
+        """
+        if _is_provider_21_event(event):
+            return self._resume_after_provider_21_event(context, event)
         parsed = self.waiter.read_event(event)
         summary = parsed.summary or {"sync_run_id": parsed.sync_run_id}
         if parsed.status == "timeout":
@@ -124,3 +146,58 @@ class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
         if RunOutcome(parsed.summary["outcome"]) is RunOutcome.SKIPPED and self.expectations.waits_for_earlier_run:
             return int(self.execute(context))
         return self.waiter.finish(context, parsed.summary)
+
+    def _resume_after_provider_21_event(self, context: Context, event: Mapping[str, Any]) -> int:
+        """Judge the run a 2.1 trigger reported on by this provider's rules, not by the event.
+
+        That trigger fired before the upgrade. Its event says only completed or failed, with no
+        error code, no cancellation and no record counts, and it may be stale: so the run is
+        read once more and finished like any other (or waited for again, should it not have ended).
+        """
+        run_id = census_id(event["sync_run_id"], "sync_run_id of the provider 2.1 trigger's event")
+        self.log.info(
+            "Resuming from an event of airflow-provider-census 2.1's trigger (status %r); reading Census "
+            "sync run %s again to judge it by this provider's rules",
+            event["status"],
+            run_id,
+        )
+        return self._finish_or_defer(context, self._current_run(context, run_id))
+
+
+def _is_provider_21_event(event: object) -> TypeGuard[Mapping[str, Any]]:
+    return isinstance(event, Mapping) and set(event) == PROVIDER_21_EVENT_KEYS
+
+
+class CensusSensor(CensusSyncRunSensor):
+    """Deprecated (provider 2.1): wait for a sync run; use :class:`CensusSyncRunSensor`.
+
+    It is that sensor with 2.1's signature and ``deferrable`` defaulting to False, as in 2.1, so
+    every state is read by this provider's rules: a failed run raises
+    :class:`~airflow_provider_census.api.errors.CensusRunFailedError` with Census's error, and a
+    skipped, canceled or unknown run never counts as success. Events of 2.1's trigger, and
+    2.1's trigger rows, are taken over (see ``CensusSyncRunSensor.execute_complete``).
+
+    ``sync_run_id`` and ``census_conn_id`` stay in this signature because Airflow fills in
+    ``default_args`` only for the parameters a class's own ``__init__`` names.
+
+    :param sync_run_id: the run to wait for (templated).
+    :param census_conn_id: the Airflow connection to Census (templated).
+    :param deferrable: wait in the triggerer (False by default, as in 2.1).
+    """
+
+    def __init__(
+        self,
+        *,
+        sync_run_id: int | str,
+        census_conn_id: str = CensusHook.default_conn_name,
+        deferrable: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        warnings.warn(
+            "CensusSensor is the name of airflow-provider-census 2.1; use "
+            "airflow_provider_census.sensors.census.CensusSyncRunSensor with the same arguments (its "
+            "deferrable defaults to Airflow's [operators] default_deferrable instead of False).",
+            AirflowProviderDeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(sync_run_id=sync_run_id, census_conn_id=census_conn_id, deferrable=deferrable, **kwargs)

@@ -12,6 +12,9 @@ Event schema, version 1 (JSON primitives only)::
 
 The deadlines travel with the event so that a task that waits again (for the earlier run
 of a skipped one) keeps the deadlines it started with.
+
+``CensusTrigger``, the trigger of provider 2.1, is kept under its class path so that the
+trigger rows 2.1 wrote before an upgrade run on in this loop and yield this event.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_census.api.errors import CensusError
+from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import RetryPolicy, is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome, is_retired_state
@@ -198,6 +202,54 @@ class CensusSyncRunTrigger(BaseTrigger):
             return await _RunWatch(self, hook, log).until_done(first_poll_delay)
         finally:
             await hook.aclose()
+
+
+class CensusTrigger(CensusSyncRunTrigger):
+    """Provider 2.1's trigger, so that the trigger rows it wrote still run after the upgrade.
+
+    A row holds this class path and exactly these three kwargs; ``sync_run_id`` is often text
+    (2.1's sensor rendered it from a template). The wait is this provider's loop and the event
+    is this provider's, which every sensor's ``execute_complete`` reads. Only 2.1's sensor
+    deferred to this trigger, and a sensor only watches a run, so killing the task never
+    cancels the run (as in 2.1). As in 2.1 it has no deadline of its own; a trigger timeout
+    Airflow stored with the row still applies. Use :class:`CensusSyncRunTrigger` in new code.
+
+    :param sync_run_id: the run to wait for, an integer or a string of digits.
+    :param census_conn_id: the Airflow connection to Census.
+    :param poll_interval: seconds between polls.
+    """
+
+    def __init__(
+        self,
+        sync_run_id: int | str,
+        census_conn_id: str = CensusHook.default_conn_name,
+        poll_interval: float = 60.0,
+    ) -> None:
+        super().__init__(
+            census_id(sync_run_id, "sync_run_id"),
+            census_conn_id=census_conn_id,
+            poll_interval=poll_interval,
+            cancel_on_kill=False,
+        )
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """2.1's class path and kwargs, nothing more, so the row stays readable by either version."""
+        return (
+            "airflow_provider_census.triggers.census.CensusTrigger",
+            {
+                "sync_run_id": self.sync_run_id,
+                "census_conn_id": self.census_conn_id,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        self.log.info(
+            "Resuming a wait of airflow-provider-census 2.1 for Census sync run %s with this provider's trigger",
+            self.sync_run_id,
+        )
+        async for event in super().run():
+            yield event
 
 
 POLL_SLOT_SECONDS = 0.25

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         BaseSensorOperator,
         Connection,
         Context,
+        PokeReturnValue,
         conf,
     )
     from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException, AirflowSensorTimeout
@@ -40,6 +41,7 @@ else:
         BaseOperatorLink,
         BaseSensorOperator,
         Context,
+        PokeReturnValue,
         XCom,
         conf,
         mask_secret,
@@ -77,6 +79,7 @@ __all__ = [
     "BaseOperatorLink",
     "BaseSensorOperator",
     "Context",
+    "PokeReturnValue",
     "XCom",
     "aget_connection",
     "default_deferrable",

@@ -1,36 +1,34 @@
-"""Waiting for a sync run from a task: shared by the operator and the sensor.
+"""What the operator and the sensor share: their waiting parameters, publishing a run, and the finish.
 
-A :class:`SyncRunWaiter` publishes the run (XCom and link), builds the trigger, waits in
-the worker when the task is not deferrable, reads the trigger's event, follows a skipped run
-to the earlier run it yielded to, and finishes through :func:`..outcomes.read_finished_run`.
+:class:`SyncRunTask` is their private base class (not part of the provider's API). It holds
+the parameters both take, publishes a run's id and link before any wait, builds the one
+trigger both defer to (whose loop the operator also runs in the worker), reads the trigger's
+event and turns a finished run into the task's result or its exception. A run id only goes
+down from here: to the hook, to the trigger.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_census.api.errors import CensusError, CensusInputError
-from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import is_transient, retry_after_of
-from airflow_provider_census.api.settings import sync_run_app_url
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.links.census import SYNC_RUN_URL_KEY
-from airflow_provider_census.outcomes import RunExpectations, describe_run, read_finished_run, summarize_run
+from airflow_provider_census.links.census import CensusSyncRunLink
+from airflow_provider_census.runs import XCOM_SYNC_RUN, XCOM_SYNC_RUN_ID, XCOM_SYNC_RUN_URL, RunExpectations, RunSummary
+from airflow_provider_census.version_compat import BaseOperator, default_deferrable
 
 if TYPE_CHECKING:
-    import logging
-
+    from airflow_provider_census.api.models import SyncRun
     from airflow_provider_census.triggers.census import CensusSyncRunTrigger, RunEvent
     from airflow_provider_census.version_compat import Context
-
-SYNC_RUN_ID_KEY = "sync_run_id"
-SYNC_RUN_SUMMARY_KEY = "sync_run"
 
 
 def positive_seconds(value: float | timedelta, name: str) -> float:
@@ -77,78 +75,106 @@ class Deadlines:
             cancel = started + total - execution_timeout_margin(total)
         return cls(wait=now + timeout if timeout else None, cancel=cancel)
 
-    def as_kwargs(self) -> dict[str, float | None]:
-        return {"wait_deadline": self.wait, "cancel_deadline": self.cancel}
+    @classmethod
+    def of_event(cls, event: RunEvent) -> Deadlines:
+        """The deadlines a task deferred with, which travel with the trigger's event."""
+        return cls(event.wait_deadline, event.cancel_deadline)
+
+    @property
+    def for_watching(self) -> Deadlines:
+        """For a run the task only watches: stop at the earlier deadline, and never cancel."""
+        return Deadlines(wait=min((d for d in (self.wait, self.cancel) if d is not None), default=None), cancel=None)
+
+    @property
+    def passed(self) -> bool:
+        now = time.time()
+        return any(deadline is not None and now >= deadline for deadline in (self.wait, self.cancel))
 
 
-@dataclass(frozen=True)
-class WaitSettings:
-    """How the trigger polls; JSON primitives, as trigger kwargs must be."""
+class SyncRunTask(BaseOperator):
+    """Private base of the operator and the sensor; see the module's docstring.
 
-    census_conn_id: str
-    poll_interval: float
-    max_poll_failures: int
-    unknown_state_timeout: float
-    cancel_on_kill: bool
+    A subclass says how often it polls (:attr:`poll_seconds`) and whether killing the task
+    cancels the run (:attr:`cancels_on_kill`). Its parameters are documented on the operator
+    and the sensor. They sit in this ``__init__`` and Airflow fills in ``default_args`` for
+    them here, as for any operator's own.
+    """
 
-
-class SyncRunWaiter:
-    """One task's wait for a run, whether it polls in the worker or defers."""
+    template_fields: Sequence[str] = ("census_conn_id",)
+    operator_extra_links = (CensusSyncRunLink(),)
+    ui_color = "#c9f0e4"
 
     def __init__(
-        self, hook: CensusHook, expectations: RunExpectations, settings: WaitSettings, log: logging.Logger | Any
+        self,
+        *,
+        census_conn_id: str = CensusHook.default_conn_name,
+        deferrable: bool | None = None,
+        on_skipped: str = "fail",
+        max_rejected_records: int | None = None,
+        max_rejected_share: float | None = None,
+        max_poll_failures: int = 5,
+        unknown_state_timeout: float = 600.0,
+        **kwargs: Any,
     ) -> None:
-        self.hook = hook
-        self.expectations = expectations
-        self.settings = settings
-        self.log = log
+        super().__init__(**kwargs)
+        self.census_conn_id = census_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.max_poll_failures = positive_count(max_poll_failures, "max_poll_failures")
+        self.unknown_state_timeout = positive_seconds(unknown_state_timeout, "unknown_state_timeout")
+        self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
+
+    @property
+    def poll_seconds(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def cancels_on_kill(self) -> bool:
+        raise NotImplementedError
+
+    @cached_property
+    def hook(self) -> CensusHook:
+        return CensusHook(self.census_conn_id)
 
     def publish(self, context: Context, sync_id: int, sync_run_id: int) -> None:
         """Push the run's id and URL before waiting, so the link works while the task is deferred."""
-        url = sync_run_app_url(self.hook.base_url, sync_id, sync_run_id)
-        context["ti"].xcom_push(key=SYNC_RUN_ID_KEY, value=sync_run_id)
-        context["ti"].xcom_push(key=SYNC_RUN_URL_KEY, value=url)
+        url = self.hook.sync_run_url(sync_id, sync_run_id)
+        context["ti"].xcom_push(key=XCOM_SYNC_RUN_ID, value=sync_run_id)
+        context["ti"].xcom_push(key=XCOM_SYNC_RUN_URL, value=url)
         self.log.info("Census sync %s run %s: %s", sync_id, sync_run_id, url)
 
-    def summary(self, run: SyncRun) -> dict[str, Any]:
-        return summarize_run(run, self.hook.base_url)
+    def summary_of(self, run: SyncRun) -> RunSummary:
+        return RunSummary.of(run, self.hook.base_url)
 
-    def first_look(self, sync_run_id: int) -> dict[str, Any] | None:
+    def first_look(self, sync_run_id: int) -> RunSummary | None:
         """The run's summary before waiting, or None if Census could not be read just now.
 
         The run exists by then, so a passing fault must not fail the task: the wait that
-        follows tolerates ``max_poll_failures`` failed polls in a row.
+        follows tolerates ``max_poll_failures`` failed polls in a row. A rate limit is waited
+        out here (capped as between retries), since the wait polls at once.
         """
         try:
-            return self.summary(self.hook.get_sync_run(sync_run_id))
+            return self.summary_of(self.hook.get_sync_run(sync_run_id))
         except CensusError as exc:
             if not is_transient(exc):
                 raise
             self.log.warning("Could not read Census sync run %s yet (%s); waiting for it anyway", sync_run_id, exc)
-            self.wait_out_rate_limit(exc)
+            retry_after = retry_after_of(exc)
+            if retry_after:
+                time.sleep(min(retry_after, self.hook.retry_policy.max_retry_after))
             return None
 
-    def wait_out_rate_limit(self, exc: CensusError) -> None:
-        """Sleep the ``Retry-After`` of a rate limit that ended the first look, capped as between retries.
-
-        The wait that follows polls at once (or within one poll interval when deferred), which
-        would be sooner than Census asked for.
-        """
-        retry_after = retry_after_of(exc)
-        if retry_after:
-            time.sleep(min(retry_after, self.hook.retry_policy.max_retry_after))
-
-    def trigger(self, sync_run_id: int, deadlines: Deadlines) -> CensusSyncRunTrigger:
+    def make_trigger(self, sync_run_id: int, deadlines: Deadlines) -> CensusSyncRunTrigger:
         from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 
         return CensusSyncRunTrigger(
             sync_run_id=sync_run_id,
-            census_conn_id=self.settings.census_conn_id,
-            poll_interval=self.settings.poll_interval,
-            max_poll_failures=self.settings.max_poll_failures,
-            unknown_state_timeout=self.settings.unknown_state_timeout,
-            cancel_on_kill=self.settings.cancel_on_kill,
-            **deadlines.as_kwargs(),
+            census_conn_id=self.census_conn_id,
+            poll_interval=self.poll_seconds,
+            max_poll_failures=self.max_poll_failures,
+            unknown_state_timeout=self.unknown_state_timeout,
+            cancel_on_kill=self.cancels_on_kill,
+            wait_deadline=deadlines.wait,
+            cancel_deadline=deadlines.cancel,
         )
 
     def wait_in_worker(self, trigger: CensusSyncRunTrigger) -> RunEvent:
@@ -161,77 +187,25 @@ class SyncRunWaiter:
 
         return RunEvent.from_dict(event)
 
-    def earlier_run_to_wait_for(self, summary: dict[str, Any]) -> SyncRun | None:
-        """For a skipped run with ``on_skipped='wait'``: the earlier run it yielded to, if any."""
-        if not self.expectations.waits_for_earlier_run or summary.get("outcome") != RunOutcome.SKIPPED.value:
-            return None
-        for run in self.hook.iter_sync_runs(summary["sync_id"], per_page=25):
-            if run.id < summary["sync_run_id"] and run.outcome is not RunOutcome.SKIPPED:
-                self.log.info(
-                    "Census skipped run %s because run %s was going; waiting for run %s instead",
-                    summary["sync_run_id"],
-                    run.id,
-                    run.id,
-                )
+    def raise_for_unfinished(self, event: RunEvent) -> NoReturn:
+        """A wait that ended without the run's end: a deadline (:meth:`timeout_error`) or an error of its own class."""
+        if event.status == "timeout":
+            raise self.timeout_error(event)
+        raise event.error_to_raise()
+
+    def timeout_error(self, event: RunEvent) -> Exception:
+        raise NotImplementedError
+
+    def finish(self, context: Context, summary: RunSummary) -> int:
+        """Publish the summary, log it, and return the run id or raise the run's error."""
+        context["ti"].xcom_push(key=XCOM_SYNC_RUN, value=summary.to_json())
+        self.log.info("%s", summary.describe())
+        self.expectations.check(summary)
+        return summary.sync_run_id
+
+    def earlier_run(self, summary: RunSummary) -> SyncRun | None:
+        """The run that made Census skip this one: the newest earlier run of the sync not skipped itself."""
+        for run in self.hook.iter_sync_runs(summary.sync_id, per_page=25):
+            if run.id < summary.sync_run_id and run.outcome is not RunOutcome.SKIPPED:
                 return run
         return None
-
-    def finish(self, context: Context, summary: dict[str, Any]) -> int:
-        """Publish the summary, log it, and return the run id or raise the run's error."""
-        context["ti"].xcom_push(key=SYNC_RUN_SUMMARY_KEY, value=summary)
-        self.log.info("%s", describe_run(summary))
-        read_finished_run(summary, self.expectations)
-        return int(summary["sync_run_id"])
-
-
-class SyncRunWaitingMixin:
-    """The settings and helpers that the operator and the sensor share, defined once.
-
-    A task class sets them up with :meth:`setup_waiting` and says how often it polls and
-    whether a kill cancels the run through ``wait_poll_interval`` and ``wait_cancels_on_kill``.
-    """
-
-    census_conn_id: str
-    log: Any
-
-    def setup_waiting(
-        self,
-        *,
-        census_conn_id: str,
-        deferrable: bool | None,
-        on_skipped: str,
-        max_rejected_records: int | None,
-        max_rejected_share: float | None,
-        max_poll_failures: int,
-        unknown_state_timeout: float,
-    ) -> None:
-        from airflow_provider_census.version_compat import default_deferrable
-
-        self.census_conn_id = census_conn_id
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.max_poll_failures = positive_count(max_poll_failures, "max_poll_failures")
-        self.unknown_state_timeout = positive_seconds(unknown_state_timeout, "unknown_state_timeout")
-        self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
-
-    @property
-    def wait_poll_interval(self) -> float:
-        raise NotImplementedError
-
-    @property
-    def wait_cancels_on_kill(self) -> bool:
-        raise NotImplementedError
-
-    @cached_property
-    def hook(self) -> CensusHook:
-        return CensusHook(self.census_conn_id)
-
-    @cached_property
-    def waiter(self) -> SyncRunWaiter:
-        settings = WaitSettings(
-            self.census_conn_id,
-            self.wait_poll_interval,
-            self.max_poll_failures,
-            self.unknown_state_timeout,
-            self.wait_cancels_on_kill,
-        )
-        return SyncRunWaiter(self.hook, self.expectations, settings, self.log)

@@ -10,17 +10,19 @@ from airflow_provider_census.api.retry import RetryPolicy
 from airflow_provider_census.api.settings import ClientSettings
 from airflow_provider_census.testing import CensusEmulator, FaultProfile
 
-CONCURRENT = 300
-"""Three times the pool cap the client once had: with a cap, the later requests queued for a connection."""
+CONCURRENT = 350
+"""Well beyond the 100 connections the client once capped itself at: the later requests then queued
+for a connection, and the queueing counted against a total timeout (here 3 + 3 s, passed by the
+fourth wave of 2 s answers)."""
 
 
 async def test_a_slow_census_gets_every_request_sent_however_many_are_waiting(census_emulator: CensusEmulator) -> None:
-    census_emulator.set_faults(FaultProfile(latency=1.0))
+    census_emulator.set_faults(FaultProfile(latency=2.0))
     settings = ClientSettings(
         base_url=census_emulator.api_base_url("v1"),
         token=census_emulator.token_for("v1"),
-        timeout=1.5,
-        connect_timeout=0.5,
+        timeout=3.0,
+        connect_timeout=3.0,
         retry=RetryPolicy(max_attempts=1),
     )
     client = AsyncCensusClient(settings)
@@ -32,3 +34,15 @@ async def test_a_slow_census_gets_every_request_sent_however_many_are_waiting(ce
     failures = [result for result in results if isinstance(result, BaseException)]
     assert failures == [], f"{len(failures)} of {CONCURRENT} failed, first: {failures[:1]}"
     assert len(census_emulator.requests_for("GET", "/syncs/60")) == CONCURRENT
+
+
+async def test_the_session_times_the_wire_only_and_does_not_cap_its_pool() -> None:
+    settings = ClientSettings(base_url="http://127.0.0.1:9/api/v1", token="t", timeout=30.0, connect_timeout=10.0)
+    client = AsyncCensusClient(settings)
+    try:
+        session = client._open_session()
+        assert (session.timeout.total, session.timeout.connect) == (None, None)
+        assert (session.timeout.sock_connect, session.timeout.sock_read) == (10.0, 30.0)
+        assert session.connector is not None and session.connector.limit == 0
+    finally:
+        await client.aclose()

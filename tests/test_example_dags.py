@@ -54,6 +54,7 @@ def test_trigger_then_sensor_dag(example_env: CensusEmulator, monkeypatch: pytes
     (run,) = example_env.runs_of(sync_id)
     assert xcom(dag_run, "trigger_sync") == run["id"]
     assert xcom(dag_run, "wait_for_run", key="sync_run")["outcome"] == "succeeded"
+    assert xcom(dag_run, "wait_for_run") == run["id"], f"the sensor returns the run id in {mode} mode too"
 
 
 def test_trigger_then_sensor_dag_fails_on_a_failed_run(

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 
-from airflow_provider_census.api.settings import sync_run_app_url
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.outcomes import RunExpectations
-from airflow_provider_census.waiting import SyncRunWaiter, WaitSettings
+from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from tests.task_context import FakeTaskInstance, context_for
 
 
@@ -29,11 +26,8 @@ def test_run_url_follows_the_connection(monkeypatch: pytest.MonkeyPatch, extra: 
     monkeypatch.setenv(
         "AIRFLOW_CONN_CENSUS_DEFAULT", json.dumps({"conn_type": "census", "password": "tok-123456", "extra": extra})
     )
-    hook = CensusHook()
-    assert sync_run_app_url(hook.base_url, 7, 42) == expected
+    assert CensusHook().sync_run_url(7, 42) == expected
     ti = FakeTaskInstance()
-    settings = WaitSettings("census_default", 1.0, 3, 60.0, True)
-    waiter = SyncRunWaiter(hook, RunExpectations(), settings, logging.getLogger("test"))
-    waiter.publish(context_for(ti), 7, 42)
+    CensusSyncRunSensor(task_id="wait", sync_run_id=42).publish(context_for(ti), 7, 42)
     assert ti.pushed == [("sync_run_id", 42), ("sync_run_url", expected)]
     assert "tok-123456" not in expected

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred
 
-from airflow_provider_census.api.errors import CensusRunFailedError, CensusRunSkippedError
+from airflow_provider_census.api.errors import (
+    CensusApiError,
+    CensusAuthenticationError,
+    CensusNotFoundError,
+    CensusRunFailedError,
+    CensusRunSkippedError,
+)
 from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RunScript
-from tests.task_context import FakeTaskInstance, context_for, run_deferred
+from tests.task_context import FakeTaskInstance, context_for, only_event, run_deferred
 
 
 def sensor(sync_run_id: int | str, **kwargs: Any) -> CensusSyncRunSensor:
@@ -23,7 +30,7 @@ def test_poke_follows_the_run(census_conn: CensusEmulator) -> None:
     run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="completed", working_polls=1)))
     task, ti = sensor(str(run_id)), FakeTaskInstance()
     pokes = [task.poke(context_for(ti)) for _ in range(3)]
-    assert pokes == [False, False, True]
+    assert [(poke.is_done, poke.xcom_value) for poke in pokes] == [(False, None), (False, None), (True, run_id)]
     assert ti.xcom("sync_run")["outcome"] == "succeeded"
     assert ti.xcom("sync_run_url").endswith(f"sync_run_id={run_id}")
 
@@ -31,7 +38,7 @@ def test_poke_follows_the_run(census_conn: CensusEmulator) -> None:
 def test_poke_raises_census_error_for_a_failed_run(census_conn: CensusEmulator) -> None:
     run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="failed", error_code="E42", working_polls=0)))
     task = sensor(run_id)
-    assert task.poke(context_for()) is False
+    assert not task.poke(context_for()).is_done
     with pytest.raises(CensusRunFailedError, match="error_code=E42"):
         task.poke(context_for())
 
@@ -95,3 +102,31 @@ def test_every_way_a_run_ends_through_the_sensor(
     else:
         # In poke mode an unknown state is waited out until the sensor's own timeout.
         assert isinstance(info.value, AirflowSensorTimeout)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class"),
+    [("401", CensusAuthenticationError), ("403", CensusAuthenticationError), ("404", CensusNotFoundError)],
+)
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_a_failure_raises_the_same_class_deferred_or_not(
+    census_conn: CensusEmulator, fault: str, error_class: type[Exception], deferrable: bool
+) -> None:
+    """Retry rules written on the class must hold whether the failure came in the worker or the triggerer."""
+    run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="never")))
+    task = sensor(run_id, deferrable=deferrable)
+    if not deferrable:
+        census_conn.fail_next(fault, count=10, path_prefix="/sync_runs/")
+        with pytest.raises(error_class) as info:
+            task.poke(context_for())
+    else:
+        with pytest.raises(TaskDeferred) as deferred:
+            task.execute(context_for())
+        census_conn.fail_next(fault, count=10, path_prefix="/sync_runs/")
+        event = asyncio.run(only_event(deferred.value.trigger))
+        with pytest.raises(error_class) as info:
+            task.execute_complete(context_for(), event)
+    assert type(info.value) is error_class
+    assert f"HTTP {fault}" in str(info.value)
+    if isinstance(info.value, CensusApiError):
+        assert info.value.http_status == int(fault)

@@ -18,7 +18,8 @@ import pytest
 
 from airflow_provider_census.api import async_pool
 from airflow_provider_census.api.errors import CensusError, CensusRunUnknownStateError
-from airflow_provider_census.outcomes import RunExpectations, read_finished_run
+from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.runs import RunExpectations, RunSummary
 from airflow_provider_census.testing import CensusEmulator, FaultProfile, RunScript
 from airflow_provider_census.triggers import census as trigger_module
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger, RunEvent
@@ -137,7 +138,7 @@ async def test_retired_state_name_is_waited_through(census_conn: CensusEmulator)
     run_id = started_run(census_conn, RunScript(outcome="retired", status_name="preparing", working_polls=3))
     trigger, log = make_trigger(run_id), LineLog()
     event = await trigger.watch(log)
-    assert (event.status, event.summary and event.summary["outcome"]) == ("finished", "succeeded")
+    assert (event.status, event.summary and event.summary.outcome.value) == ("finished", "succeeded")
     assert len(polls_of(census_conn, run_id)) == 1 + 3 + 1
     retired_notes = [line for line in log.at("info") if "retired state 'preparing'" in line]
     # One note with each progress line in that state (before and after Census names a step), not per poll.
@@ -160,7 +161,7 @@ async def test_unknown_state_ends_after_its_timeout_and_never_counts_as_success(
     first_unknown = polls_of(census_conn, run_id)[1]  # the first poll shows it queued, every later one "exploded"
     assert ended - first_unknown.finished_at >= 0.2
     with pytest.raises(CensusRunUnknownStateError):
-        read_finished_run(event["summary"], RunExpectations())
+        RunExpectations().check(RunSummary.from_json(event["summary"]))
 
 
 async def test_wait_deadline_stops_waiting_and_leaves_the_run_going(census_conn: CensusEmulator) -> None:
@@ -193,7 +194,7 @@ async def test_a_run_that_ended_since_the_last_poll_is_reported_as_ended_at_a_de
     event = await trigger.watch(LineLog())  # one poll sees it queued; the next chance is at the deadline
     assert (event.status, event.canceled_run) == ("finished", False), event.message
     assert event.summary is not None
-    assert event.summary["outcome"] == "succeeded"
+    assert event.summary.outcome.value == "succeeded"
     assert cancel_requests(census_conn, run_id) == []
     assert census_conn.run(run_id)["status"] == "completed"
 
@@ -331,7 +332,9 @@ async def test_polls_wake_on_a_shared_grid_of_slots(
 
 
 def good_event(**changes: Any) -> dict[str, Any]:
-    summary = {"sync_id": 1, "sync_run_id": 7, "status": "completed", "outcome": "succeeded"}
+    summary = RunSummary(
+        sync_id=1, sync_run_id=7, status="completed", outcome=RunOutcome.SUCCEEDED, url="https://x/syncs/1/history"
+    )
     event = RunEvent("finished", 7, summary, "done", wait_deadline=10.5, cancel_deadline=20.0).to_dict()
     event.update(changes)
     return event
@@ -348,9 +351,10 @@ def good_event(**changes: Any) -> dict[str, Any]:
         (good_event(sync_run_id=True), "no integer sync_run_id"),
         (good_event(sync_run_id="7"), "no integer sync_run_id"),
         (good_event(summary=None), "a finished run without its summary"),
-        (good_event(summary={"status": "completed"}), "a finished run without its summary"),
-        (good_event(summary={"outcome": "great"}), "unknown outcome 'great'"),
-        (good_event(status="timeout", summary="working"), "a summary that is a str, not a mapping"),
+        (good_event(summary={"status": "completed"}), "a run summary without sync_id, sync_run_id, outcome, url"),
+        (good_event(summary={**good_event()["summary"], "outcome": "great"}), "unknown outcome 'great'"),
+        (good_event(status="timeout", summary="working"), "a run summary must be a mapping, got str"),
+        (good_event(status="error", error="NotOurs"), "unknown error 'NotOurs'"),
     ],
     ids=[
         "str",
@@ -364,6 +368,7 @@ def good_event(**changes: Any) -> dict[str, Any]:
         "summary-no-outcome",
         "bad-outcome",
         "str-summary",
+        "unknown-error",
     ],
 )
 def test_unreadable_event_raises_a_clear_census_error(event: object, problem: str) -> None:

@@ -139,3 +139,33 @@ class CensusRejectedRecordsError(CensusRunError):
 
 class CensusPollingError(CensusRunError):
     """Polling the run failed too many times in a row; the run's own outcome is unknown."""
+
+
+def _subclasses(base: type[CensusError]) -> dict[str, type[CensusError]]:
+    found = {base.__name__: base}
+    for sub in base.__subclasses__():
+        found.update(_subclasses(sub))
+    return found
+
+
+def is_error_name(name: object) -> bool:
+    """True for the name of one of this tree's classes (what a trigger event may carry)."""
+    return isinstance(name, str) and name in _subclasses(CensusError)
+
+
+def rebuild_error(
+    name: str, message: str, http_status: int | None = None, summary: Mapping[str, Any] | None = None
+) -> CensusError:
+    """The exception a trigger reported by name, rebuilt in the worker with its message.
+
+    A deferred task then raises the same class as the same failure raises outside the
+    triggerer, so retry rules written on the class hold in both modes.
+    """
+    error_class = _subclasses(CensusError).get(name, CensusPollingError)
+    if issubclass(error_class, CensusApiError):
+        return error_class(message, http_status=http_status or 0, request_label="")
+    if issubclass(error_class, CensusTransportError):
+        return error_class(message, reached_census=True)
+    if issubclass(error_class, CensusRunError):
+        return error_class(message, summary or {})
+    return error_class(message)

@@ -116,14 +116,15 @@ def first_int(data: Mapping[str, Any], *keys: str) -> int | None:
     return None
 
 
-@dataclass(frozen=True)
-class SyncRun:
-    """One run of a sync. Only ``id``, ``sync_id`` and ``status`` are required."""
+@dataclass(frozen=True, kw_only=True)
+class RunDetails:
+    """What Census tells of a run beyond its ids and state: step, counts, its error, when.
 
-    id: int
-    sync_id: int
-    status: str
-    canceled: bool
+    Each may be null while a run is going or after it failed. Shared by :class:`SyncRun` and
+    the task-side summary (``airflow_provider_census.runs.RunSummary``), which copies them.
+    """
+
+    current_step: str | None = None
     records_processed: int | None = None
     records_updated: int | None = None
     records_failed: int | None = None
@@ -132,11 +133,20 @@ class SyncRun:
     error_code: str | None = None
     error_message: str | None = None
     error_detail: str | None = None
-    current_step: str | None = None
     full_sync: bool | None = None
     created_at: str | None = None
-    updated_at: str | None = None
     completed_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncRun(RunDetails):
+    """One run of a sync. Only ``id``, ``sync_id`` and ``status`` are required."""
+
+    id: int
+    sync_id: int
+    status: str
+    canceled: bool
+    updated_at: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod

@@ -221,6 +221,10 @@ class CensusHook(BaseHook):
             return self._async_client.settings.api_version
         return self.settings.api_version
 
+    def sync_run_url(self, sync_id: int, sync_run_id: int) -> str:
+        """The run's page in the Census app of this connection's host (US, EU or custom)."""
+        return sync_run_app_url(self.base_url, sync_id, sync_run_id)
+
     def get_conn(self) -> CensusClient:
         return self.client
 
@@ -618,7 +622,7 @@ class CensusHook(BaseHook):
         checked = census_id(sync_id, "sync_id")
         if sync_run_id is None:
             return f"{app_url_for_base(self.base_url)}/syncs/{checked}/history"
-        return sync_run_app_url(self.base_url, checked, census_id(sync_run_id, "sync_run_id"))
+        return self.sync_run_url(checked, census_id(sync_run_id, "sync_run_id"))
 
     def get_auth_headers(self) -> dict[str, str]:
         """Deprecated (2.1): the Authorization header; never log what it returns."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_census.runs import XCOM_SYNC_RUN_URL
 from airflow_provider_census.version_compat import BaseOperatorLink, XCom
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
-SYNC_RUN_URL_KEY = "sync_run_url"
 
 
 class CensusSyncRunLink(BaseOperatorLink):
@@ -23,5 +23,5 @@ class CensusSyncRunLink(BaseOperatorLink):
     name = "Census sync run"
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
-        url = XCom.get_value(key=SYNC_RUN_URL_KEY, ti_key=ti_key)
+        url = XCom.get_value(key=XCOM_SYNC_RUN_URL, ti_key=ti_key)
         return url if isinstance(url, str) else ""

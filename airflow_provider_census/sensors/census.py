@@ -11,33 +11,35 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from airflow_provider_census.api.errors import CensusPollingError
 from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.links.census import CensusSyncRunLink
-from airflow_provider_census.outcomes import describe_run
 from airflow_provider_census.version_compat import (
     AirflowProviderDeprecationWarning,
     AirflowSensorTimeout,
     BaseSensorOperator,
+    PokeReturnValue,
 )
-from airflow_provider_census.waiting import Deadlines, SyncRunWaitingMixin
+from airflow_provider_census.waiting import Deadlines, SyncRunTask
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun
+    from airflow_provider_census.runs import RunSummary
+    from airflow_provider_census.triggers.census import RunEvent
     from airflow_provider_census.version_compat import Context
 
 PROVIDER_21_EVENT_KEYS = frozenset({"sync_run_id", "status", "error_message"})
 """The event of provider 2.1's trigger. One may wait in a deferred task's ``next_kwargs`` across the upgrade."""
 
 
-class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
+class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
     """Wait until a Census sync run ends; fail with Census's error if it did not succeed.
 
     It reads runs exactly as :class:`~airflow_provider_census.operators.census.CensusTriggerSyncOperator`
-    does (the same code), so states, skipped runs, the rejected-records gate and error
-    messages behave the same. It never cancels the run: it only watches it.
+    does (the same code), so states, the rejected-records gate and error messages behave the
+    same. It returns the run id (XCom ``return_value``) in every mode. It never cancels the run:
+    it only watches it, and so it never triggers one either: with ``on_skipped="wait"`` it
+    follows the earlier run that made Census skip this one, and that run decides the task.
 
     :param sync_run_id: the run to wait for (templated), e.g. ``"{{ ti.xcom_pull('trigger') }}"``.
     :param census_conn_id: the Airflow connection to Census (templated).
@@ -54,40 +56,17 @@ class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("sync_run_id", "census_conn_id")
-    operator_extra_links = (CensusSyncRunLink(),)
-    ui_color = "#c9f0e4"
 
-    def __init__(
-        self,
-        *,
-        sync_run_id: int | str,
-        census_conn_id: str = CensusHook.default_conn_name,
-        deferrable: bool | None = None,
-        on_skipped: str = "fail",
-        max_rejected_records: int | None = None,
-        max_rejected_share: float | None = None,
-        max_poll_failures: int = 5,
-        unknown_state_timeout: float = 600.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, sync_run_id: int | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.setup_waiting(
-            census_conn_id=census_conn_id,
-            deferrable=deferrable,
-            on_skipped=on_skipped,
-            max_rejected_records=max_rejected_records,
-            max_rejected_share=max_rejected_share,
-            max_poll_failures=max_poll_failures,
-            unknown_state_timeout=unknown_state_timeout,
-        )
         self.sync_run_id = sync_run_id
 
     @property
-    def wait_poll_interval(self) -> float:
+    def poll_seconds(self) -> float:
         return float(self.poke_interval)
 
     @property
-    def wait_cancels_on_kill(self) -> bool:
+    def cancels_on_kill(self) -> bool:
         """A sensor only watches a run that something else started, so it never cancels it."""
         return False
 
@@ -99,21 +78,17 @@ class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
     def _finish_or_defer(self, context: Context, run: SyncRun) -> int:
         """Finish on a run that ended; else wait for it in the triggerer, for at most the sensor's timeout."""
         if run.outcome.is_terminal:
-            return self._finish(context, run)
+            return self.finish(context, self.summary_of(run))
         deadlines = Deadlines(wait=time.time() + float(self.timeout), cancel=None)
-        self.defer(
-            trigger=self.waiter.trigger(run.id, deadlines),
-            method_name="execute_complete",
-            timeout=None,
-        )
+        self.defer(trigger=self.make_trigger(run.id, deadlines), method_name="execute_complete", timeout=None)
 
-    def poke(self, context: Context) -> bool:
+    def poke(self, context: Context) -> PokeReturnValue:
+        """One look; a finished run ends the wait with its id as the task's XCom, as in deferrable mode."""
         run = self._current_run(context, self._run_id())
         if not run.outcome.is_terminal:
             self.log.info("Census sync run %s is %s; waiting", run.id, run.status)
-            return False
-        self._finish(context, run)
-        return True
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self.finish(context, self.summary_of(run)))
 
     def _run_id(self) -> int:
         return census_id(self.sync_run_id, "sync_run_id")
@@ -121,14 +96,13 @@ class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
     def _current_run(self, context: Context, sync_run_id: int) -> SyncRun:
         """The run to watch: the given one, or the earlier run it was skipped for (on_skipped='wait')."""
         run = self.hook.get_sync_run(sync_run_id)
-        earlier = self.waiter.earlier_run_to_wait_for(self.waiter.summary(run))
-        if earlier is not None:
-            run = self.hook.get_sync_run(earlier.id)
-        self.waiter.publish(context, run.sync_id, run.id)
+        if self.expectations.waits_out_skips and run.outcome is RunOutcome.SKIPPED:
+            earlier = self.earlier_run(self.summary_of(run))
+            if earlier is not None:
+                self.log.info("Census skipped run %s for run %s; following run %s", run.id, earlier.id, earlier.id)
+                run = self.hook.get_sync_run(earlier.id)
+        self.publish(context, run.sync_id, run.id)
         return run
-
-    def _finish(self, context: Context, run: SyncRun) -> int:
-        return self.waiter.finish(context, self.waiter.summary(run))
 
     def execute_complete(self, context: Context, event: object = None) -> int:
         """Resume after the trigger's event, or after one 2.1's trigger left before the upgrade.
@@ -137,15 +111,18 @@ class CensusSyncRunSensor(SyncRunWaitingMixin, BaseSensorOperator):
         """
         if _is_provider_21_event(event):
             return self._resume_after_provider_21_event(context, event)
-        parsed = self.waiter.read_event(event)
-        summary = parsed.summary or {"sync_run_id": parsed.sync_run_id}
-        if parsed.status == "timeout":
-            raise AirflowSensorTimeout(f"{parsed.message} {describe_run(summary)}")
+        parsed = self.read_event(event)
         if parsed.status != "finished" or parsed.summary is None:
-            raise CensusPollingError(parsed.message, summary)
-        if RunOutcome(parsed.summary["outcome"]) is RunOutcome.SKIPPED and self.expectations.waits_for_earlier_run:
+            self.raise_for_unfinished(parsed)
+        if self._follows_earlier_run(parsed.summary):
             return int(self.execute(context))
-        return self.waiter.finish(context, parsed.summary)
+        return self.finish(context, parsed.summary)
+
+    def _follows_earlier_run(self, summary: RunSummary) -> bool:
+        return self.expectations.waits_out_skips and summary.outcome is RunOutcome.SKIPPED
+
+    def timeout_error(self, event: RunEvent) -> Exception:
+        return AirflowSensorTimeout(event.described())
 
     def _resume_after_provider_21_event(self, context: Context, event: Mapping[str, Any]) -> int:
         """Judge the run a 2.1 trigger reported on by this provider's rules, not by the event.

@@ -28,6 +28,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "latency",
     "401",
     "403",
+    "404",
 )
 
 

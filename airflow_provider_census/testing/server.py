@@ -121,6 +121,7 @@ _FAULT_MESSAGES = {
     "503": (503, "Service unavailable"),
     "401": (401, "Invalid or expired API token"),
     "403": (403, "This API token may not access this resource"),
+    "404": (404, "Not found"),
 }
 
 
@@ -134,7 +135,7 @@ def _date_header(seconds: float) -> str:
     return email.utils.formatdate(math.ceil(time.time() + seconds), usegmt=True)
 
 
-def fault_response(kind: str, decision: Decision) -> web.Response | None:
+def fault_response(kind: str, decision: Decision, version: str = "v1") -> web.Response | None:
     """The answer a fault gives instead of the real one; None means "no answer at all"."""
     if kind == "drop":
         return None
@@ -146,7 +147,7 @@ def fault_response(kind: str, decision: Decision) -> web.Response | None:
         full = json.dumps({"status": "success", "data": {"id": 1, "status": "working", "note": "x" * 64}})
         return web.Response(status=200, text=full[: len(full) // 2], content_type="application/json")
     http_status, message = _FAULT_MESSAGES[kind]
-    response = error(http_status, message)
+    response = version_error(version, http_status, message)
     if kind == "429":
         response.headers["Retry-After"] = _seconds_header(decision.retry_after)
     elif kind == "429-date":
@@ -227,7 +228,7 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     if kind == "latency":
         await asyncio.sleep(decision.latency)
     elif kind is not None and kind != "drop_after":
-        faulty = fault_response(kind, decision)
+        faulty = fault_response(kind, decision, version)
         record(None if faulty is None else faulty.status, kind)
         return _drop(request) if faulty is None else faulty
     response = await _answer(request, handler, version)

@@ -25,23 +25,26 @@ import math
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_census.api.errors import CensusError
+from airflow_provider_census.api.errors import CensusApiError, CensusError, is_error_name, rebuild_error
 from airflow_provider_census.api.inputs import census_id
-from airflow_provider_census.api.models import SyncRun
+from airflow_provider_census.api.models import SyncRun, optional_int
 from airflow_provider_census.api.retry import RetryPolicy, is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome, is_retired_state
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.outcomes import summarize_run
+from airflow_provider_census.runs import RunSummary, describe
 
 EVENT_SCHEMA_VERSION = 1
 EVENT_STATUSES = ("finished", "timeout", "error")
-_OUTCOME_VALUES = frozenset(outcome.value for outcome in RunOutcome)
 PROGRESS_HEARTBEAT_SECONDS = 300.0
+MAX_BACKOFF_INTERVALS = 8.0
+"""After failed polls in a row, the wait before the next one grows to at most this many intervals."""
+MAX_RETRY_AFTER_SECONDS = 300.0
+"""A ``Retry-After`` longer than this is not waited for in full: the poll comes after this long."""
 ONE_TRY = RetryPolicy(max_attempts=1)
 """Each poll is one request: a failed poll is simply tried again at the next interval."""
 CANCEL_RETRIES = RetryPolicy(max_attempts=4, budget_seconds=5.0, initial_wait=0.25, max_wait=2.0, max_retry_after=2.0)
@@ -51,69 +54,83 @@ The waits between tries add up to a few seconds, well inside the triggerer's 30 
 
 @dataclass(frozen=True)
 class RunEvent:
-    """What the trigger reports, and what ``execute_complete`` checks before trusting it."""
+    """What the trigger reports, and what ``execute_complete`` checks before trusting it.
+
+    ``error`` names the provider's exception class that ended a wait with status ``error``
+    (``CensusAuthenticationError`` for a 401, ``CensusPollingError`` when polls kept failing),
+    so a deferred task raises the class it would have raised in the worker.
+    """
 
     status: str
     sync_run_id: int
-    summary: dict[str, Any] | None
+    summary: RunSummary | None
     message: str
     canceled_run: bool = False
     wait_deadline: float | None = None
     cancel_deadline: float | None = None
+    error: str | None = None
+    http_status: int | None = None
     schema_version: int = EVENT_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        """A shallow copy: the summary is already JSON primitives, and a deep copy per event costs a triggerer."""
-        return {field.name: getattr(self, field.name) for field in fields(self)}
+        data = {field.name: getattr(self, field.name) for field in fields(self)}
+        data["summary"] = None if self.summary is None else self.summary.to_json()
+        return data
 
     @classmethod
     def from_dict(cls, event: object) -> RunEvent:
         """The event, or an error that says it cannot be read (so the task fails loudly, never succeeds)."""
-        problem = _event_problem(event)
-        if problem:
+        try:
+            return cls._read(event)
+        except (KeyError, TypeError, ValueError) as exc:
             raise CensusError(
-                f"The Census trigger's event cannot be read ({problem}): {event!r:.300}. "
+                f"The Census trigger's event cannot be read ({exc}): {event!r:.300}. "
                 "The run's outcome is unknown; check it in Census, then clear the task to wait again."
-            )
-        assert isinstance(event, Mapping)
+            ) from None
+
+    @classmethod
+    def _read(cls, event: object) -> RunEvent:
+        if not isinstance(event, Mapping):
+            raise TypeError(f"expected a mapping, got {type(event).__name__}")
+        if event.get("schema_version") != EVENT_SCHEMA_VERSION:
+            raise ValueError(f"schema_version {event.get('schema_version')!r}, expected {EVENT_SCHEMA_VERSION}")
+        if event.get("status") not in EVENT_STATUSES:
+            raise ValueError(f"unknown status {event.get('status')!r}")
+        run_id = event.get("sync_run_id")
+        if isinstance(run_id, bool) or not isinstance(run_id, int):
+            raise ValueError("no integer sync_run_id")
+        raw_summary = event.get("summary")
+        if raw_summary is None and event["status"] == "finished":
+            raise ValueError("a finished run without its summary")
+        error = event.get("error")
+        if error is not None and not is_error_name(error):
+            raise ValueError(f"unknown error {error!r}")
         return cls(
             status=event["status"],
-            sync_run_id=event["sync_run_id"],
-            summary=event.get("summary"),
-            message=event.get("message", ""),
+            sync_run_id=run_id,
+            summary=None if raw_summary is None else RunSummary.from_json(raw_summary),
+            message=str(event.get("message", "")),
             canceled_run=bool(event.get("canceled_run")),
             wait_deadline=_optional_float(event.get("wait_deadline")),
             cancel_deadline=_optional_float(event.get("cancel_deadline")),
+            error=error,
+            http_status=optional_int(event.get("http_status")),
         )
+
+    def described(self) -> str:
+        """The event's message with the run's paragraph."""
+        return f"{self.message} {describe(self.summary, self.sync_run_id)}"
+
+    def error_to_raise(self) -> CensusError:
+        """The exception a wait that ended with ``error`` stands for, of the class the worker path raises."""
+        return rebuild_error(self.error or "CensusPollingError", self.message, self.http_status, self.summary_json())
+
+    def summary_json(self) -> dict[str, Any]:
+        return {} if self.summary is None else self.summary.to_json()
 
 
 def _optional_float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _event_problem(event: object) -> str | None:
-    if not isinstance(event, Mapping):
-        return f"expected a mapping, got {type(event).__name__}"
-    if event.get("schema_version") != EVENT_SCHEMA_VERSION:
-        return f"schema_version {event.get('schema_version')!r}, expected {EVENT_SCHEMA_VERSION}"
-    if event.get("status") not in EVENT_STATUSES:
-        return f"unknown status {event.get('status')!r}"
-    if isinstance(event.get("sync_run_id"), bool) or not isinstance(event.get("sync_run_id"), int):
-        return "no integer sync_run_id"
-    return _summary_problem(event["status"], event.get("summary"))
-
-
-def _summary_problem(status: str, summary: object) -> str | None:
-    """A summary is optional but must be a mapping; a finished run needs one with a known outcome."""
-    if summary is not None and not isinstance(summary, Mapping):
-        return f"a summary that is a {type(summary).__name__}, not a mapping"
-    if status != "finished":
-        return None
-    if summary is None or "outcome" not in summary:
-        return "a finished run without its summary"
-    if summary["outcome"] not in _OUTCOME_VALUES:
-        return f"unknown outcome {summary['outcome']!r}"
-    return None
 
 
 class CensusSyncRunTrigger(BaseTrigger):
@@ -264,12 +281,18 @@ async def _sleep_to_slot(delay: float, poll_interval: float) -> None:
     slot = min(POLL_SLOT_SECONDS, poll_interval / SLOTS_PER_INTERVAL)
     loop = asyncio.get_running_loop()
     wake_at = math.ceil((loop.time() + delay) / slot) * slot
-    woken = loop.create_future()
-    handle = loop.call_at(wake_at, woken.set_result, None)
+    woken: asyncio.Future[None] = loop.create_future()
+    handle = loop.call_at(wake_at, _wake, woken)
     try:
         await woken
     finally:
         handle.cancel()
+
+
+def _wake(woken: asyncio.Future[None]) -> None:
+    """Fire a slot, unless its sleeper was cancelled as it came due (a cancelled future takes no result)."""
+    if not woken.done():
+        woken.set_result(None)
 
 
 class _RunWatch:
@@ -327,30 +350,14 @@ class _RunWatch:
         """One GET of the run: an event if the wait is over, and if not, when to poll next (monotonic).
 
         The interval counts from when this poll began, so polls keep their rate however long
-        Census takes to answer; a ``Retry-After`` counts from the answer that carried it.
+        Census takes to answer. After a failed poll the next one waits longer (see
+        :meth:`_after_failure`).
         """
         began = time.monotonic()
-        interval = self.trigger.poll_interval
         try:
             run = await self.hook.aget_sync_run(self.trigger.sync_run_id)
         except CensusError as exc:
-            if not is_transient(exc):
-                return self._event("error", f"Polling Census sync run {self.trigger.sync_run_id} failed: {exc}"), 0
-            self.failures += 1
-            self.log.warning(
-                "Polling Census sync run %s failed (%d of %d in a row): %s",
-                self.trigger.sync_run_id,
-                self.failures,
-                self.trigger.max_poll_failures,
-                exc,
-            )
-            if self.failures >= self.trigger.max_poll_failures:
-                message = (
-                    f"Polling Census sync run {self.trigger.sync_run_id} failed {self.failures} times in a row; "
-                    f"last error: {exc}"
-                )
-                return self._event("error", message), 0
-            return None, max(began + interval, time.monotonic() + (retry_after_of(exc) or 0.0))
+            return self._after_failure(exc, began)
         self.failures = 0
         self.last_run = run
         self._log_progress(run)
@@ -364,7 +371,35 @@ class _RunWatch:
             ), 0
         if run.outcome is RunOutcome.IN_PROGRESS:
             self.unknown_since = None
-        return None, began + interval
+        return None, began + self.trigger.poll_interval
+
+    def _after_failure(self, exc: CensusError, began: float) -> tuple[RunEvent | None, float]:
+        """End the wait on a failure that will not pass (with its own class), or poll again later.
+
+        Failed polls in a row back off (the interval doubled per failure, up to
+        :data:`MAX_BACKOFF_INTERVALS` intervals, plus up to a tenth of it at random, so waits
+        that failed together do not retry together), and never come sooner than Census's
+        ``Retry-After``, capped at :data:`MAX_RETRY_AFTER_SECONDS`.
+        """
+        run_id = self.trigger.sync_run_id
+        if not is_transient(exc):
+            return self._error(f"Polling Census sync run {run_id} failed: {exc}", exc), 0
+        self.failures += 1
+        self.log.warning(
+            "Polling Census sync run %s failed (%d of %d in a row): %s",
+            run_id,
+            self.failures,
+            self.trigger.max_poll_failures,
+            exc,
+        )
+        if self.failures >= self.trigger.max_poll_failures:
+            message = f"Polling Census sync run {run_id} failed {self.failures} times in a row; last error: {exc}"
+            return self._error(message, None), 0
+        interval = self.trigger.poll_interval
+        backoff = interval * min(2.0 ** (self.failures - 1), MAX_BACKOFF_INTERVALS)
+        backoff += random.uniform(0, interval / 10)  # noqa: S311
+        retry_after = min(retry_after_of(exc) or 0.0, MAX_RETRY_AFTER_SECONDS)
+        return None, max(began + backoff, time.monotonic() + retry_after)
 
     def _unknown_for_too_long(self) -> bool:
         now = time.time()
@@ -394,12 +429,20 @@ class _RunWatch:
         return RunEvent(
             status,
             self.trigger.sync_run_id,
-            None if self.last_run is None else summarize_run(self.last_run, self.hook.base_url),
+            None if self.last_run is None else RunSummary.of(self.last_run, self.hook.base_url),
             message,
             canceled_run=canceled,
             wait_deadline=self.trigger.wait_deadline,
             cancel_deadline=self.trigger.cancel_deadline,
         )
+
+    def _error(self, message: str, exc: CensusError | None) -> RunEvent:
+        """An ``error`` event naming the class to raise: the failure's own, or CensusPollingError."""
+        event = self._event("error", message)
+        if exc is None:
+            return replace(event, error="CensusPollingError")
+        status = exc.http_status if isinstance(exc, CensusApiError) else None
+        return replace(event, error=type(exc).__name__, http_status=status)
 
     def _log_progress(self, run: SyncRun) -> None:
         """Log a line when the state, step or count changes, and a heartbeat otherwise."""

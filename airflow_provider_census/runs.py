@@ -1,0 +1,193 @@
+"""What a sync run means for a task: its typed summary, what the task expects, and the verdict.
+
+Pure: no Airflow and no HTTP here, so the trigger (in the triggerer), the operator and the
+sensor (in the worker) read a run the same way, and a verdict can be tested with a dataclass.
+:class:`RunSummary` is the one shape a run takes in XCom, trigger events, messages and
+exceptions; its JSON form is what crosses process boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from airflow_provider_census.api.errors import (
+    CensusInputError,
+    CensusRejectedRecordsError,
+    CensusRunCanceledError,
+    CensusRunError,
+    CensusRunFailedError,
+    CensusRunSkippedError,
+    CensusRunUnknownStateError,
+)
+from airflow_provider_census.api.models import RunDetails, SyncRun
+from airflow_provider_census.api.settings import sync_run_app_url
+from airflow_provider_census.api.states import RunOutcome
+
+XCOM_SYNC_RUN_ID = "sync_run_id"
+XCOM_SYNC_RUN_URL = "sync_run_url"
+XCOM_SYNC_RUN = "sync_run"
+"""XCom keys: the run's id and its page in the Census app (pushed before waiting), and its summary (at the end)."""
+
+ON_SKIPPED_CHOICES = ("fail", "succeed", "wait")
+DESCRIBED_COUNTS = ("records_processed", "records_updated", "records_failed", "records_invalid")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary(RunDetails):
+    """One run as a task sees it: ids, states, Census's details of it (counts, error) and its URL."""
+
+    sync_id: int
+    sync_run_id: int
+    status: str
+    outcome: RunOutcome
+    url: str
+    canceled: bool = False
+
+    @classmethod
+    def of(cls, run: SyncRun, base_url: str) -> RunSummary:
+        details = {field.name: getattr(run, field.name) for field in fields(RunDetails)}
+        return cls(
+            sync_id=run.sync_id,
+            sync_run_id=run.id,
+            status=run.status,
+            outcome=run.outcome,
+            url=sync_run_app_url(base_url, run.sync_id, run.id),
+            canceled=run.canceled,
+            **details,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON primitives, for XCom and trigger events; ``outcome`` as its text."""
+        data = asdict(self)
+        data["outcome"] = self.outcome.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: object) -> RunSummary:
+        """The summary back from its JSON form; a ValueError names what is missing or wrong."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a run summary must be a mapping, got {type(data).__name__}")
+        missing = [name for name in ("sync_id", "sync_run_id", "status", "outcome", "url") if name not in data]
+        if missing:
+            raise ValueError(f"a run summary without {', '.join(missing)}")
+        try:
+            outcome = RunOutcome(data["outcome"])
+        except ValueError:
+            raise ValueError(f"unknown outcome {data['outcome']!r}") from None
+        known = {field.name for field in fields(cls)}
+        return cls(**{**{key: value for key, value in data.items() if key in known}, "outcome": outcome})
+
+    @property
+    def rejected(self) -> int:
+        """Records the destination rejected plus those Census found invalid (nulls count as 0)."""
+        return (self.records_failed or 0) + (self.records_invalid or 0)
+
+    def describe(self) -> str:
+        """One paragraph with everything a user needs to act on a run: ids, state, error, counts, link."""
+        parts = [f"Census sync {self.sync_id} run {self.sync_run_id}: status {self.status!r}"]
+        if self.canceled:
+            parts.append("canceled")
+        if self.error_code or self.error_message:
+            parts.append(f"error_code={self.error_code} error_message={self.error_message!r}")
+        if self.error_detail:
+            parts.append(f"error_detail={self.error_detail!r}")
+        counts = ", ".join(f"{name.removeprefix('records_')}={getattr(self, name)}" for name in DESCRIBED_COUNTS)
+        parts.append(f"records: {counts}")
+        parts.append(f"see {self.url}")
+        return "; ".join(parts)
+
+
+def describe(summary: RunSummary | None, sync_run_id: int) -> str:
+    """The run's paragraph, or its id alone when Census could never be read."""
+    return summary.describe() if summary is not None else f"Census sync run {sync_run_id} (not read)"
+
+
+@dataclass(frozen=True)
+class RunExpectations:
+    """What the task accepts as a good end of a run.
+
+    :param on_skipped: a run Census skipped (an earlier run of the sync was still going) makes
+        the task ``fail`` (the default), ``succeed``, or ``wait``: the operator waits for the
+        earlier run and then triggers a fresh one; the sensor follows the earlier run.
+    :param max_rejected_records: fail a completed run that rejected more records than this
+        (``records_failed`` + ``records_invalid``).
+    :param max_rejected_share: the same as a share (0 to 1) of ``records_processed``.
+    """
+
+    on_skipped: str = "fail"
+    max_rejected_records: int | None = None
+    max_rejected_share: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.on_skipped not in ON_SKIPPED_CHOICES:
+            raise CensusInputError(
+                f"on_skipped must be one of {', '.join(ON_SKIPPED_CHOICES)}, got {self.on_skipped!r}"
+            )
+        if self.max_rejected_records is not None and (
+            isinstance(self.max_rejected_records, bool)
+            or not isinstance(self.max_rejected_records, int)
+            or self.max_rejected_records < 0
+        ):
+            raise CensusInputError(
+                f"max_rejected_records must be a whole number >= 0, got {self.max_rejected_records!r}"
+            )
+        if self.max_rejected_share is not None and not (
+            isinstance(self.max_rejected_share, int | float) and 0 <= self.max_rejected_share <= 1
+        ):
+            raise CensusInputError(f"max_rejected_share must be between 0 and 1, got {self.max_rejected_share!r}")
+
+    @property
+    def waits_out_skips(self) -> bool:
+        return self.on_skipped == "wait"
+
+    def check(self, summary: RunSummary) -> None:
+        """Return if the finished run counts as a success for the task; raise the matching error if not."""
+        if summary.outcome is RunOutcome.SUCCEEDED:
+            self._check_rejected_records(summary)
+            return
+        if summary.outcome is RunOutcome.SKIPPED and self.on_skipped == "succeed":
+            return
+        error_class, verdict = _FAILURES.get(summary.outcome, _FAILURES[RunOutcome.UNKNOWN])
+        if summary.outcome is RunOutcome.SKIPPED:
+            verdict += _skip_advice(self.on_skipped)
+        raise error_class(f"{verdict}. {summary.describe()}", summary.to_json())
+
+    def _check_rejected_records(self, summary: RunSummary) -> None:
+        rejected, limit = summary.rejected, self.max_rejected_records
+        if limit is not None and rejected > limit:
+            raise CensusRejectedRecordsError(
+                f"The Census sync run completed but rejected {rejected} records, more than "
+                f"max_rejected_records={limit}. {summary.describe()}",
+                summary.to_json(),
+            )
+        processed, share = summary.records_processed or 0, self.max_rejected_share
+        if share is not None and processed and rejected / processed > share:
+            raise CensusRejectedRecordsError(
+                f"The Census sync run completed but rejected {rejected} of {processed} records "
+                f"({rejected / processed:.1%}), more than max_rejected_share={share:.1%}. {summary.describe()}",
+                summary.to_json(),
+            )
+
+
+def _skip_advice(on_skipped: str) -> str:
+    """What to set to accept a skip, unless the task already set it (and the skip stands anyway)."""
+    if on_skipped == "fail":
+        return " (set on_skipped='wait' or 'succeed' to accept this)"
+    return " (on_skipped='wait' found no earlier run to wait for, and triggering again was skipped too)"
+
+
+_FAILURES: dict[RunOutcome, tuple[type[CensusRunError], str]] = {
+    RunOutcome.FAILED: (CensusRunFailedError, "The Census sync run failed"),
+    RunOutcome.CANCELED: (CensusRunCanceledError, "The Census sync run was canceled before it finished"),
+    RunOutcome.SKIPPED: (
+        CensusRunSkippedError,
+        "Census skipped the run because an earlier run of the sync was still going",
+    ),
+    RunOutcome.UNKNOWN: (
+        CensusRunUnknownStateError,
+        "The Census sync run is in a state this provider does not know, so it is not taken as success",
+    ),
+    RunOutcome.IN_PROGRESS: (CensusRunUnknownStateError, "The Census sync run has not finished"),
+}

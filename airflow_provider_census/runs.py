@@ -175,7 +175,10 @@ def _skip_advice(on_skipped: str) -> str:
     """What to set to accept a skip, unless the task already set it (and the skip stands anyway)."""
     if on_skipped == "fail":
         return " (set on_skipped='wait' or 'succeed' to accept this)"
-    return " (on_skipped='wait' found no earlier run to wait for, and triggering again was skipped too)"
+    return (
+        " (on_skipped='wait' is set, but no earlier run was left to wait for, or each fresh run was skipped "
+        "too; see the sync's history in Census for what keeps it busy)"
+    )
 
 
 _FAILURES: dict[RunOutcome, tuple[type[CensusRunError], str]] = {

@@ -24,7 +24,7 @@ from airflow_provider_census.api.errors import (
     CensusRunUnknownStateError,
 )
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.operators.census import CensusTriggerSyncOperator
+from airflow_provider_census.operators.census import MAX_RETRIGGERS_AFTER_SKIPS, CensusTriggerSyncOperator
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 from airflow_provider_census.version_compat import AIRFLOW_V_3_3_PLUS
@@ -330,3 +330,13 @@ def test_a_retry_resumes_what_its_earlier_try_left(census_conn: CensusEmulator, 
         assert (result == first_run) is not triggers_again
         assert ti.xcom("sync_run")["outcome"] == "succeeded"
     assert len(census_conn.requests_for("POST", f"/syncs/{sync_id}/trigger")) == (2 if triggers_again else 1)
+
+
+def test_fresh_runs_after_skips_are_capped_and_the_failure_says_so(census_conn: CensusEmulator) -> None:
+    """A sync kept busy by something else: a bounded number of fresh runs, then a clear failure."""
+    sync_id = census_conn.add_sync(RunScript(outcome="skipped"))
+    with pytest.raises(CensusRunSkippedError) as info:
+        run_task(operator(sync_id, on_skipped="wait"))
+    posts = census_conn.requests_for("POST", f"/syncs/{sync_id}/trigger")
+    assert len(posts) == 1 + MAX_RETRIGGERS_AFTER_SKIPS
+    assert "set on_skipped" not in str(info.value)

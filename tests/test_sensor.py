@@ -74,6 +74,14 @@ def test_skipped_run_rules_match_the_operator(census_conn: CensusEmulator, defer
     assert ti.xcom("sync_run")["outcome"] == "succeeded"
 
 
+def test_a_skip_with_nothing_to_wait_for_does_not_tell_to_set_what_is_set(census_conn: CensusEmulator) -> None:
+    skipped = census_conn.trigger(census_conn.add_sync(RunScript(outcome="skipped")))
+    with pytest.raises(CensusRunSkippedError) as info:
+        sensor(skipped, on_skipped="wait").poke(context_for())
+    assert "set on_skipped" not in str(info.value)
+    assert "on_skipped='wait' is set, but no earlier run was left to wait for" in str(info.value)
+
+
 @pytest.mark.parametrize("deferrable", [False, True])
 @pytest.mark.parametrize(
     ("script", "error_name"),

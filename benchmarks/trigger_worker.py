@@ -5,15 +5,27 @@ Started by ``benchmarks/run.py``, once per kind, each in a fresh interpreter:
 - ``ours``: this provider's ``CensusSyncRunTrigger``;
 - ``official``: the published provider's ``CensusTrigger`` (run with its own virtualenv's Python,
   since it has the same import name);
-- ``floor``: no trigger at all, the least a poller can do: one shared aiohttp session, GET the
-  run, sleep, repeat.
+- ``floor``: no trigger at all, the least a poller can do: one shared aiohttp session, and each
+  wait on its own GETs the run, sleeps the rest of its interval, repeats (first polls spread over
+  one interval, as ours spreads them);
+- ``lockstep``: the same session, but no wait sleeps on its own: every interval one loop GETs all
+  the runs still going in one ``gather`` and wakes their waits when they end (one timer per
+  interval for all, the cheapest schedule there is).
+
+Both floors count the interval from when a poll began, as ours does, and have no connection cap
+(as ours has none), so that a slow Census gets them the same poll rate. Their timeout is 30 s,
+ours' and the official one's default.
 
 The connection comes from ``AIRFLOW_CONN_CENSUS_DEFAULT``. The worker imports and warms up its
 code path on a run that has already ended (so lazy imports count neither as memory per trigger
 nor as CPU per poll), prints ``{"ready": pid}``, then reads one JSON line
 ``{"runs": [...], "start_at": epoch, "rss_at": epoch}``. At ``start_at`` it starts every wait;
 at ``rss_at`` (when every wait has polled at least once) it reads its resident memory; when the
-last wait is over it prints one JSON line with its CPU time, memory and the time of each event.
+last wait is over it prints one JSON line with its CPU time, memory, the time and verdict of each
+event (``completed``, ``ended`` in another state, or ``error``: the wait gave up) and its failed
+polls: requests that timed out or failed on the client side, by exception type. Ours tolerates
+failed polls and polls again; the official trigger ends on its first (the triggerer fails the task);
+the floors count them and poll again.
 With ``--profile FILE`` it also writes cProfile stats of that measured part (which then costs more
 CPU: use it to see where the time goes, not for the figures).
 """
@@ -29,6 +41,7 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import IO, Any
 
@@ -36,15 +49,26 @@ import psutil
 
 CONN_ID = "census_default"
 TERMINAL_STATES = frozenset({"completed", "failed", "skipped", "cancelled", "canceled"})
+TIMEOUT_SECONDS = 30.0  # the floors'; ours and the official trigger default to 30 s as well
+KINDS = ("ours", "official", "floor", "lockstep")
 
-Waiter = Callable[[int], Awaitable[bool]]
-"""Waits for one run to end; answers whether the event said the run completed."""
+Waiter = Callable[[int], Awaitable[str]]
+"""Waits for one run to end; answers ``completed``, ``ended`` (another end state) or ``error``."""
+
+FAILED_POLLS: Counter[str] = Counter()
+"""Client-side failures of polls (timeouts, dropped connections, errors), by exception type."""
 
 
 def connection() -> tuple[str, str]:
     """The emulator's origin and the token, from the same env connection the triggers read."""
     conn = json.loads(os.environ["AIRFLOW_CONN_CENSUS_DEFAULT"])
     return conn["host"].rstrip("/"), conn["password"]
+
+
+def verdict(status: str | None) -> str:
+    if status is None:
+        return "error"
+    return "completed" if status == "completed" else "ended"
 
 
 async def first_event(events: AsyncGenerator[Any, None]) -> dict[str, Any]:
@@ -57,13 +81,39 @@ async def first_event(events: AsyncGenerator[Any, None]) -> dict[str, Any]:
     raise RuntimeError("the trigger ended without an event")
 
 
+def count_failures(owner: Any, name: str) -> None:
+    """Wrap ``owner.name`` (one GET of a run) so that each exception it raises is counted, then re-raised.
+
+    Only the exception path does more work; a poll that succeeds pays one more coroutine frame
+    (well under a microsecond, against hundreds per poll).
+    """
+    original = getattr(owner, name)
+    if getattr(original, "_counted", False):
+        return
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(*args, **kwargs)
+        except Exception as exc:
+            FAILED_POLLS[type(exc).__name__] += 1
+            raise
+
+    counted._counted = True  # type: ignore[attr-defined]
+    setattr(owner, name, counted)
+
+
 def ours(poll_interval: float) -> Waiter:
+    from airflow_provider_census.hooks.census import CensusHook
     from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 
-    async def wait(run_id: int) -> bool:
+    count_failures(CensusHook, "aget_sync_run")  # the trigger logs a failed poll and polls again
+
+    async def wait(run_id: int) -> str:
         trigger = CensusSyncRunTrigger(run_id, census_conn_id=CONN_ID, poll_interval=poll_interval)
         payload = await first_event(trigger.run())
-        return payload["status"] == "finished" and (payload.get("summary") or {}).get("outcome") == "succeeded"
+        if payload["status"] != "finished":  # "error" (too many failed polls in a row) or "timeout"
+            return "error"
+        return "completed" if (payload.get("summary") or {}).get("outcome") == "succeeded" else "ended"
 
     return wait
 
@@ -71,10 +121,14 @@ def ours(poll_interval: float) -> Waiter:
 def official(poll_interval: float) -> Waiter:
     from airflow_provider_census.triggers.census import CensusTrigger
 
-    async def wait(run_id: int) -> bool:
+    async def wait(run_id: int) -> str:
         trigger = CensusTrigger(sync_run_id=run_id, census_conn_id=CONN_ID, poll_interval=poll_interval)
-        payload = await first_event(trigger.run())
-        return payload["status"] == "completed"
+        try:
+            payload = await first_event(trigger.run())
+        except Exception as exc:  # its one failed poll ends the trigger: the triggerer fails the task
+            FAILED_POLLS[type(exc).__name__] += 1
+            return "error"
+        return verdict(payload["status"])
 
     return wait
 
@@ -92,21 +146,70 @@ class Floor:
         self.poll_interval = poll_interval
         self.session: Any = None
 
-    async def wait(self, run_id: int) -> bool:
+    def open(self) -> Any:
         if self.session is None:
-            self.session = self.aiohttp.ClientSession(headers=self.headers)
+            self.session = self.aiohttp.ClientSession(
+                headers=self.headers,
+                timeout=self.aiohttp.ClientTimeout(total=TIMEOUT_SECONDS),
+                connector=self.aiohttp.TCPConnector(limit=0),  # no cap, as ours
+            )
+        return self.session
+
+    async def poll(self, run_id: int) -> str | None:
+        """The run's status, or None when the GET failed (counted)."""
+        try:
+            async with self.open().get(self.url.format(run_id)) as response:
+                return str((await response.json())["data"]["status"])
+        except (self.aiohttp.ClientError, asyncio.TimeoutError, KeyError, TypeError, ValueError) as exc:
+            FAILED_POLLS[type(exc).__name__] += 1
+            return None
+
+    async def wait(self, run_id: int) -> str:
+        loop = asyncio.get_running_loop()
         await asyncio.sleep(random.uniform(0, self.poll_interval))  # spread the polls, as ours does
         while True:
-            async with self.session.get(self.url.format(run_id)) as response:
-                status = (await response.json())["data"]["status"]
+            began = loop.time()
+            status = await self.poll(run_id)
             if status in TERMINAL_STATES:
-                return status == "completed"
-            await asyncio.sleep(self.poll_interval)
+                return verdict(status)
+            await asyncio.sleep(max(0.0, began + self.poll_interval - loop.time()))
 
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
             self.session = None
+
+
+class LockstepFloor(Floor):
+    """All waits poll together: one loop wakes every interval and GETs every run still going in one gather."""
+
+    def __init__(self, poll_interval: float) -> None:
+        super().__init__(poll_interval)
+        self.pending: dict[int, asyncio.Future[str]] = {}
+        self.ticker: asyncio.Task[None] | None = None
+
+    async def wait(self, run_id: int) -> str:
+        ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.pending[run_id] = ended
+        if self.ticker is None:
+            self.ticker = asyncio.ensure_future(self.tick())
+        return await ended
+
+    async def tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)  # the waits started in this loop iteration have all joined
+        try:
+            while self.pending:
+                began = loop.time()
+                runs = list(self.pending)
+                statuses = await asyncio.gather(*(self.poll(run_id) for run_id in runs))
+                for run_id, status in zip(runs, statuses, strict=True):
+                    if status in TERMINAL_STATES:
+                        self.pending.pop(run_id).set_result(verdict(status))
+                if self.pending:
+                    await asyncio.sleep(max(0.0, began + self.poll_interval - loop.time()))
+        finally:
+            self.ticker = None
 
 
 def rss() -> int:
@@ -119,8 +222,8 @@ async def watch_all(wait: Waiter, runs: list[int], rss_at: float) -> dict[str, A
     memory: dict[str, int] = {}
 
     async def one(run_id: int) -> None:
-        completed = await wait(run_id)
-        events[str(run_id)] = [time.time(), completed]
+        outcome = await wait(run_id)
+        events[str(run_id)] = [time.time(), outcome]
 
     async def sample_memory() -> None:
         await asyncio.sleep(max(0.0, rss_at - time.time()))
@@ -133,15 +236,24 @@ async def watch_all(wait: Waiter, runs: list[int], rss_at: float) -> dict[str, A
     return {"events": events, **memory}
 
 
+def waiters(kind: str, poll_interval: float) -> tuple[Waiter, Waiter, Floor | None]:
+    """The measured waiter, the one to warm up with, and the floor to close at the end (if any)."""
+    if kind in ("floor", "lockstep"):
+        floor = (LockstepFloor if kind == "lockstep" else Floor)(poll_interval)
+        return floor.wait, floor.wait, floor  # the same session, warmed up
+    make = {"ours": ours, "official": official}[kind]
+    # A tiny interval for the warm-up, so that it takes one poll.
+    return make(poll_interval), make(0.01), None
+
+
 async def main_async(
     channel: IO[str], kind: str, poll_interval: float, warm_run: int, profile: str | None
 ) -> dict[str, Any]:
-    floor = Floor(poll_interval) if kind == "floor" else None
-    wait = floor.wait if floor else {"ours": ours, "official": official}[kind](poll_interval)
+    wait, warm, floor = waiters(kind, poll_interval)
     # Warm up the whole code path (lazy imports, first session, connection parsing) on a run
-    # that has already ended, with a tiny interval so it takes one poll.
-    warm = floor.wait if floor else {"ours": ours, "official": official}[kind](0.01)
+    # that has already ended.
     await warm(warm_run)
+    FAILED_POLLS.clear()
     print(json.dumps({"ready": os.getpid()}), file=channel, flush=True)
     order = json.loads(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
     gc.collect()
@@ -166,6 +278,7 @@ async def main_async(
         "cpu_seconds": cpu,
         "wall_seconds": wall,
         "rss_before": rss_before,
+        "failed_polls": dict(FAILED_POLLS),
         **result,
     }
 
@@ -179,7 +292,7 @@ def protocol_channel() -> IO[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["ours", "official", "floor"])
+    parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--poll-interval", type=float, required=True)
     parser.add_argument("--warm-run", type=int, required=True, help="an ended run to warm up on")
     parser.add_argument("--profile", help="write cProfile stats of the measured part to this file")

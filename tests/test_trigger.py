@@ -544,3 +544,19 @@ async def test_triggers_in_one_loop_share_one_client(census_conn: CensusEmulator
     events = await asyncio.gather(*waits)
     assert [event["summary"]["outcome"] for event in events] == ["canceled"] * len(run_ids)
     assert async_pool.open_clients() == 0
+
+
+async def test_a_slot_that_fires_for_a_sleeper_cancelled_at_that_moment_raises_nothing() -> None:
+    """Cancel (a deadline, a kill) and the slot's wake-up can land in one pass of the event loop."""
+    loop = asyncio.get_running_loop()
+    problems: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: problems.append(context))
+    sleeper = asyncio.ensure_future(trigger_module._sleep_to_slot(0.0, 10.0))
+    await asyncio.sleep(0)  # the sleeper now waits on its slot
+    sleeper.cancel()
+    await asyncio.sleep(trigger_module.POLL_SLOT_SECONDS * 2)  # the slot's time comes and goes
+    assert sleeper.cancelled()
+    woken: asyncio.Future[None] = loop.create_future()
+    woken.cancel()
+    trigger_module._wake(woken)  # the slot's own callback, on a future cancelled just before it ran
+    assert problems == []

@@ -429,3 +429,29 @@ def test_a_21_event_for_a_run_still_going_waits_again_in_our_trigger(census_conn
 def test_an_event_of_neither_shape_fails_clearly(event: dict[str, Any]) -> None:
     with pytest.raises(CensusError, match="cannot be read"):
         census_sensor(5).execute_complete(context_for(), event)
+
+
+@pytest.mark.parametrize(
+    ("make", "run_field"),
+    [(CensusTriggerSyncOperator, "sync_id"), (CensusSyncRunSensor, "sync_run_id")],
+    ids=["operator", "sensor"],
+)
+def test_default_args_fill_in_the_shared_waiting_parameters(make: type[Any], run_field: str) -> None:
+    """They sit in the private base's signature; Airflow fills in default_args there as in any operator's own."""
+    from airflow.providers.common.compat.sdk import DAG
+
+    default_args = {
+        run_field: "41",
+        "census_conn_id": "census_from_default_args",
+        "max_poll_failures": 7,
+        "on_skipped": "succeed",
+        "deferrable": True,
+    }
+    with DAG(dag_id=f"shared_default_args_{make.__name__}", schedule=None, default_args=default_args):
+        task = make(task_id="task")
+    assert (getattr(task, run_field), task.census_conn_id, task.max_poll_failures) == (
+        "41",
+        "census_from_default_args",
+        7,
+    )
+    assert (task.expectations.on_skipped, task.deferrable) == ("succeed", True)

@@ -2,16 +2,22 @@
 """One entry point for developers and CI: install, lint, test, demo and relock.
 
 Runs with the system ``python3`` and needs only the standard library. Every Airflow line gets
-its own virtualenv under ``.venvs/`` pinned by ``constraints/airflow-<line>.txt``:
+its own virtualenv under ``.venvs/`` pinned by ``constraints/airflow-<line>.txt``: the full
+lines 3 (3.3) and 2 (2.11) run ruff, mypy and every test; the smoke lines 3.2, 3.1 and 3.0
+run only ``pytest -m smoke``:
 
-    python3 dev/run.py test                 # both Airflow lines: ruff, mypy, pytest
-    python3 dev/run.py test --airflow 3     # one line only
+    python3 dev/run.py test                 # every line: ruff, mypy, pytest; pytest -m smoke
+    python3 dev/run.py test --airflow 3     # one line only (3, 2, 3.2, 3.1 or 3.0; repeatable)
     python3 dev/run.py test -- -k hook -x   # arguments after "--" go to pytest
-    python3 dev/run.py lint                 # ruff + mypy only
+    python3 dev/run.py lint                 # ruff + mypy only (lines 3 and 2)
     python3 dev/run.py demo                 # the demo, in the Airflow 3 venv
     python3 dev/run.py bench                # the benchmarks (benchmarks/run.py), ~4 minutes
     python3 dev/run.py bench --quick        # a smoke run of them, ~1 minute
-    python3 dev/run.py lock                 # re-resolve both constraint files
+    python3 dev/run.py lock                 # re-resolve every constraint file (--airflow: some)
+
+The venvs are installed side by side with uv (``uv pip install``, bootstrapped with pip into
+``.venvs/uv-<version>``) when it can be, else with pip; ``--installer pip`` forces pip. Both
+install the same pins. ``CENSUS_DEV_VENVS=<dir>`` puts the venvs somewhere else than ``.venvs/``.
 
 Exit status is non-zero when any step failed; all steps still run, and a summary table closes
 the output.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -42,13 +49,37 @@ except ImportError:  # Python 3.10
     tomllib = None  # type: ignore[assignment]
 
 ROOT = Path(__file__).resolve().parent.parent
-VENVS = ROOT / ".venvs"
+# Where the venvs live; CENSUS_DEV_VENVS moves them (to try a fresh install beside existing ones).
+VENVS = Path(os.environ.get("CENSUS_DEV_VENVS") or ROOT / ".venvs").expanduser()
+VENVS = VENVS if VENVS.is_absolute() else ROOT / VENVS
 CONSTRAINTS = ROOT / "constraints"
 
 # The Airflow release each line is tested on. To move a line to a new release, change it here
-# and run `python3 dev/run.py lock`.
-AIRFLOW_VERSIONS: dict[str, str] = {"3": "3.3.2", "2": "2.11.2"}
-LINES: tuple[str, ...] = ("3", "2")
+# and run `python3 dev/run.py lock --airflow <line>`.
+AIRFLOW_VERSIONS: dict[str, str] = {
+    "3": "3.3.2",
+    "2": "2.11.2",
+    "3.2": "3.2.2",
+    "3.1": "3.1.8",
+    "3.0": "3.0.6",
+}
+# The full suite (ruff, mypy, every test) runs on these lines...
+FULL_LINES: tuple[str, ...] = ("3", "2")
+# ...and only the tests marked `smoke` (real DAG runs through dag.test()) on the older Airflow 3
+# releases users still run: the latest patch release of each.
+SMOKE_LINES: tuple[str, ...] = ("3.2", "3.1", "3.0")
+SMOKE_MARKER = "smoke"
+# `lock` resolves Airflow's own dependencies on a smoke line as of that Airflow release (a day
+# or so after it reached PyPI), as Airflow's constraint files do: resolved against today's
+# PyPI, an older Airflow gets libraries it never met (3.2.2 with cadwyn 9 and pydantic 2.14
+# fails every task). The provider and its test tools are then added to that environment as a
+# user would add them, upgrading only what they need. Move the date with the release.
+LOCK_AS_OF: dict[str, str] = {"3.2": "2026-05-30", "3.1": "2026-03-14", "3.0": "2025-09-02"}
+# Caps `lock` adds where even that is not enough. Airflow 3.1.8 asks for any SQLAlchemy >= 1.4.54,
+# and SQLAlchemy 2.1 (out before it) breaks its sqlalchemy-utils: `airflow db migrate` fails with
+# "module 'sqlalchemy.orm.attributes' has no attribute 'ScalarAttributeImpl'".
+LOCK_CAPS: dict[str, list[str]] = {"3.1": ["SQLAlchemy<2.1"]}
+LINES: tuple[str, ...] = FULL_LINES + SMOKE_LINES
 
 PROJECT_NAME = "airflow-provider-census"
 # The published provider the benchmarks compare against. It has our import name, so it gets a
@@ -58,6 +89,10 @@ OFFICIAL_VENV = VENVS / "official-2.1.0"
 LINT_DIRS = ("airflow_provider_census", "tests", "example_dags", "dev", "benchmarks")
 # Bump when the install procedure changes so existing venvs are reinstalled.
 INSTALL_RECIPE = "2"
+# The installer of the venvs when it can be had: pinned, bootstrapped with pip into a venv of its own.
+UV_VERSION = "0.13.9"
+UV_VENV = VENVS / f"uv-{UV_VERSION}"
+INSTALLERS = ("auto", "uv", "pip")
 
 IS_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 USE_COLOUR = not IS_CI and "NO_COLOR" not in os.environ and sys.stdout.isatty()
@@ -213,7 +248,7 @@ def make_venv(venv: Path, *, prefix: str | None = None) -> int:
         say(f"{prefix or ''}{venv} is broken; recreating it")
     if venv.exists():
         shutil.rmtree(venv)
-    say(f"{prefix or ''}creating {venv.relative_to(ROOT) if venv.is_relative_to(ROOT) else venv}")
+    say(f"{prefix or ''}creating {_short(venv)}")
     code = run([sys.executable, "-m", "venv", venv], prefix=prefix)
     if code == 0:
         return 0
@@ -251,17 +286,17 @@ class StepFailed(Exception):
     """A step failed; the message is the reason shown in the summary."""
 
 
-def install_line(line: str, *, prefix: str | None) -> Result:
-    """Create/refresh ``.venvs/airflow-<line>``; skip everything when its stamp is current."""
+def install_line(line: str, *, prefix: str | None, uv: Path | None = None) -> Result:
+    """Create/refresh ``.venvs/airflow-<line>`` (with ``uv`` if given); skip everything when its stamp is current."""
     start = time.monotonic()
     try:
-        status = _install_line(line, prefix or "")
+        status = _install_line(line, prefix or "", uv)
     except StepFailed as exc:
         status = f"FAILED ({exc})"
     return Result("install", line, status, time.monotonic() - start)
 
 
-def _install_line(line: str, prefix: str) -> str:
+def _install_line(line: str, prefix: str, uv: Path | None) -> str:
     venv = venv_path(line)
     constraints = constraint_path(line)
     if not constraints.exists():
@@ -271,19 +306,30 @@ def _install_line(line: str, prefix: str) -> str:
         # hatchling refuses to build the project without the readme named in pyproject.toml.
         say(f"{prefix}README.md is missing; the editable install needs it")
         raise StepFailed("README.md missing")
-    return install_venv(
-        venv, constraints, install_hash(line), ["--build-constraint", constraints, "-e", ".[test]"], prefix=prefix
-    )
+    packages: list[str | os.PathLike[str]] = ["--build-constraint", constraints, "-e", ".[test]"]
+    return install_venv(venv, constraints, install_hash(line), packages, prefix=prefix, uv=uv)
 
 
 def install_venv(
-    venv: Path, constraints: Path, wanted: str, packages: Sequence[str | os.PathLike[str]], *, prefix: str = ""
+    venv: Path,
+    constraints: Path,
+    wanted: str,
+    packages: Sequence[str | os.PathLike[str]],
+    *,
+    prefix: str = "",
+    uv: Path | None = None,
 ) -> str:
-    """Make ``venv`` hold ``packages`` pinned by ``constraints``; skip it all when its stamp says ``wanted``."""
+    """Make ``venv`` hold ``packages`` pinned by ``constraints``; skip it all when its stamp says ``wanted``.
+
+    ``packages`` are pip install arguments. With ``uv``, uv installs the same pins (and the
+    pinned pip, so the venv looks as pip would have left it).
+    """
     stamp = venv / ".install-stamp"
     if venv_python(venv).exists() and stamp.exists() and stamp.read_text().strip() == wanted:
-        say(f"{prefix}{venv.relative_to(ROOT)} is up to date with {constraints.relative_to(ROOT)}")
+        say(f"{prefix}{_short(venv)} is up to date with {_short(constraints)}")
         return "up to date"
+    if uv is not None:
+        return _uv_install(uv, venv, constraints, wanted, packages, prefix=prefix)
 
     if make_venv(venv, prefix=prefix) != 0:
         raise StepFailed("venv creation")
@@ -305,16 +351,115 @@ def install_venv(
     return "ok"
 
 
-def install_lines(lines: Sequence[str], report: Report) -> list[str]:
+def _uv_install(
+    uv: Path,
+    venv: Path,
+    constraints: Path,
+    wanted: str,
+    packages: Sequence[str | os.PathLike[str]],
+    *,
+    prefix: str,
+) -> str:
+    stamp = venv / ".install-stamp"
+    env = venv_env(venv, {"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"})
+    py = venv_python(venv)
+    if py.exists():
+        probe = subprocess.run([py, "-c", "pass"], check=False, stdin=subprocess.DEVNULL, capture_output=True)
+        if probe.returncode != 0:
+            say(f"{prefix}{_short(venv)} is broken; recreating it")
+            shutil.rmtree(venv)
+    if not py.exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        say(f"{prefix}creating {_short(venv)} (uv)")
+        code = run([uv, "venv", "--quiet", "--python", sys.executable, venv], env=env, prefix=prefix)
+        if code != 0:
+            raise StepFailed(f"uv venv, exit {code}")
+    stamp.unlink(missing_ok=True)
+    # pip's --build-constraint is uv's --build-constraints.
+    args = ["--build-constraints" if os.fspath(arg) == "--build-constraint" else os.fspath(arg) for arg in packages]
+    if "-e" in args:
+        # pip rebuilds an editable project on every install; uv would keep the one it built before.
+        args = ["--reinstall-package", _norm(PROJECT_NAME), *args]
+    cmd: list[str | os.PathLike[str]] = [
+        uv,
+        "pip",
+        "install",
+        "--python",
+        py,
+        # pip compiles what it installs; without it every Airflow process would compile Airflow again.
+        "--compile-bytecode",
+        "-c",
+        constraints,
+        "pip",
+        *args,
+    ]
+    code = run(cmd, env=env, prefix=prefix)
+    if code != 0:
+        raise StepFailed(f"uv pip install, exit {code}; `--installer pip` installs with pip instead")
+    stamp.write_text(wanted + "\n")
+    return "ok"
+
+
+_uv_lock = threading.Lock()
+_uv_found: dict[str, Path | None] = {}
+
+
+def find_uv(installer: str) -> Path | None:
+    """The pinned uv for ``installer`` ``auto`` or ``uv``, bootstrapped with pip once; None means pip.
+
+    ``auto`` falls back to pip when uv cannot be had (no wheel for this platform, no index);
+    ``uv`` fails instead.
+    """
+    if installer == "pip":
+        return None
+    with _uv_lock:
+        if UV_VERSION not in _uv_found:
+            _uv_found[UV_VERSION] = _bootstrap_uv()
+        uv = _uv_found[UV_VERSION]
+    if uv is None and installer == "uv":
+        raise StepFailed(f"uv {UV_VERSION} could not be installed")
+    if uv is None:
+        say(f"uv {UV_VERSION} could not be installed; installing with pip instead")
+    return uv
+
+
+def _bootstrap_uv() -> Path | None:
+    uv = bin_dir(UV_VENV) / ("uv.exe" if os.name == "nt" else "uv")
+
+    def version_ok() -> bool:
+        if not uv.exists():
+            return False
+        found = subprocess.run([uv, "--version"], check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        return found.returncode == 0 and found.stdout.split()[1:2] == [UV_VERSION]
+
+    if version_ok():
+        return uv
+    prefix = "[uv] "
+    if make_venv(UV_VENV, prefix=prefix) != 0:
+        return None
+    pip = [venv_python(UV_VENV), "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    code = run([*pip, "install", "--progress-bar", "off", f"uv=={UV_VERSION}"], env=venv_env(UV_VENV), prefix=prefix)
+    return uv if code == 0 and version_ok() else None
+
+
+def install_lines(lines: Sequence[str], report: Report, installer: str = "auto") -> list[str]:
     """Install the venvs (side by side when there are several); return the lines that are ready."""
     names = ", ".join(f"Airflow {line} ({AIRFLOW_VERSIONS[line]})" for line in lines)
     banner(f"Install: {names}")
     results: dict[str, Result] = {}
+    start = time.monotonic()
+    try:
+        uv = find_uv(installer)
+    except StepFailed as exc:
+        for line in lines:
+            report.add(Result("install", line, f"FAILED ({exc})", time.monotonic() - start))
+        return []
+    say(f"installing with {'uv ' + UV_VERSION if uv else 'pip'}")
 
     def work(line: str) -> None:
         prefix = f"[airflow-{line}] " if len(lines) > 1 else ""
         try:
-            results[line] = install_line(line, prefix=prefix)
+            results[line] = install_line(line, prefix=prefix, uv=uv)
         except Exception as exc:  # keep the other line going, report this one
             results[line] = Result("install", line, f"FAILED ({type(exc).__name__}: {exc})")
 
@@ -356,25 +501,46 @@ def mypy_check(line: str) -> Check:
     return Check("mypy", line, cmd, venv_env(venv))
 
 
+def smoke_args(pytest_args: Sequence[str]) -> list[str]:
+    """``pytest_args`` limited to the smoke tests: ``-m smoke``, or ``-m "smoke and (EXPR)"`` given ``-m EXPR``."""
+    rest: list[str] = []
+    expr: str | None = None
+    args = iter(pytest_args)
+    for arg in args:
+        if arg == "--":
+            rest += [arg, *args]
+            break
+        if arg == "-m":
+            expr = next(args, "")
+        elif arg.startswith("-m") and not arg.startswith("--"):
+            expr = arg[2:].lstrip("=")
+        else:
+            rest.append(arg)
+    marker = SMOKE_MARKER if not expr else f"{SMOKE_MARKER} and ({expr})"
+    return ["-m", marker, *rest]
+
+
 def pytest_check(line: str, pytest_args: Sequence[str]) -> Check:
     venv = venv_path(line)
     home = Path(tempfile.mkdtemp(prefix=f"airflow-home-{line}-"))
+    smoke = line in SMOKE_LINES
     cmd: list[str | os.PathLike[str]] = [
         venv_python(venv),
         "-m",
         "pytest",
         "-o",
-        f"cache_dir={(venv / '.pytest_cache').relative_to(ROOT)}",
-        *pytest_args,
+        f"cache_dir={venv / '.pytest_cache'}",
+        *(smoke_args(pytest_args) if smoke else pytest_args),
     ]
     env = venv_env(venv, airflow_env(home))
-    return Check("pytest", line, cmd, env, cleanup=lambda: shutil.rmtree(home, ignore_errors=True))
+    step = f"pytest -m {SMOKE_MARKER}" if smoke else "pytest"
+    return Check(step, line, cmd, env, cleanup=lambda: shutil.rmtree(home, ignore_errors=True))
 
 
 def describe(code: int, step: str) -> str:
     if code == 0:
         return "ok"
-    if step == "pytest" and code == 5:
+    if step.startswith("pytest") and code == 5:
         return "FAILED (no tests collected)"
     return f"FAILED (exit {code})"
 
@@ -389,47 +555,63 @@ def run_check_streaming(check: Check, report: Report) -> None:
     report.add(Result(check.step, check.line, describe(code, check.step), time.monotonic() - start))
 
 
-def run_checks_per_line_in_parallel(per_line: dict[str, list[Check]], report: Report) -> None:
-    """Run each line's checks one after another, the lines side by side.
+# A lane: its checks, or what makes them once the lane starts (the smoke lane installs its venvs first).
+Lane = list[Check] | Callable[[], list[Check]]
 
-    Output is captured per check and printed whole, in a fixed order, as soon as it can be.
+
+def run_checks_in_lanes(lanes: Sequence[Lane], report: Report) -> None:
+    """Run each lane's checks one after another, the lanes side by side.
+
+    Output is captured per check and printed whole, lane after lane, as soon as it can be.
     """
-    captured: dict[int, tuple[Check, str, int, float]] = {}
+    finished: list[list[tuple[Check, str, int, float] | None]] = [[] for _ in lanes]
     done = threading.Condition()
-    order = [c for checks in per_line.values() for c in checks]
-    index = {id(c): n for n, c in enumerate(order)}
 
-    def work(checks: list[Check]) -> None:
-        for check in checks:
-            start = time.monotonic()
-            with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as buf:
-                try:
-                    code = run(check.cmd, env=check.env, out=buf)
-                except Exception as exc:
-                    buf.write(f"\n{type(exc).__name__}: {exc}\n")
-                    code = -1
-                finally:
-                    check.cleanup()
-                buf.seek(0)
-                text = buf.read()
+    def work(n: int, lane: Lane) -> None:
+        try:
+            for check in lane() if callable(lane) else lane:
+                start = time.monotonic()
+                with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as buf:
+                    try:
+                        code = run(check.cmd, env=check.env, out=buf)
+                    except Exception as exc:
+                        buf.write(f"\n{type(exc).__name__}: {exc}\n")
+                        code = -1
+                    finally:
+                        check.cleanup()
+                    buf.seek(0)
+                    text = buf.read()
+                with done:
+                    finished[n].append((check, text, code, time.monotonic() - start))
+                    done.notify_all()
+        except Exception as exc:  # a lane that cannot make its checks: report it, keep the others going
+            report.add(Result("lane", "-", f"FAILED ({type(exc).__name__}: {exc})"))
+        finally:
             with done:
-                captured[index[id(check)]] = (check, text, code, time.monotonic() - start)
+                finished[n].append(None)
                 done.notify_all()
 
-    names = " and ".join(f"Airflow {line}" for line in per_line)
-    say(f"\nRunning the checks for {names} side by side; each one's output follows when it is done.")
-    threads = [threading.Thread(target=work, args=(checks,), daemon=True) for checks in per_line.values()]
+    say("\nRunning the checks side by side; each one's output follows when it is done.")
+    threads = [threading.Thread(target=work, args=(n, lane), daemon=True) for n, lane in enumerate(lanes)]
     for t in threads:
         t.start()
-    for n in range(len(order)):
-        with done:
-            done.wait_for(lambda n=n: n in captured)
-            check, text, code, secs = captured[n]
-        banner(f"{check.step} [Airflow {check.line}]  $ {' '.join(_short(a) for a in check.cmd)}")
-        with _print_lock:
-            sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
-            sys.stdout.flush()
-        report.add(Result(check.step, check.line, describe(code, check.step), secs))
+    for n in range(len(lanes)):
+        for i in itertools.count():
+
+            def arrived(n: int = n, i: int = i) -> bool:
+                return len(finished[n]) > i
+
+            with done:
+                done.wait_for(arrived)
+                item = finished[n][i]
+            if item is None:
+                break
+            check, text, code, secs = item
+            banner(f"{check.step} [Airflow {check.line}]  $ {' '.join(_short(a) for a in check.cmd)}")
+            with _print_lock:
+                sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+                sys.stdout.flush()
+            report.add(Result(check.step, check.line, describe(code, check.step), secs))
     for t in threads:
         t.join()
 
@@ -442,33 +624,63 @@ def _short(arg: str | os.PathLike[str]) -> str:
         return text
 
 
-def cmd_checks(lines: Sequence[str], pytest_args: Sequence[str] | None, *, serial: bool) -> int:
-    start = time.monotonic()
-    report = Report()
-    ready = install_lines(lines, report)
+def _report_not_installed(
+    lines: Sequence[str], ready: Sequence[str], pytest_args: Sequence[str] | None, report: Report
+) -> None:
     for line in lines:
         if line not in ready:
-            for step in ("mypy", "pytest") if pytest_args is not None else ("mypy",):
+            steps = ["mypy"] if line == "3" else []
+            if pytest_args is not None:
+                steps.append(f"pytest -m {SMOKE_MARKER}" if line in SMOKE_LINES else "pytest")
+            for step in steps:
                 report.add(Result(step, line, "skipped (install failed)"))
+
+
+def cmd_checks(lines: Sequence[str], pytest_args: Sequence[str] | None, *, serial: bool, installer: str) -> int:
+    start = time.monotonic()
+    report = Report()
+    full = [line for line in lines if line not in SMOKE_LINES]
+    smoke = [line for line in lines if line in SMOKE_LINES]
+    # Side by side, the smoke lines install in their own lane once the full lines are installed:
+    # the full suites, the longest checks, start sooner, and the smoke lane still ends first.
+    staggered = not serial and pytest_args is not None and bool(full) and bool(smoke)
+    first = full if staggered else [*full, *smoke]
+    ready = install_lines(first, report, installer)
+    _report_not_installed(first, ready, pytest_args, report)
 
     if ready:
         # ruff does not depend on Airflow: run it once, in the first ready venv (Airflow 3 by default).
         ruff = ruff_check(ready[0])
         if ruff is not None:
             run_check_streaming(ruff, report)
-        per_line: dict[str, list[Check]] = {}
-        for line in ready:
-            # The package is typed against Airflow 3's Task SDK (airflow.sdk), which Airflow 2
-            # lacks, so mypy runs once, on the Airflow 3 line; Airflow 2 is covered by the tests.
-            per_line[line] = [mypy_check(line)] if line == "3" else []
-            if pytest_args is not None:
-                per_line[line].append(pytest_check(line, pytest_args))
-        if serial or len(per_line) == 1:
-            for checks in per_line.values():
-                for check in checks:
-                    run_check_streaming(check, report)
-        else:
-            run_checks_per_line_in_parallel(per_line, report)
+    else:
+        report.add(Result("ruff", "-", "skipped (install failed)"))
+
+    def full_lane(line: str) -> list[Check]:
+        # The package is typed against Airflow 3's Task SDK (airflow.sdk), which Airflow 2
+        # lacks, so mypy runs once, on the Airflow 3 line; Airflow 2 is covered by the tests.
+        lane = [mypy_check(line)] if line == "3" else []
+        return lane + ([pytest_check(line, pytest_args)] if pytest_args is not None else [])
+
+    def smoke_lane() -> list[Check]:
+        smoke_ready = install_lines(smoke, report, installer)
+        _report_not_installed(smoke, smoke_ready, pytest_args, report)
+        return [pytest_check(line, pytest_args or []) for line in smoke_ready]
+
+    # One lane per full line, and one for the smoke lines, one after another: they take a few
+    # minutes together, less than the full suites beside them.
+    lanes: list[Lane] = [full_lane(line) for line in ready if line in full]
+    if staggered:
+        lanes.append(smoke_lane)
+    elif pytest_args is not None:
+        lanes.append([pytest_check(line, pytest_args) for line in ready if line in smoke])
+    lanes = [lane for lane in lanes if callable(lane) or lane]
+    if serial or len(lanes) == 1:
+        for lane in lanes:
+            for check in lane() if callable(lane) else lane:
+                run_check_streaming(check, report)
+    elif lanes:
+        run_checks_in_lanes(lanes, report)
 
     report.print_summary(time.monotonic() - start)
     return 1 if report.failed else 0
@@ -478,9 +690,9 @@ def cmd_checks(lines: Sequence[str], pytest_args: Sequence[str] | None, *, seria
 # demo
 
 
-def cmd_demo(demo_args: Sequence[str]) -> int:
+def cmd_demo(demo_args: Sequence[str], installer: str) -> int:
     report = Report()
-    if not install_lines(["3"], report):
+    if not install_lines(["3"], report, installer):
         report.print_summary(0.0)
         return 1
     banner("Demo [Airflow 3]")
@@ -500,27 +712,28 @@ def official_install_hash() -> str:
     return digest.hexdigest()
 
 
-def install_official() -> Result:
+def install_official(installer: str) -> Result:
     """Create/refresh the published provider's venv: Airflow 3 pinned by our constraint file."""
     start = time.monotonic()
     packages = [f"apache-airflow=={AIRFLOW_VERSIONS['3']}", OFFICIAL_PROVIDER]
     try:
-        status = install_venv(OFFICIAL_VENV, constraint_path("3"), official_install_hash(), packages)
+        uv = find_uv(installer)
+        status = install_venv(OFFICIAL_VENV, constraint_path("3"), official_install_hash(), packages, uv=uv)
     except StepFailed as exc:
         status = f"FAILED ({exc})"
     return Result(f"install {OFFICIAL_PROVIDER}", "3", status, time.monotonic() - start)
 
 
-def cmd_bench(bench_args: Sequence[str]) -> int:
-    """Install both lines and the published provider, then run benchmarks/run.py in the Airflow 3 venv."""
+def cmd_bench(bench_args: Sequence[str], installer: str) -> int:
+    """Install both full lines and the published provider, then run benchmarks/run.py in the Airflow 3 venv."""
     start = time.monotonic()
     report = Report()
-    ready = install_lines(LINES, report)
+    ready = install_lines(FULL_LINES, report, installer)
     if "3" not in ready:
         report.print_summary(time.monotonic() - start)
         return 1
     banner(f"Install: {OFFICIAL_PROVIDER} with Airflow {AIRFLOW_VERSIONS['3']}, for comparison")
-    official = report.add(install_official())
+    official = report.add(install_official(installer))
     args = [*bench_args]
     if not official.failed:
         args += ["--official-python", str(venv_python(OFFICIAL_VENV))]
@@ -566,8 +779,17 @@ def lock_line(line: str, workdir: Path, *, prefix: str) -> tuple[bool, str]:
     pip = [py, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     if run([*pip, "install", "--progress-bar", "off", "--upgrade", "pip"], env=env, prefix=prefix):
         return False, ""
+    as_of = LOCK_AS_OF.get(line)
+    cutoff = f"{as_of}T00:00:00Z"
+    airflow = [f"apache-airflow=={version}", *LOCK_CAPS.get(line, [])]
+    if as_of and run(
+        [*pip, "install", "--progress-bar", "off", "--uploaded-prior-to", cutoff, *airflow],
+        env=env,
+        prefix=prefix,
+    ):
+        return False, ""
     if run(
-        [*pip, "install", "--progress-bar", "off", f"apache-airflow=={version}", "-e", ".[test]"],
+        [*pip, "install", "--progress-bar", "off", *airflow, "-e", ".[test]"],
         env=env,
         prefix=prefix,
     ):
@@ -632,13 +854,16 @@ def lock_line(line: str, workdir: Path, *, prefix: str) -> tuple[bool, str]:
             build_pins.append(f"{meta['name']}=={meta['version']}")
 
     py_ver = ".".join(map(str, sys.version_info[:2]))
+    quoted = " ".join(f'"{req}"' for req in airflow)
+    as_of_step = [f"#     pip install --uploaded-prior-to {cutoff} {quoted}"] if as_of else []
     header = [
         f"# Pinned environment for testing {PROJECT_NAME} on Apache Airflow {version}.",
         "#",
         "# Generated by `python3 dev/run.py lock` -- do not edit by hand, rerun it instead. It resolved",
         f"# a fresh Python {py_ver} venv from PyPI:",
         "#     pip install --upgrade pip",
-        f'#     pip install "apache-airflow=={version}" -e ".[test]"',
+        *as_of_step,
+        f'#     pip install {quoted} -e ".[test]"',
         "#     pip freeze --exclude-editable      (minus the project itself, plus pip)",
         "# and then the build backend from [build-system] requires, resolved against those pins.",
         f"# `dev/run.py` installs .venvs/airflow-{line} with this file as both -c and --build-constraint.",
@@ -721,7 +946,8 @@ def main(argv: Sequence[str]) -> int:
         "--airflow",
         action="append",
         choices=LINES,
-        help="Airflow line to use (repeatable; default: all lines). Not used by demo and bench.",
+        help="Airflow line to use (repeatable; default: all lines, for lint 3 and 2). "
+        f"{', '.join(SMOKE_LINES)} run only `pytest -m {SMOKE_MARKER}`. Not used by demo and bench.",
     )
     parser.add_argument(
         "--serial",
@@ -729,10 +955,19 @@ def main(argv: Sequence[str]) -> int:
         help="run the per-line checks one after another with live output (default: side by side)",
     )
     parser.add_argument("--fresh", action="store_true", help="delete the selected venvs and reinstall")
+    parser.add_argument(
+        "--installer",
+        choices=INSTALLERS,
+        default=os.environ.get("CENSUS_DEV_INSTALLER", "auto"),
+        help=f"what installs the venvs: uv {UV_VERSION} (bootstrapped with pip), pip, or auto: uv when it "
+        "can be installed, else pip (default; env CENSUS_DEV_INSTALLER)",
+    )
     parser.add_argument("--triggers", type=int, help="bench: waits per trigger population (default 1000)")
     parser.add_argument("--quick", action="store_true", help="bench: a smoke run (200 waits, short intervals)")
     args = parser.parse_args(argv)
-    lines = [line for line in LINES if line in (args.airflow or LINES)]
+    # The smoke lines have no lint step of their own (ruff runs once, mypy on line 3).
+    default_lines = FULL_LINES if args.command == "lint" else LINES
+    lines = [line for line in LINES if line in (args.airflow or default_lines)]
 
     if extra and args.command not in ("test", "demo", "bench"):
         parser.error(f"`--` arguments are only for test, demo and bench, not {args.command}")
@@ -742,25 +977,25 @@ def main(argv: Sequence[str]) -> int:
     if args.fresh and args.command != "lock":
         for line in ["3"] if args.command == "demo" else lines:
             if venv_path(line).exists():
-                say(f"removing {venv_path(line).relative_to(ROOT)}")
+                say(f"removing {_short(venv_path(line))}")
                 shutil.rmtree(venv_path(line))
         if args.command == "bench" and OFFICIAL_VENV.exists():
-            say(f"removing {OFFICIAL_VENV.relative_to(ROOT)}")
+            say(f"removing {_short(OFFICIAL_VENV)}")
             shutil.rmtree(OFFICIAL_VENV)
 
     if args.command == "lock":
         return cmd_lock(lines)
     warn_python_mismatch(["3"] if args.command == "demo" else lines)
     if args.command == "demo":
-        return cmd_demo(extra)
+        return cmd_demo(extra, args.installer)
     if args.command == "bench":
         bench_args = [
             *(["--quick"] if args.quick else []),
             *(["--triggers", str(args.triggers)] if args.triggers else []),
         ]
-        return cmd_bench([*bench_args, *extra])
+        return cmd_bench([*bench_args, *extra], args.installer)
     pytest_args = extra if args.command == "test" else None
-    return cmd_checks(lines, pytest_args, serial=args.serial)
+    return cmd_checks(lines, pytest_args, serial=args.serial, installer=args.installer)
 
 
 if __name__ == "__main__":

@@ -577,17 +577,23 @@ class CensusHook(BaseHook):
         raise AssertionError("the loop returns or raises")  # pragma: no cover
 
     def _run_started_after(self, sync_id: int, baseline: int, sent_at: float, deadline: float) -> int | None:
-        """The first run newer than ``baseline`` and created since ``sent_at``, looked for during the settle time."""
-        settle_until = min(deadline, time.monotonic() + self.trigger_settle_seconds)
-        look_every = max(0.01, min(SETTLE_LOOK_SECONDS, self.trigger_settle_seconds / 2))
-        while True:
+        """The first run newer than ``baseline`` and created since ``sent_at``, looked for during the settle time.
+
+        A fixed number of looks, evenly spread over ``trigger_settle_seconds`` (the first at once,
+        the last at its end, at least two), so a slow answer does not cut the watch short.
+        """
+        looks = max(2, round(self.trigger_settle_seconds / SETTLE_LOOK_SECONDS) + 1)
+        gap = self.trigger_settle_seconds / (looks - 1)
+        for look in range(looks):
+            if look:
+                if time.monotonic() + gap > deadline:
+                    return None
+                time.sleep(gap)
             recent = self.list_sync_runs(sync_id, per_page=10, order="desc").items
             candidates = [run.id for run in recent if run.id > baseline and _created_since(run, sent_at)]
             if candidates:
                 return min(candidates)
-            if time.monotonic() + look_every > settle_until:
-                return None
-            time.sleep(look_every)
+        return None
 
     def _iterate(self, endpoint: Endpoint[Page[T]], query: PageQuery, **arguments: Any) -> Iterator[T]:
         """Every item of a list, page after page, until Census says there are no more."""

@@ -1,0 +1,138 @@
+"""From an Airflow connection's fields to where Census is: the API base URL and version.
+
+Connections come in every shape users made over the years: provider 2.1's (the host field,
+with or without a scheme, and no extras), this provider's (``region`` or ``base_url`` and
+``api_version``), and the older prefixed extras of Airflow 2's form. Reading them is pure
+(a mapping and a host in, a URL and a version out), so it lives apart from the hook that
+uses it, and every refusal says what to change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_census.api.errors import CensusConfigurationError
+from airflow_provider_census.api.settings import (
+    API_VERSIONS,
+    DEFAULT_API_VERSION,
+    DEFAULT_REGION,
+    REGION_APP_HOSTS,
+    V1_RETIRED_ON,
+    region_base_url,
+)
+from airflow_provider_census.get_provider_info import CONNECTION_TYPE
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def endpoint_from_connection(extras: Mapping[str, Any], host: str | None, origin: str) -> tuple[str, str]:
+    """The API base URL and version from the connection.
+
+    ``base_url`` wins; else a host that is not a Census app host (2.1 connections kept the
+    address there); else the region, from ``region`` or from a Census app host, which must
+    agree when both are set. The version is ``api_version``, else the one a base URL's path
+    names, else v1 (what connections made for 2.1 talk).
+    """
+    version = _api_version(extras, origin)
+    host = (host or "").strip()
+    host_region = _region_of_app_host(host) if host else None
+    address = extra(extras, "base_url") or _host_address(host, host_region)
+    if address:
+        return checked_base_url(str(address), origin, version)
+    version = version or DEFAULT_API_VERSION
+    return region_base_url(_region(extras, host_region, origin), version), version
+
+
+def _host_address(host: str, host_region: str | None) -> str:
+    """A non-Census host given as the address (provider 2.1 read it as ``https://`` + host)."""
+    if not host or host_region is not None:
+        return ""
+    return host if "://" in host else f"https://{host}"
+
+
+def _api_version(extras: Mapping[str, Any], origin: str) -> str | None:
+    value = extra(extras, "api_version")
+    if value is None or value == "":
+        return None
+    text = str(value).strip().lower()
+    text = text if text.startswith("v") else f"v{text}"
+    if text not in API_VERSIONS:
+        raise CensusConfigurationError(
+            f"{origin} has api_version {value!r}; Census has v2 (an Activations personal access token) and v1 "
+            f"(a workspace API key, until {V1_RETIRED_ON.isoformat()})."
+        )
+    return text
+
+
+def _region(extras: Mapping[str, Any], host_region: str | None, origin: str) -> str:
+    named = extra(extras, "region")
+    region = str(named).strip().lower() if named else (host_region or DEFAULT_REGION)
+    if region not in REGION_APP_HOSTS:
+        raise CensusConfigurationError(
+            f"{origin} names region {region!r}; Census has {' and '.join(sorted(REGION_APP_HOSTS))}. "
+            "For another host set base_url instead."
+        )
+    if host_region is not None and region != host_region:
+        raise CensusConfigurationError(
+            f"{origin} names region {region!r} but its host is Census's {host_region!r} app host; "
+            "clear one of the two (the host field is what provider 2.1 used)."
+        )
+    return region
+
+
+def _region_of_app_host(host: str) -> str | None:
+    """The region whose Census app host this is (``app-eu.getcensus.com``, with or without a scheme)."""
+    hostname = urlsplit(host if "://" in host else f"https://{host}").hostname
+    for region, app in REGION_APP_HOSTS.items():
+        if urlsplit(app).hostname == hostname:
+            return region
+    return None
+
+
+def extra(extras: Mapping[str, Any], name: str) -> Any:
+    """An extra by its plain name or the prefixed name older Airflow forms stored."""
+    value = extras.get(name) or extras.get(f"extra__{CONNECTION_TYPE}__{name}")
+    return value.strip() if isinstance(value, str) else value
+
+
+def checked_base_url(url: str, origin: str, api_version: str | None = None) -> tuple[str, str]:
+    """A base URL that is safe to send the token to (https, or http on this machine), and its API version.
+
+    A URL without a path gets ``/api/<version>``; one that ends in ``/api/v1`` or ``/api/v2``
+    names its version, which must agree with ``api_version`` when that is set.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise CensusConfigurationError(
+            f"{origin} has base_url {url!r}, which is not an http(s) URL; use e.g. {region_base_url('us', 'v2')}"
+        )
+    if parts.username or parts.password:
+        raise CensusConfigurationError(
+            f"{origin} has credentials inside base_url; remove them and put the token in the password field."
+        )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise CensusConfigurationError(
+            f"{origin} has a plain http base_url to {parts.hostname!r}; the token would travel unencrypted. "
+            "Use https (http is allowed only for loopback addresses such as the bundled emulator)."
+        )
+    path = parts.path.rstrip("/")
+    path_version = next((v for v in API_VERSIONS if path.endswith(f"/api/{v}")), None)
+    if path_version and api_version and path_version != api_version:
+        raise CensusConfigurationError(
+            f"{origin} has base_url ending in /api/{path_version} but api_version {api_version}; "
+            "make them agree (or leave the path out of base_url)."
+        )
+    version = api_version or path_version or DEFAULT_API_VERSION
+    return f"{parts.scheme}://{parts.netloc}{path or f'/api/{version}'}", version
+
+
+def is_loopback(hostname: str) -> bool:
+    if hostname.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False

@@ -189,6 +189,25 @@ def check_waits(calls: list[tuple[str, Any]], deferrable: bool, run_ids: set[int
         assert calls == [], calls
 
 
+def run_scripted(
+    emulator: CensusEmulator,
+    folder: Path,
+    request: pytest.FixtureRequest,
+    outcome: Literal["completed", "failed"],
+    deferrable: bool,
+) -> tuple[Any, int, int]:
+    """The smoke DAG over two syncs whose runs end with ``outcome``: the DAG run and both sync ids."""
+    sync_id, sensor_sync_id = scripted_syncs(emulator, outcome)
+    dag_run = run_smoke_dag(
+        folder,
+        dag_id_for(request, outcome, deferrable),
+        sync_id=sync_id,
+        sensor_sync_id=sensor_sync_id,
+        deferrable=deferrable,
+    )
+    return dag_run, sync_id, sensor_sync_id
+
+
 @pytest.mark.parametrize("deferrable", MODES)
 def test_run_that_completes(
     census_conn: CensusEmulator,
@@ -197,14 +216,7 @@ def test_run_that_completes(
     request: pytest.FixtureRequest,
     deferrable: bool,
 ) -> None:
-    sync_id, sensor_sync_id = scripted_syncs(census_conn, "completed")
-    dag_run = run_smoke_dag(
-        smoke_dags,
-        dag_id_for(request, "completed", deferrable),
-        sync_id=sync_id,
-        sensor_sync_id=sensor_sync_id,
-        deferrable=deferrable,
-    )
+    dag_run, sync_id, sensor_sync_id = run_scripted(census_conn, smoke_dags, request, "completed", deferrable)
     assert task_states(dag_run) == {("sync", -1): "success", ("trigger", -1): "success", ("wait", -1): "success"}
     assert str(dag_run.state) == "success"
     assert FAILURES == {}
@@ -229,14 +241,7 @@ def test_run_that_fails(
     capfd: pytest.CaptureFixture[str],
     deferrable: bool,
 ) -> None:
-    sync_id, sensor_sync_id = scripted_syncs(census_conn, "failed")
-    dag_run = run_smoke_dag(
-        smoke_dags,
-        dag_id_for(request, "failed", deferrable),
-        sync_id=sync_id,
-        sensor_sync_id=sensor_sync_id,
-        deferrable=deferrable,
-    )
+    dag_run, sync_id, sensor_sync_id = run_scripted(census_conn, smoke_dags, request, "failed", deferrable)
     assert task_states(dag_run) == {("sync", -1): "failed", ("trigger", -1): "success", ("wait", -1): "failed"}
     assert str(dag_run.state) == "failed"
     (run,) = census_conn.runs_of(sync_id)

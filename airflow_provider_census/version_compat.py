@@ -28,7 +28,12 @@ if TYPE_CHECKING:
         PokeReturnValue,
         conf,
     )
-    from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException, AirflowSensorTimeout
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowNotFoundException,
+        AirflowSensorTimeout,
+        AirflowSkipException,
+    )
     from airflow.sdk.execution_time.xcom import XCom
     from airflow.sdk.log import mask_secret
 else:
@@ -36,6 +41,7 @@ else:
         AirflowException,
         AirflowNotFoundException,
         AirflowSensorTimeout,
+        AirflowSkipException,
         BaseHook,
         BaseOperator,
         BaseOperatorLink,
@@ -74,6 +80,7 @@ __all__ = [
     "AirflowNotFoundException",
     "AirflowProviderDeprecationWarning",
     "AirflowSensorTimeout",
+    "AirflowSkipException",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",

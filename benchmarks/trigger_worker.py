@@ -296,7 +296,12 @@ def main() -> int:
     parser.add_argument("--poll-interval", type=float, required=True)
     parser.add_argument("--warm-run", type=int, required=True, help="an ended run to warm up on")
     parser.add_argument("--profile", help="write cProfile stats of the measured part to this file")
+    parser.add_argument("--slot-seconds", type=float, help="ours: the triggers' wake-up slot instead of 0.25 s")
     args = parser.parse_args()
+    if args.slot_seconds is not None:
+        from airflow_provider_census.triggers import census as trigger_module
+
+        trigger_module.POLL_SLOT_SECONDS = args.slot_seconds
     channel = protocol_channel()
     result = asyncio.run(main_async(channel, args.kind, args.poll_interval, args.warm_run, args.profile))
     print(json.dumps(result), file=channel, flush=True)

@@ -37,7 +37,7 @@ def airflow_env(home: Path, emulator: CensusEmulator) -> dict[str, str]:
                     "extra": {"api_version": "v2", "base_url": emulator.api_base_url("v2")},
                 }
             ),
-            "CENSUS_EXAMPLE_SYNC_IDS": f"{GOOD_SYNC},{BAD_SYNC}",
+            "CENSUS_EXAMPLE_SELECT": "source:braze_test",  # the emulator's syncs 60 and 61 read that model
             "CENSUS_EXAMPLE_POLL_INTERVAL": "1",
         }
     )

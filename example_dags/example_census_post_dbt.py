@@ -1,12 +1,15 @@
-"""After dbt builds the models, push them out: several Census syncs at once, deferrable.
+"""After dbt builds the models, push them out: every Census sync that reads them, deferrable.
 
 ``dbt_build`` stands in for your dbt task (``dbt build`` through Cosmos, the dbt Cloud
-provider, or a BashOperator). The syncs are mapped from a list, so adding a sync is one id;
-each one waits in the triggerer, not in a worker slot, and fails with Census's own
-``error_code`` and ``error_message`` if its run fails.
+provider, or a BashOperator). ``syncs_to_run`` asks Census, when the DAG runs (never while
+it is parsed), which syncs the selection picks: here the syncs that read the rebuilt models
+(``source:dim_users``) and those labelled ``crm_*``, so a sync someone adds in Census is run
+without editing the DAG. Each selected sync is one mapped task that waits in the triggerer,
+not in a worker slot, and fails with Census's own ``error_code`` and ``error_message`` if its
+run fails. Selectors: see ``airflow_provider_census.selectors``.
 
-The sync ids and poll interval come from environment variables only so that the demo and
-the tests can point this file at the bundled emulator; write your own ids in.
+The selection and poll interval come from environment variables only so that the demo and
+the tests can point this file at the bundled emulator; write your own selectors in.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
+from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.operators.census import CensusTriggerSyncOperator
+from airflow_provider_census.selectors import parse_selection
 
 try:
     from airflow.sdk import DAG, task
@@ -22,7 +27,8 @@ except ImportError:  # Airflow 2
     from airflow import DAG  # type: ignore[assignment]
     from airflow.decorators import task  # type: ignore[attr-defined,no-redef]
 
-SYNC_IDS = [int(sync_id) for sync_id in os.environ.get("CENSUS_EXAMPLE_SYNC_IDS", "60,61").split(",")]
+# Parsed here, so that a mistyped selector fails the DAG file's import with the fix, not the run.
+SELECTION = parse_selection(os.environ.get("CENSUS_EXAMPLE_SELECT", "source:dim_users,label:crm_*").split(","))
 POLL_INTERVAL = float(os.environ.get("CENSUS_EXAMPLE_POLL_INTERVAL", "30"))
 
 with DAG(
@@ -39,6 +45,11 @@ with DAG(
         """Stand-in for ``dbt build``."""
         print("dbt build: models are fresh")
 
+    @task
+    def syncs_to_run() -> list[int]:
+        """The ids of the syncs the selection picks now (paused ones left out), in a stable order."""
+        return sorted(sync.id for sync in CensusHook().select_syncs(SELECTION))
+
     census_syncs = CensusTriggerSyncOperator.partial(
         task_id="census_sync",
         deferrable=True,
@@ -46,6 +57,6 @@ with DAG(
         timeout=timedelta(hours=2),
         on_skipped="wait",
         max_rejected_share=0.05,
-    ).expand(sync_id=SYNC_IDS)
+    ).expand(sync_id=syncs_to_run())
 
     dbt_build() >> census_syncs

@@ -17,12 +17,21 @@ def example_env(census_conn: CensusEmulator, airflow_db: None, monkeypatch: pyte
 def test_post_dbt_dag_one_sync_succeeds_one_fails(
     example_env: CensusEmulator, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    good = example_env.add_sync(RunScript(outcome="completed", records_processed=500, records_updated=500))
-    bad = example_env.add_sync(
-        RunScript(outcome="failed", error_code="JSON_ARRAY_ERROR", error_message="Users is not a JSON array")
+    """The DAG runs exactly the syncs its selection picks when it runs: two crm_* syncs, no other."""
+    good = example_env.add_sync(
+        RunScript(outcome="completed", records_processed=500, records_updated=500), label="crm_users"
     )
-    monkeypatch.setenv("CENSUS_EXAMPLE_SYNC_IDS", f"{good},{bad}")
+    bad = example_env.add_sync(
+        RunScript(outcome="failed", error_code="JSON_ARRAY_ERROR", error_message="Users is not a JSON array"),
+        label="crm_events",
+    )
+    other = example_env.add_sync(RunScript(), label="finance_ledger")
+    monkeypatch.setenv("CENSUS_EXAMPLE_SELECT", "label:crm_*")
     dag_run = run_example_dag("census_post_dbt")
+    assert xcom(dag_run, "syncs_to_run") == [good, bad]
+    triggered = sorted(r.api_path for r in example_env.requests if r.method == "POST")
+    assert triggered == sorted([f"/syncs/{good}/trigger", f"/syncs/{bad}/trigger"])
+    assert example_env.runs_of(other) == []
     states = task_states(dag_run)
     assert states[("dbt_build", -1)] == "success"
     assert states[("census_sync", 0)] == "success"

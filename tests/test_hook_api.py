@@ -320,3 +320,22 @@ def test_the_hook_works_across_event_loops_and_keeps_none_alive(
     # The last loop may stay referenced by asgiref's thread-local (Airflow reads connections through it).
     assert [ref() for ref in loops[:2]] == [None, None], "a finished event loop is still referenced"
     assert not [r.getMessage() for r in caplog.records if "Unclosed" in r.getMessage()]
+
+
+async def test_a_request_bound_once_for_repeated_calls_is_never_sent_stale(census_conn: CensusEmulator) -> None:
+    """Polls reuse their bound request; another run id, or the same query dict with new contents, binds anew."""
+    from airflow_provider_census.api import endpoints as ep
+
+    sync_id = census_conn.add_sync(RunScript())
+    runs = [census_conn.trigger(sync_id), census_conn.trigger(sync_id)]
+    hook = CensusHook()
+    query = {"page": 1, "per_page": 1, "order": "desc"}
+    try:
+        assert (await hook.aget_sync_run(runs[0])).id == runs[0]
+        assert (await hook.aget_sync_run(runs[1])).id == runs[1]
+        newest = (await hook.arun(ep.LIST_SYNC_RUNS, params=query, sync_id=sync_id)).items[0].id
+        query["page"] = 2
+        older = (await hook.arun(ep.LIST_SYNC_RUNS, params=query, sync_id=sync_id)).items[0].id
+    finally:
+        await hook.aclose()
+    assert (newest, older) == (runs[1], runs[0])

@@ -27,7 +27,6 @@ from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.operators.census import MAX_RETRIGGERS_AFTER_SKIPS, CensusTriggerSyncOperator
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger
-from airflow_provider_census.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.conftest import QUICK_RETRIES
 from tests.task_context import FakeTaskInstance, context_for, run_deferred
 
@@ -291,45 +290,6 @@ def test_poll_failures_are_tolerated_then_reported(census_conn: CensusEmulator, 
     census_conn.fail_next("drop", count=1000, method="GET", path_prefix="/sync_runs/")
     with pytest.raises(CensusPollingError, match="failed 3 times in a row"):
         run_task(operator(flaky, deferrable=deferrable, max_poll_failures=3))
-
-
-class KeptState(dict[str, Any]):
-    """Airflow 3.3's ``task_state_store`` as a task sees it: ``get`` and ``set``, kept across tries."""
-
-    def set(self, key: str, value: Any) -> None:
-        self[key] = value
-
-
-def try_with_state(task: CensusTriggerSyncOperator, state: KeptState, try_number: int) -> tuple[Any, FakeTaskInstance]:
-    ti = FakeTaskInstance(try_number=try_number)
-    return run_deferred(task, {**context_for(ti), "task_state_store": state}), ti
-
-
-def finish(emulator: CensusEmulator, run_id: int) -> None:
-    """Move a scripted run on to its end, as polls by anyone would."""
-    while emulator.run(run_id)["status"] in ("queued", "working"):
-        emulator.workspace.poll_run(run_id)
-
-
-@pytest.mark.parametrize("earlier_try_left", ["a run still going", "a completed run", "a failed run"])
-def test_a_retry_resumes_what_its_earlier_try_left(census_conn: CensusEmulator, earlier_try_left: str) -> None:
-    """On 3.3+ the run id kept by the earlier try decides; before 3.3 only a run still going is reattached."""
-    failed = earlier_try_left == "a failed run"
-    sync_id = census_conn.add_sync(RunScript(outcome="failed" if failed else "completed", working_polls=3))
-    state = KeptState()
-    first_run, _ = try_with_state(operator(sync_id, wait_for_completion=False), state, try_number=1)
-    assert state == ({"census_sync_run_id": first_run} if AIRFLOW_V_3_3_PLUS else {})
-    if earlier_try_left != "a run still going":
-        finish(census_conn, first_run)
-    triggers_again = failed or (earlier_try_left == "a completed run" and not AIRFLOW_V_3_3_PLUS)
-    if failed:
-        with pytest.raises(CensusRunFailedError):
-            try_with_state(operator(sync_id), state, try_number=2)
-    else:
-        result, ti = try_with_state(operator(sync_id), state, try_number=2)
-        assert (result == first_run) is not triggers_again
-        assert ti.xcom("sync_run")["outcome"] == "succeeded"
-    assert len(census_conn.requests_for("POST", f"/syncs/{sync_id}/trigger")) == (2 if triggers_again else 1)
 
 
 def test_fresh_runs_after_skips_are_capped_and_the_failure_says_so(census_conn: CensusEmulator) -> None:

@@ -114,10 +114,11 @@ def run_post_dbt(emulator: CensusEmulator, monkeypatch: pytest.MonkeyPatch) -> t
     """One sync succeeds, one fails with Census's error; returns the DAG run and the good sync."""
     good = emulator.add_sync(RunScript(outcome="completed", records_processed=10, records_updated=10))
     bad = emulator.add_sync(RunScript(outcome="failed", error_code="CANARY_CHECK", error_message="bad rows"))
-    monkeypatch.setenv("CENSUS_EXAMPLE_SYNC_IDS", f"{good},{bad}")
+    monkeypatch.setenv("CENSUS_EXAMPLE_SELECT", f"{good},{bad}")
     dag_run = run_example_dag("census_post_dbt")
     assert task_states(dag_run) == {
         ("dbt_build", -1): "success",
+        ("syncs_to_run", -1): "success",
         ("census_sync", 0): "success",
         ("census_sync", 1): "failed",
     }

@@ -30,6 +30,10 @@ class CensusInputError(CensusError, ValueError):
     """An argument given to the provider cannot be sent to Census (say, a sync id of 'abc')."""
 
 
+class CensusNoSyncSelectedError(CensusError):
+    """A sync selection matched no sync to run (none at all, or only paused ones); the message says which selector."""
+
+
 class CensusTransportError(CensusError):
     """No usable HTTP answer: a timeout, a refused or dropped connection.
 

@@ -183,6 +183,60 @@ class SyncRun(RunDetails):
 
 
 @dataclass(frozen=True)
+class SyncSource:
+    """What a sync reads, as far as Census said: its source connection and object.
+
+    ``kind`` is Census's word for the object (``model``, ``table``, ``segment``, ...);
+    ``name`` names a model or segment; ``catalog``/``schema``/``table`` name a table. Census
+    has sent both the ``object`` form and an older flat one (``type``, ``model_name``,
+    ``table_name``...), so both are read; whatever is missing is None.
+    """
+
+    connection_id: int | None = None
+    kind: str | None = None
+    object_id: int | None = None
+    name: str | None = None
+    catalog: str | None = None
+    schema: str | None = None
+    table: str | None = None
+
+    @classmethod
+    def from_api(cls, attrs: object) -> SyncSource:
+        if not isinstance(attrs, Mapping):
+            return cls()
+        spec = attrs.get("object")
+        if not isinstance(spec, Mapping):
+            spec = {**attrs, "name": attrs.get("model_name") or attrs.get("name")}
+        return cls(
+            connection_id=optional_int(attrs.get("connection_id")),
+            kind=optional_str(spec.get("type")),
+            object_id=optional_int(spec.get("id")),
+            name=optional_str(spec.get("name")),
+            catalog=optional_str(spec.get("table_catalog")),
+            schema=optional_str(spec.get("table_schema")),
+            table=optional_str(spec.get("table_name")),
+        )
+
+
+@dataclass(frozen=True)
+class SyncDestination:
+    """Where a sync writes: the destination connection (v1: an integer id; V2: an activation's text id) and object."""
+
+    connection_id: int | str | None = None
+    object_name: str | None = None
+
+    @classmethod
+    def from_api(cls, attrs: object) -> SyncDestination:
+        if not isinstance(attrs, Mapping):
+            return cls()
+        connection = attrs.get("connection_id")
+        return cls(
+            connection_id=connection if isinstance(connection, str) else optional_int(connection),
+            object_name=optional_str(attrs.get("object")),
+        )
+
+
+@dataclass(frozen=True)
 class Sync:
     """A sync's configuration. ``status`` here is the sync's (e.g. "Ready"), not a run's."""
 
@@ -191,6 +245,8 @@ class Sync:
     operation: str | None
     paused: bool | None
     status: str | None
+    source: SyncSource = field(default_factory=SyncSource)
+    destination: SyncDestination = field(default_factory=SyncDestination)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -203,6 +259,8 @@ class Sync:
             operation=optional_str(data.get("operation")),
             paused=paused if isinstance(paused, bool) else None,
             status=optional_str(data.get("status")),
+            source=SyncSource.from_api(data.get("source_attributes")),
+            destination=SyncDestination.from_api(data.get("destination_attributes")),
             raw=dict(data),
         )
 

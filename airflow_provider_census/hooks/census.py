@@ -24,6 +24,7 @@ from airflow_provider_census.api.errors import (
     CensusAuthenticationError,
     CensusConfigurationError,
     CensusError,
+    CensusInputError,
     CensusTriggerUnconfirmedError,
 )
 from airflow_provider_census.api.inputs import PageQuery, census_id
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from airflow_provider_census.api.async_client import AsyncCensusClient
-    from airflow_provider_census.api.endpoints import Endpoint, Envelope
+    from airflow_provider_census.api.endpoints import Endpoint, Envelope, Request
     from airflow_provider_census.api.models import (
         Activation,
         ActivationObject,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
         SyncWrite,
     )
     from airflow_provider_census.api.sync_client import CensusClient
+    from airflow_provider_census.selectors import Selection, SelectionInput
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -109,6 +111,7 @@ class CensusHook(BaseHook):
         self._async_client: AsyncCensusClient | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._async_read_at = 0.0
+        self._last_bound: tuple[Endpoint[Any], ClientSettings, dict[str, Any], Request[Any]] | None = None
         self._warned_v1 = False
 
     # -- the connection form (Airflow 2 reads these; Airflow 3.2+ reads get_provider_info) --
@@ -241,7 +244,7 @@ class CensusHook(BaseHook):
         """
         client = await self._aclient()
         try:
-            return await client.run(endpoint.bind(client.settings, **arguments))
+            return await client.run(self._bind(endpoint, client.settings, arguments))
         except CensusAuthenticationError as exc:
             if exc.http_status != 401:
                 raise
@@ -252,7 +255,22 @@ class CensusHook(BaseHook):
                 "Census refused the token of %s, which now holds another one; trying once more with it.",
                 client.settings.token_origin,
             )
-            return await renewed.run(endpoint.bind(renewed.settings, **arguments))
+            return await renewed.run(self._bind(endpoint, renewed.settings, arguments))
+
+    def _bind(self, endpoint: Endpoint[T], settings: ClientSettings, arguments: dict[str, Any]) -> Request[T]:
+        """The call's request, bound once for a run of identical calls: a trigger GETs one run every poll.
+
+        Only the last request is kept, only for the same settings object (a re-read connection,
+        with another token or version, binds anew) and only when every argument is an id or a
+        name: a params or body mapping could change between calls without changing identity.
+        """
+        last = self._last_bound
+        if last is not None and last[0] is endpoint and last[1] is settings and last[2] == arguments:
+            return last[3]
+        request = endpoint.bind(settings, **arguments)
+        if all(type(value) in (int, str) for value in arguments.values()):
+            self._last_bound = (endpoint, settings, arguments, request)
+        return request
 
     async def _aclient(self, *, refused_token: str | None = None) -> AsyncCensusClient:
         """This hook's client on the running loop, its settings no older than the shared reading's TTL.
@@ -460,6 +478,43 @@ class CensusHook(BaseHook):
 
     def get_sync(self, sync_id: int | str) -> Sync:
         return self.run(ep.GET_SYNC, sync_id=census_id(sync_id, "sync_id"))
+
+    def select_syncs(
+        self,
+        select: SelectionInput | Selection,
+        exclude: SelectionInput | None = None,
+        *,
+        include_paused: bool = False,
+        on_no_match: str = "fail",
+        group_id: str | None = None,
+    ) -> list[Sync]:
+        """The syncs a selection picks (``12``, ``label:crm_*``, ``source:dim_users``, ...; see
+        :mod:`airflow_provider_census.selectors`), in Census's order, following every page.
+
+        ``select`` may be a :class:`~airflow_provider_census.selectors.Selection` parsed
+        earlier (by ``parse_selection`` at the top of a DAG file, so that a typo fails the
+        import, not the run); ``exclude`` then stays None. Paused syncs are left out (with a
+        log line) unless ``include_paused``. When nothing is
+        left, ``on_no_match`` says what happens: ``fail`` raises
+        :class:`~airflow_provider_census.api.errors.CensusNoSyncSelectedError` naming the
+        selectors that matched nothing, ``skip`` skips the task, ``empty`` returns ``[]``.
+        """
+        from airflow_provider_census.hooks import selection
+        from airflow_provider_census.selectors import Selection, parse_selection
+
+        if on_no_match not in selection.ON_NO_MATCH_CHOICES:
+            raise CensusInputError(
+                f"on_no_match={on_no_match!r} is not one of {', '.join(selection.ON_NO_MATCH_CHOICES)}."
+            )
+        if isinstance(select, Selection) and exclude is not None:
+            raise CensusInputError("Pass exclude to parse_selection with the rest of the selection, not beside it.")
+        return selection.resolve(
+            self,
+            select if isinstance(select, Selection) else parse_selection(select, exclude),
+            include_paused=include_paused,
+            on_no_match=on_no_match,
+            group_id=group_id,
+        )
 
     def create_sync(
         self,

@@ -53,9 +53,10 @@ class CensusTriggerSyncOperator(SyncRunTask):
         marking it successful each cancel the run.
     :param reattach_on_retry: on a task retry (after a worker crash, say), do not start a
         second run. On Airflow 3.3 and later the run id of the earlier try is kept in the task's
-        ``task_state_store``: a run still going is waited for, a completed one is the result,
-        and only a run that failed (or was canceled or skipped) is triggered afresh. Before 3.3,
-        the sync's newest run is waited for if it is still going, whoever started it.
+        ``task_state_store``: a run still going is waited for, a completed one that passes the
+        task's checks is the result, and any other is triggered afresh. The id is forgotten once
+        the task succeeds, so clearing a successful task syncs again. Before 3.3, the sync's
+        newest run is waited for if it is still going, whoever started it.
     :param on_skipped: when Census skips the run because an earlier run of the sync is still
         going: ``fail`` (default), ``succeed``, or ``wait``: wait for that earlier run, then
         trigger a fresh run (up to three times per task, within its deadlines), whose end
@@ -109,6 +110,7 @@ class CensusTriggerSyncOperator(SyncRunTask):
         run_id = earlier if earlier is not None else self._trigger(context, sync_id)
         self.publish(context, sync_id, run_id)
         if not self.wait_for_completion:
+            self._forget_kept_run(context)
             return run_id
         return self._wait(context, run_id, Deadlines.for_task(context, self.timeout, self.execution_timeout), 0)
 
@@ -118,7 +120,7 @@ class CensusTriggerSyncOperator(SyncRunTask):
         """On a retry, what an earlier try left: a run to wait for (its id), a result (its summary), or nothing."""
         if not self.reattach_on_retry or context["ti"].try_number <= 1:
             return None
-        store = context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
+        store = _task_state_store(context)
         if store is not None:
             return self._run_kept_by_earlier_try(context, store.get(STATE_STORE_KEY), sync_id)
         latest = self.hook.latest_sync_run(sync_id)
@@ -143,21 +145,42 @@ class CensusTriggerSyncOperator(SyncRunTask):
         if run.outcome is RunOutcome.IN_PROGRESS:
             self.log.warning("Try %s: run %s of an earlier try is still going; waiting for it.", try_number, run.id)
             return run.id
-        if run.outcome is RunOutcome.SUCCEEDED:
+        summary = self.summary_of(run)
+        if run.outcome is RunOutcome.SUCCEEDED and self.expectations.accept(summary):
             self.log.warning("Try %s: run %s of an earlier try completed; it is the result.", try_number, run.id)
-            return self.summary_of(run)
+            return summary
         self.log.warning(
-            "Try %s: run %s of an earlier try ended %s; triggering afresh.", try_number, run.id, run.status
+            "Try %s: run %s of an earlier try ended %s%s; triggering afresh.",
+            try_number,
+            run.id,
+            run.status,
+            "" if run.outcome is not RunOutcome.SUCCEEDED else " but failed this task's checks",
         )
         return None
 
     def _trigger(self, context: Context, sync_id: int) -> int:
         run_id = self.hook.trigger_sync_run(sync_id, force_full_sync=self.force_full_sync)
         self.log.info("Triggered Census sync %s: run %s", sync_id, run_id)
-        store = context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
+        store = _task_state_store(context)
         if store is not None:
             store.set(STATE_STORE_KEY, run_id)
         return run_id
+
+    def finish(self, context: Context, summary: RunSummary) -> int:
+        """The shared finish, then forget the kept run: the task has its result."""
+        run_id = super().finish(context, summary)
+        self._forget_kept_run(context)
+        return run_id
+
+    def _forget_kept_run(self, context: Context) -> None:
+        """Drop the run id kept for later tries once the task succeeds.
+
+        Tries after a success come from a user clearing the task to sync again (Airflow keeps
+        the store across a clear): they must trigger a fresh run, not take the old one as the result.
+        """
+        store = _task_state_store(context)
+        if store is not None:
+            store.delete(STATE_STORE_KEY)
 
     # -- waiting: the task's own run, and a run that made Census skip it --
 
@@ -244,9 +267,7 @@ class CensusTriggerSyncOperator(SyncRunTask):
                 {},
             )
         run_id = self._trigger(context, sync_id)
-        self.log.info(
-            "Triggered fresh run %s of sync %s after the skip; it decides the task.", run_id, sync_id
-        )
+        self.log.info("Triggered fresh run %s of sync %s after the skip; it decides the task.", run_id, sync_id)
         self.publish(context, sync_id, run_id)
         return self._wait(context, run_id, deadlines, skips)
 
@@ -255,6 +276,11 @@ class CensusTriggerSyncOperator(SyncRunTask):
         if self.cancel_on_kill and self._sync_run_id is not None:
             self.hook.cancel_sync_run(self._sync_run_id)
             self.log.info("Canceled Census sync run %s because the task was killed", self._sync_run_id)
+
+
+def _task_state_store(context: Context) -> Any:
+    """The task's ``task_state_store`` on Airflow 3.3 and later, else None (older Airflow has none)."""
+    return context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
 
 
 def describe_status(event: RunEvent) -> str:

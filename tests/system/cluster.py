@@ -118,8 +118,8 @@ class AirflowCluster:
         }
 
     def use_syncs(self, *sync_ids: int) -> None:
-        """The sync ids the example DAG maps over; set before the component that parses DAGs starts."""
-        self.env["CENSUS_EXAMPLE_SYNC_IDS"] = ",".join(str(sync_id) for sync_id in sync_ids)
+        """The syncs the example DAG selects (by id) and maps over; set before the component that parses DAGs starts."""
+        self.env["CENSUS_EXAMPLE_SELECT"] = ",".join(str(sync_id) for sync_id in sync_ids)
 
     # -- running things --------------------------------------------------------------------
 

@@ -1,0 +1,94 @@
+"""``CensusHook.select_syncs`` over real HTTP, on API V2 and v1: what it picks, what it asks Census."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from airflow_provider_census.api.errors import CensusInputError, CensusNoSyncSelectedError
+from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.selectors import CensusSelectorError, parse_selection
+from airflow_provider_census.testing import CensusEmulator, RunScript
+from airflow_provider_census.version_compat import AirflowSkipException
+
+SEEDED = {52: "airtable_test", 60: "braze_test", 61: "braze_test"}
+"""The emulator's seeded syncs and the model each reads; 61 writes Braze events, the others Braze users."""
+
+
+def ids(syncs: list[object]) -> list[int]:
+    return [sync.id for sync in syncs]  # type: ignore[attr-defined]
+
+
+def test_labels_sources_and_destinations_select_in_census_order(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    crm = [census_conn.add_sync(RunScript(), label=label) for label in ("crm_users", "CRM_events", "finance")]
+    assert ids(hook.select_syncs("label:crm_*")) == [crm[1], crm[0]]  # newest first, as Census lists
+    assert ids(hook.select_syncs(["source:airtable_*", "label:finance"])) == [crm[2], 52]
+    assert ids(hook.select_syncs("destination:braze/event")) == [61]
+    assert ids(hook.select_syncs("destination:Braze", exclude=["label:crm_*", "label:finance"])) == [61, 60, 52]
+
+
+def test_ids_alone_read_just_those_syncs(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    assert ids(hook.select_syncs([61, "id:52"])) == [61, 52]
+    assert census_conn.requests_for("GET", "/syncs") == []
+    assert [r.api_path for r in census_conn.requests if r.method == "GET"] == ["/syncs/61", "/syncs/52"]
+
+
+def test_every_page_is_read(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    bulk = [census_conn.add_sync(RunScript(), label=f"bulk_{n:03}") for n in range(105)]
+    assert sorted(ids(hook.select_syncs("label:bulk_*"))) == bulk
+    assert len(census_conn.requests_for("GET", "/syncs")) == 2
+
+
+def test_destinations_are_listed_only_when_a_selector_needs_them(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    hook.select_syncs(["source:braze_test", "destination:*/user"])
+    listed = {r.api_path for r in census_conn.requests if r.method == "GET"}
+    assert listed == {"/syncs"}
+    hook.select_syncs("destination:braze")
+    more = {r.api_path for r in census_conn.requests if r.method == "GET"} - listed
+    assert more in ({"/activations"}, {"/destinations"})
+
+
+def test_an_exclude_that_matches_nothing_is_reported(hook: CensusHook, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_census.hooks.selection"):
+        assert ids(hook.select_syncs("source:braze_test", exclude=["label:braze tset*", "61"])) == [60]
+    assert "exclude label:braze tset* matched no sync" in caplog.text
+
+
+def test_paused_syncs_are_left_out_unless_asked_for(
+    hook: CensusHook, census_conn: CensusEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    going, paused = (census_conn.add_sync(RunScript(), label=label) for label in ("crm_live", "crm_paused"))
+    hook.update_sync(paused, {"paused": True})
+    with caplog.at_level(logging.INFO, logger="airflow_provider_census.hooks.selection"):
+        assert ids(hook.select_syncs("label:crm_*")) == [going]
+    assert f"{paused} (crm_paused)" in caplog.text and "include_paused=True" in caplog.text
+    assert ids(hook.select_syncs("label:crm_*", include_paused=True)) == [paused, going]
+    with pytest.raises(CensusNoSyncSelectedError, match=r"only paused syncs .*crm_paused.*include_paused=True"):
+        hook.select_syncs("label:crm_paused")
+
+
+def test_nothing_selected_fails_skips_or_is_empty_as_asked(hook: CensusHook) -> None:
+    with pytest.raises(CensusNoSyncSelectedError, match=r"label:crm_\* matched none of the 3 syncs"):
+        hook.select_syncs("label:crm_*")
+    with pytest.raises(CensusNoSyncSelectedError, match="exclude list removed them all"):
+        hook.select_syncs("source:braze_test", exclude="destination:*")
+    with pytest.raises(AirflowSkipException, match="matched none"):
+        hook.select_syncs("label:crm_*", on_no_match="skip")
+    assert hook.select_syncs("label:crm_*", on_no_match="empty") == []
+
+
+def test_bad_arguments_fail_before_any_request(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    with pytest.raises(CensusSelectorError, match="did you mean label:"):
+        hook.select_syncs("lable:crm_*")
+    with pytest.raises(CensusInputError, match="on_no_match='ignore' is not one of fail, skip, empty"):
+        hook.select_syncs("label:crm_*", on_no_match="ignore")
+    assert census_conn.requests == []
+
+
+def test_a_selection_parsed_in_the_dag_file_is_taken_as_is(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    new, old = (census_conn.add_sync(RunScript(), label=label) for label in ("crm_new", "crm_old"))
+    selection = parse_selection(["label:crm_*"], exclude=["label:crm_old"])
+    assert ids(hook.select_syncs(selection)) == [new]
+    with pytest.raises(CensusInputError, match="Pass exclude to parse_selection"):
+        hook.select_syncs(selection, exclude=[old])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -92,3 +94,56 @@ def test_a_selection_parsed_in_the_dag_file_is_taken_as_is(hook: CensusHook, cen
     assert ids(hook.select_syncs(selection)) == [new]
     with pytest.raises(CensusInputError, match="Pass exclude to parse_selection"):
         hook.select_syncs(selection, exclude=[old])
+
+
+# -- a data team's workspace: 80 syncs over 30 dbt models, tables, segments and datasets --
+
+
+def expected_ids(seed: dict[str, Any], wanted: Callable[[dict[str, Any]], bool]) -> set[int]:
+    """The seeded syncs, not paused, whose stored attributes (names included) ``wanted`` accepts."""
+    return {sync["id"] for sync in seed["sync_details"] if not sync["paused"] and wanted(sync)}
+
+
+def reads(sync: dict[str, Any], *, name: str | None = None, table: tuple[str, ...] | None = None) -> bool:
+    source = sync["source_attributes"]["object"]
+    if table is not None:
+        parts = (source.get("table_catalog"), source.get("table_schema"), source.get("table_name"))
+        return source["type"] == "table" and parts[-len(table) :] == table
+    return source.get("name") == name or (source["type"] == "table" and source.get("table_name") == name)
+
+
+@pytest.mark.parametrize("names_shown", [True, False], ids=["names-shown", "names-left-out"])
+def test_a_data_teams_workspace_selects_by_model_table_and_destination(
+    hook: CensusHook, census_conn: CensusEmulator, names_shown: bool
+) -> None:
+    """Where sync answers give a model's id alone, its name is looked up once per model, never per sync."""
+    seed = census_conn.seed_post_dbt_workspace(models=30, syncs=80)
+    census_conn.sync_source_names = names_shown
+
+    def named_or_looked_up(sync: dict[str, Any]) -> bool:
+        """Segments and datasets are matched by name only when Census names them (models are looked up)."""
+        return names_shown or sync["source_attributes"]["object"]["type"] in ("model", "table")
+
+    chosen = set(ids(hook.select_syncs("source:dim_users")))
+    assert chosen == expected_ids(seed, lambda s: named_or_looked_up(s) and reads(s, name="dim_users"))
+    assert len(chosen) >= 3
+    lookups = [r.api_path for r in census_conn.requests if "/models/" in r.api_path]
+    if names_shown:
+        assert lookups == []
+    else:
+        assert lookups and len(lookups) == len(set(lookups))  # each model once, however many syncs read it
+    assert set(ids(hook.select_syncs("source:prod.analytics.dim_users"))) == expected_ids(
+        seed, lambda s: reads(s, table=("prod", "analytics", "dim_users"))
+    )
+    salesforce_contacts = expected_ids(
+        seed,
+        lambda s: (
+            s["destination_attributes"]["connection_id"] == seed["destinations"]["salesforce"]
+            and s["destination_attributes"]["object"] == "Contact"
+        ),
+    )
+    assert set(ids(hook.select_syncs("destination:salesforce/contact"))) == salesforce_contacts != set()
+    every_crm = set(ids(hook.select_syncs("label:crm_*", include_paused=True)))
+    assert set(seed["paused"]) & every_crm and every_crm == {
+        sync_id for label, sync_id in seed["syncs"].items() if label.startswith("crm_")
+    }

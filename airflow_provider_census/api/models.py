@@ -56,6 +56,7 @@ class Activation(TypedDict, total=False):
     id: int | str
     slug: str
     name: str
+    type: str
     group_id: str
     credentials: dict[str, Any]
     objects: list[dict[str, Any]]

@@ -108,9 +108,13 @@ def _model_name(hook: CensusHook, sync: Sync, seen: dict[tuple[int, int], str | 
 
 
 def _destination_names(hook: CensusHook, group_id: str | None) -> dict[str, tuple[str | None, str | None]]:
-    """Each destination connection's name and slug, by its id as text (v1 ids are numbers, V2's text)."""
+    """Each destination connection's name and kind, by its id as text (v1 ids are numbers, V2's text).
+
+    The kind is the connection's ``type`` (``salesforce``), which Census's reference examples
+    leave out but its Terraform provider reads; without it, the slug stands in.
+    """
     return {
-        str(activation.get("id")): (activation.get("name"), activation.get("slug"))
+        str(activation.get("id")): (activation.get("name"), activation.get("type") or activation.get("slug"))
         for activation in hook.iter_activations(group_id=group_id)
     }
 

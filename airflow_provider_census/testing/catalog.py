@@ -5,12 +5,19 @@ meets the same shapes it meets in production. Each destination also has the stri
 that API V2 calls it by as an activation, and the destination types are listed as v1's
 ``/connectors`` and V2's ``/activation_types`` show them. Every call returns fresh
 copies, so a test that changes what it got back cannot change the workspace.
+
+The module-level data is only the seed: each :class:`Catalog` copies it, and what a test
+adds (models, tables, filter segments, datasets, destinations) lives in that catalog alone.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
+from collections.abc import Iterable
 from typing import Any
+
+from airflow_provider_census.testing.runs import iso, utcnow
 
 JSON = dict[str, Any]
 
@@ -149,19 +156,22 @@ _DESTINATIONS: list[JSON] = [
         "id": 6,
         "slug": "google-ads-dev",
         "name": "Google Ads Dev",
+        "type": "google_ads",
         "credentials": {"account_id": 7515011393, "account_name": "Manager Account Test"},
     },
     {
         "id": 12,
         "slug": "google-sheets",
         "name": "Google Sheets",
+        "type": "google_sheets",
         "credentials": {"service_account_email": "xxxxxxx.iam.gserviceaccount.com"},
     },
-    {"id": 14, "slug": "hubspot", "name": "HubSpot", "credentials": {}},
+    {"id": 14, "slug": "hubspot", "name": "HubSpot", "type": "hubspot", "credentials": {}},
     {
         "id": 15,
         "slug": "braze",
         "name": "Braze",
+        "type": "braze",
         "credentials": {"instance_url": "https://rest.iad-03.braze.com"},
     },
 ]
@@ -200,6 +210,13 @@ _DESTINATION_TYPES: list[JSON] = [
         "service_name": "hubspot",
         "label": "HubSpot",
         "documentation_slug": "hubspot",
+        "authorization_method": "oauth",
+        "creatable_via_api": False,
+    },
+    {
+        "service_name": "salesforce",
+        "label": "Salesforce",
+        "documentation_slug": "salesforce",
         "authorization_method": "oauth",
         "creatable_via_api": False,
     },
@@ -263,51 +280,277 @@ def _find(items: list[JSON], key: str) -> JSON | None:
     return None
 
 
+def _next_id(groups: Iterable[list[JSON]]) -> int:
+    """One more than the highest id in ``groups``: Census's ids grow across a workspace."""
+    return max((item["id"] for items in groups for item in items), default=0) + 1
+
+
+_DEFAULT_COLUMNS = (("ID", "text (2000)"), ("EMAIL", "text (2000)"))
+
+
+def sample_query(relation: str) -> str:
+    """The SQL text an added model, segment or dataset shows; the emulator never runs it."""
+    return f"select * from {relation}"  # noqa: S608 - display text, never executed
+
+
 class Catalog:
-    """Read-only lookups over the seeded connections; ``None`` means "no such thing"."""
+    """The connections of one workspace and what they hold; ``None`` means "no such thing".
+
+    Each catalog starts from its own copy of the seed above, so what a test adds
+    (models, tables, segments, datasets, destinations) stays in that emulator. Reads
+    return fresh copies. A lock guards the additions, because tests add from their
+    thread while the server reads on its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._sources = copy.deepcopy(_SOURCES)
+        self._models = copy.deepcopy(_MODELS)
+        self._tables = copy.deepcopy(_TABLES)
+        self._segments: dict[int, list[JSON]] = {source["id"]: [] for source in _SOURCES}
+        self._datasets: list[JSON] = []
+        self._destinations = copy.deepcopy(_DESTINATIONS)
+        self._activation_ids = dict(_ACTIVATION_IDS)
+        self._destination_types = copy.deepcopy(_DESTINATION_TYPES)
+        self._objects = copy.deepcopy(_OBJECTS)
+
+    # -- sources and what they hold ------------------------------------------------------
 
     def sources(self) -> list[JSON]:
-        return [copy.deepcopy(source) for source in _SOURCES]
+        with self._lock:
+            return [copy.deepcopy(source) for source in self._sources]
 
     def source(self, key: str) -> JSON | None:
-        found = _find(_SOURCES, key)
-        return None if found is None else copy.deepcopy(found)
+        with self._lock:
+            found = _find(self._sources, key)
+            return None if found is None else copy.deepcopy(found)
 
     def data_sources(self, source_id: int) -> list[JSON]:
         """Tables then models of a source, without columns, as ``GET /sources/{id}`` lists them."""
-        tables = [_without(table, "columns") for table in _TABLES.get(source_id, [])]
-        models = [_without(model, "columns") for model in _MODELS.get(source_id, [])]
-        return tables + models
+        with self._lock:
+            tables = [_without(table, "columns") for table in self._tables.get(source_id, [])]
+            models = [_without(model, "columns") for model in self._models.get(source_id, [])]
+            return tables + models
 
     def models(self, source_id: int) -> list[JSON]:
-        return [copy.deepcopy(model) for model in _MODELS.get(source_id, [])]
+        with self._lock:
+            return [copy.deepcopy(model) for model in self._models.get(source_id, [])]
 
     def tables(self, source_id: int) -> list[JSON]:
-        return [copy.deepcopy(table) for table in _TABLES.get(source_id, [])]
+        with self._lock:
+            return [copy.deepcopy(table) for table in self._tables.get(source_id, [])]
+
+    def segments(self, source_id: int) -> list[JSON]:
+        """A source's filter segments, as ``GET /sources/{id}/filter_segments`` lists them."""
+        with self._lock:
+            return [copy.deepcopy(segment) for segment in self._segments.get(source_id, [])]
+
+    def datasets(self, source_id: int | None = None) -> list[JSON]:
+        """The workspace's datasets, or those built on ``source_id``."""
+        with self._lock:
+            return [
+                copy.deepcopy(dataset)
+                for dataset in self._datasets
+                if source_id is None or dataset["source_id"] == source_id
+            ]
+
+    def _known_source(self, source_id: int) -> None:
+        if _find(self._sources, str(source_id)) is None:
+            raise ValueError(f"there is no source {source_id} in this workspace")
+
+    def add_model(
+        self, source_id: int, name: str, query: str | None = None, columns: Iterable[tuple[str, str]] | None = None
+    ) -> int:
+        """A new model in ``source_id``; model names are unique within a source."""
+        with self._lock:
+            self._known_source(source_id)
+            return self._add_named(
+                self._models,
+                source_id,
+                "model",
+                name,
+                {
+                    "query": query if query is not None else sample_query(name),
+                    "columns": _columns(*(columns or _DEFAULT_COLUMNS)),
+                },
+            )
+
+    @staticmethod
+    def _add_named(store: dict[int, list[JSON]], source_id: int, kind: str, name: str, fields: JSON) -> int:
+        """Add a model or segment (``kind``) named uniquely within its source; its new id."""
+        items = store.setdefault(source_id, [])
+        if any(item["name"] == name for item in items):
+            raise ValueError(f"source {source_id} already has a {kind} named {name!r}")
+        now = iso(utcnow())
+        item_id = _next_id(store.values())
+        items.append({"type": kind, "id": item_id, "name": name, **fields, "created_at": now, "updated_at": now})
+        return item_id
+
+    def add_table(
+        self,
+        source_id: int,
+        catalog: str,
+        schema: str,
+        name: str,
+        columns: Iterable[tuple[str, str]] | None = None,
+    ) -> int:
+        """A new warehouse table in ``source_id``; ``catalog.schema.name`` is unique within a source."""
+        with self._lock:
+            self._known_source(source_id)
+            tables = self._tables.setdefault(source_id, [])
+            parts = (catalog, schema, name)
+            if any((t["table_catalog"], t["table_schema"], t["table_name"]) == parts for t in tables):
+                raise ValueError(f"source {source_id} already has the table {'.'.join(parts)}")
+            table_id = _next_id(self._tables.values())
+            tables.append(
+                {
+                    "type": "table",
+                    "id": table_id,
+                    "table_catalog": catalog,
+                    "table_schema": schema,
+                    "table_name": name,
+                    "columns": _columns(*(columns or _DEFAULT_COLUMNS)),
+                }
+            )
+            return table_id
+
+    def add_dataset(self, source_id: int, name: str, query: str | None = None) -> int:
+        """A new SQL dataset on ``source_id``; dataset names are unique in the workspace."""
+        with self._lock:
+            self._known_source(source_id)
+            if any(dataset["name"] == name for dataset in self._datasets):
+                raise ValueError(f"the workspace already has a dataset named {name!r}")
+            now = iso(utcnow())
+            dataset_id = _next_id([self._datasets])
+            self._datasets.append(
+                {
+                    "id": dataset_id,
+                    "name": name,
+                    "type": "sql",
+                    "description": None,
+                    "query": query if query is not None else sample_query(name),
+                    "source_id": source_id,
+                    "resource_identifier": f"dataset:{dataset_id}",
+                    "cached_record_count": None,
+                    "columns": [{"name": col, "data_type": kind} for col, kind in _DEFAULT_COLUMNS],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            return dataset_id
+
+    def add_segment(
+        self,
+        source_id: int,
+        name: str,
+        *,
+        model_id: int | None = None,
+        dataset_id: int | None = None,
+        query: str | None = None,
+    ) -> int:
+        """A new filter segment of ``source_id``, over one of its models or datasets."""
+        with self._lock:
+            self._known_source(source_id)
+            if model_id is not None and not any(m["id"] == model_id for m in self._models.get(source_id, [])):
+                raise ValueError(f"source {source_id} has no model {model_id}")
+            if dataset_id is not None and not any(
+                d["id"] == dataset_id and d["source_id"] == source_id for d in self._datasets
+            ):
+                raise ValueError(f"source {source_id} has no dataset {dataset_id}")
+            return self._add_named(
+                self._segments,
+                source_id,
+                "segment",
+                name,
+                {
+                    "model_id": model_id,
+                    "dataset_id": dataset_id,
+                    "query": query if query is not None else sample_query(name),
+                    "count": None,
+                },
+            )
+
+    # -- destinations ------------------------------------------------------------------
 
     def destinations(self) -> list[JSON]:
-        return [copy.deepcopy(destination) for destination in _DESTINATIONS]
+        with self._lock:
+            return [copy.deepcopy(destination) for destination in self._destinations]
 
     def destination(self, key: str) -> JSON | None:
-        found = _find(_DESTINATIONS, key)
-        return None if found is None else copy.deepcopy(found)
+        with self._lock:
+            found = _find(self._destinations, key)
+            return None if found is None else copy.deepcopy(found)
 
     def destination_for_activation(self, key: str) -> JSON | None:
         """The destination that API V2 names ``key``: its activation id, or its slug."""
-        for item in _DESTINATIONS:
-            if key in (_ACTIVATION_IDS[item["id"]], item["slug"]):
-                return copy.deepcopy(item)
-        return None
+        with self._lock:
+            for item in self._destinations:
+                if key in (self._activation_ids[item["id"]], item["slug"]):
+                    return copy.deepcopy(item)
+            return None
 
     def activation_id(self, destination_id: int) -> str:
-        """The string id API V2 shows for a destination (every seeded one has one)."""
-        return _ACTIVATION_IDS[destination_id]
+        """The string id API V2 shows for a destination (every one has one)."""
+        with self._lock:
+            return self._activation_ids[destination_id]
 
     def destination_types(self) -> list[JSON]:
-        return [copy.deepcopy(kind) for kind in _DESTINATION_TYPES]
+        with self._lock:
+            return [copy.deepcopy(kind) for kind in self._destination_types]
 
     def objects(self, destination_id: int, *, with_fields: bool) -> list[JSON]:
-        objects = _OBJECTS.get(destination_id, [])
-        if with_fields:
-            return [copy.deepcopy(obj) for obj in objects]
-        return [_without(obj, "fields") for obj in objects]
+        with self._lock:
+            objects = self._objects.get(destination_id, [])
+            if with_fields:
+                return [copy.deepcopy(obj) for obj in objects]
+            return [_without(obj, "fields") for obj in objects]
+
+    def add_destination(
+        self,
+        name: str,
+        objects: Iterable[str],
+        *,
+        slug: str | None = None,
+        service: str | None = None,
+        activation_id: str | None = None,
+        credentials: JSON | None = None,
+    ) -> int:
+        """A new destination connection whose objects are ``objects`` (full names).
+
+        ``service`` is its ``type`` (the kind of tool, e.g. ``salesforce``; default: from the slug).
+
+        Each object gets a few generic fields: ``Email`` and ``External_ID__c`` (both can
+        identify a record) and ``Name``. ``activation_id`` is the string id API V2 gives it.
+        """
+        with self._lock:
+            destination_id = _next_id([self._destinations])
+            slug = slug or "-".join(name.lower().split())
+            activation_id = activation_id or f"{slug.replace('-', '_')}_{destination_id}"
+            if _find(self._destinations, slug) is not None or activation_id in self._activation_ids.values():
+                raise ValueError(f"a destination with slug {slug!r} or activation id {activation_id!r} exists")
+            full_names = list(objects)
+            if not full_names:
+                raise ValueError("a destination needs at least one object")
+            self._destinations.append(
+                {
+                    "id": destination_id,
+                    "slug": slug,
+                    "name": name,
+                    "type": service or slug.split("-")[0],
+                    "credentials": dict(credentials or {}),
+                }
+            )
+            self._activation_ids[destination_id] = activation_id
+            self._objects[destination_id] = [
+                _object(
+                    full_name.replace("_", " ").title(),
+                    full_name,
+                    [
+                        _field("Email", "Email", key=True),
+                        _field("External ID", "External_ID__c", key=True),
+                        _field("Name", "Name"),
+                    ],
+                )
+                for full_name in full_names
+            ]
+            return destination_id

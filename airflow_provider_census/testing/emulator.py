@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.testing import versions
+from airflow_provider_census.testing.errors import ApiError
 from airflow_provider_census.testing.faults import FaultPlan, FaultProfile
 from airflow_provider_census.testing.requestlog import RecordedRequest, RequestLog
 from airflow_provider_census.testing.runs import RunScript
@@ -43,6 +44,12 @@ class CensusEmulator:
     token; each version takes only its own. ``group_id`` is the Fivetran group the
     workspace belongs to on V2, and ``api_versions`` the versions it serves (paths under
     any other answer 404), e.g. ``("v2",)`` for a Census after v1 has retired.
+    ``sync_source_names=False`` leaves the name of a sync's model, segment or dataset
+    out of the sync answers (see :attr:`sync_source_names`); ``refuse_paused_triggers=True``
+    makes triggering a paused sync fail (see :attr:`refuse_paused_triggers`).
+
+    Everything a test adds (models, tables, segments, datasets, destinations, syncs) lives
+    in this emulator only; another emulator starts again from the seed.
     """
 
     def __init__(
@@ -56,6 +63,8 @@ class CensusEmulator:
         pat: str = DEFAULT_PAT,
         group_id: str = DEFAULT_GROUP_ID,
         api_versions: Iterable[str] = versions.API_VERSIONS,
+        sync_source_names: bool = True,
+        refuse_paused_triggers: bool = False,
     ) -> None:
         self.token = token
         self.pat = pat
@@ -65,7 +74,7 @@ class CensusEmulator:
         self._requested_port = port
         self._port: int | None = None
         self._keepalive_timeout = keepalive_timeout
-        self.workspace = Workspace()
+        self.workspace = Workspace(sync_source_names=sync_source_names, refuse_paused_triggers=refuse_paused_triggers)
         self._faults = FaultPlan()
         self._faults.set_profile(faults)
         self._log = RequestLog()
@@ -173,16 +182,165 @@ class CensusEmulator:
 
     # -- scripting ----------------------------------------------------------------------
 
-    def add_sync(self, script: RunScript | None = None, label: str | None = None) -> int:
-        """Add a sync whose runs follow ``script`` (default: complete after a few polls)."""
-        return self.workspace.add_sync(script or RunScript(), label=label)
+    @property
+    def sync_source_names(self) -> bool:
+        """Whether sync answers name the model, segment or dataset a sync reads (default True).
+
+        Census's sync answers have carried the model's name beside its id, but a client must
+        not count on it: with False, ``source_attributes.object`` of such a sync shows only
+        ``type`` and ``id``, and the client has to look the object up (``GET
+        /sources/{id}/models/{model_id}``, ``.../filter_segments/{id}``, ``/datasets/{id}``).
+        A table keeps its ``table_catalog``, ``table_schema`` and ``table_name``. It can be
+        changed while the emulator serves.
+        """
+        return self.workspace.sync_source_names
+
+    @sync_source_names.setter
+    def sync_source_names(self, shown: bool) -> None:
+        self.workspace.sync_source_names = shown
+
+    @property
+    def refuse_paused_triggers(self) -> bool:
+        """Whether triggering a paused sync is refused (default False: it runs like any other).
+
+        Census does not document what ``POST /syncs/{id}/trigger`` does to a paused sync,
+        so the emulator offers both answers; which one Census gives is not known here. When
+        True, the trigger answers 422 ``{"status": "error", "message": "Sync N is paused,
+        ..."}`` on both API versions and starts no run, and :meth:`trigger` raises
+        ``ApiError``. It can be changed while the emulator serves.
+        """
+        return self.workspace.refuse_paused_triggers
+
+    @refuse_paused_triggers.setter
+    def refuse_paused_triggers(self, refused: bool) -> None:
+        self.workspace.refuse_paused_triggers = refused
+
+    def add_sync(
+        self,
+        script: RunScript | None = None,
+        label: str | None = None,
+        *,
+        source: dict[str, Any] | None = None,
+        destination: dict[str, Any] | None = None,
+        paused: bool = False,
+        operation: str = "upsert",
+        mappings: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Add a sync whose runs follow ``script`` (default: complete after a few polls).
+
+        By default it reads model 15 (``braze_test``) of source 4 and writes Braze users.
+        ``source`` names another object, of source 4 unless it gives a ``connection_id``
+        (or ``connection_slug``): ``{"type": "model", "name": "dim_users"}`` (or ``"id"``),
+        ``{"type": "table", "table_catalog": "prod", "table_schema": "analytics",
+        "table_name": "dim_users"}`` (or ``"id"``; the name alone when it is unambiguous),
+        ``{"type": "segment", "name": ...}``, ``{"type": "dataset", "name": ...}``, or
+        Census's own form ``{"connection_id": 4, "object": {...}}``. ``destination`` is
+        ``{"connection_id": 15, "object": "user"}``, the connection by v1 id, slug or V2
+        activation id. ``paused`` and ``operation`` are the sync's; ``mappings`` default to
+        EMAIL mapped to the object's first key field. Whatever ``POST /syncs`` would refuse
+        raises ValueError with its message. A paused sync still runs when triggered unless
+        :attr:`refuse_paused_triggers`.
+        """
+        try:
+            return self.workspace.add_sync(
+                script or RunScript(),
+                label=label,
+                source=source,
+                destination=destination,
+                paused=paused,
+                operation=operation,
+                mappings=mappings,
+            )
+        except ApiError as exc:
+            raise ValueError(exc.message) from None
+
+    def add_model(
+        self,
+        name: str,
+        *,
+        source_id: int = 4,
+        query: str | None = None,
+        columns: Iterable[tuple[str, str]] | None = None,
+    ) -> int:
+        """Add a model to a source (Snowflake, 4, by default) and return its id.
+
+        ``columns`` are ``(name, type)`` pairs (default ``ID`` and ``EMAIL``); ``query``
+        defaults to ``select * from <name>``. A source's model names are unique (ValueError).
+        """
+        return self.workspace.catalog.add_model(source_id, name, query, columns)
+
+    def add_table(
+        self,
+        name: str,
+        *,
+        source_id: int = 4,
+        catalog: str = "prod",
+        schema: str = "analytics",
+        columns: Iterable[tuple[str, str]] | None = None,
+    ) -> int:
+        """Add the warehouse table ``catalog.schema.name`` to a source and return its id."""
+        return self.workspace.catalog.add_table(source_id, catalog, schema, name, columns)
+
+    def add_dataset(self, name: str, *, source_id: int = 4, query: str | None = None) -> int:
+        """Add a SQL dataset built on a source (``GET /datasets`` lists them) and return its id."""
+        return self.workspace.catalog.add_dataset(source_id, name, query)
+
+    def add_segment(
+        self,
+        name: str,
+        *,
+        source_id: int = 4,
+        model_id: int | None = None,
+        dataset_id: int | None = None,
+        query: str | None = None,
+    ) -> int:
+        """Add a filter segment (over a model or dataset of the source) and return its id.
+
+        ``GET /sources/{id}/filter_segments`` lists them, as Census's v1 reference has it.
+        """
+        return self.workspace.catalog.add_segment(
+            source_id, name, model_id=model_id, dataset_id=dataset_id, query=query
+        )
+
+    def add_destination(
+        self,
+        name: str,
+        objects: Iterable[str],
+        *,
+        slug: str | None = None,
+        service: str | None = None,
+        activation_id: str | None = None,
+        credentials: dict[str, Any] | None = None,
+    ) -> int:
+        """Add a destination connection with the objects ``objects`` (full names); returns its v1 id.
+
+        ``service`` is the connection's ``type`` (``salesforce``; default: the slug's first word).
+        ``activation_id`` is what API V2 calls it (default: from the slug and id).
+        """
+        return self.workspace.catalog.add_destination(
+            name, objects, slug=slug, service=service, activation_id=activation_id, credentials=credentials
+        )
+
+    def seed_post_dbt_workspace(self, models: int = 30, syncs: int = 80) -> dict[str, Any]:
+        """Fill the workspace as a team running dbt before Census has it; once per emulator.
+
+        See :func:`airflow_provider_census.testing.seeds.seed_post_dbt_workspace` for what
+        is made and the dict returned (ids by name and label, the paused ids, each sync).
+        """
+        from airflow_provider_census.testing.seeds import seed_post_dbt_workspace
+
+        return seed_post_dbt_workspace(self.workspace, models=models, syncs=syncs)
 
     def script_sync(self, sync_id: int, script: RunScript) -> None:
         """Make the next runs of an existing sync (seeded ones too) follow ``script``."""
         self.workspace.script_sync(sync_id, script)
 
     def trigger(self, sync_id: int, full_sync: bool = False) -> int:
-        """Start a run directly, as if someone pressed "Sync now" in the Census app."""
+        """Start a run directly, as if someone pressed "Sync now" in the Census app.
+
+        With :attr:`refuse_paused_triggers` a paused sync is refused here as over HTTP,
+        by raising ``ApiError`` (422).
+        """
         return self.workspace.trigger(sync_id, full_sync=full_sync)
 
     def rotate_token(self, version: str, new_token: str) -> None:

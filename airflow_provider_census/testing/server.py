@@ -348,6 +348,24 @@ async def get_table(request: web.Request) -> web.Response:
     return _by_id(tables, request.match_info["table"], "Table")
 
 
+async def list_segments(request: web.Request) -> web.Response:
+    segments = request.app[STATE].workspace.catalog.segments(_source(request)["id"])
+    return listing(request, segments)
+
+
+async def get_segment(request: web.Request) -> web.Response:
+    segments = request.app[STATE].workspace.catalog.segments(_source(request)["id"])
+    return _by_id(segments, request.match_info["segment"], "Segment")
+
+
+async def list_datasets(request: web.Request) -> web.Response:
+    return listing(request, _strip_columns(request.app[STATE].workspace.catalog.datasets()))
+
+
+async def get_dataset(request: web.Request) -> web.Response:
+    return _by_id(request.app[STATE].workspace.catalog.datasets(), request.match_info["dataset"], "Dataset")
+
+
 async def list_destinations(request: web.Request) -> web.Response:
     _query_group(request, required=True)
     destinations = request.app[STATE].workspace.catalog.destinations()
@@ -511,6 +529,10 @@ ROUTES: list[tuple[tuple[str, ...], str, str, Handler]] = [
     (BOTH, "GET", "/sources/{source}/models/{model}", get_model),
     (BOTH, "GET", "/sources/{source}/tables", list_tables),
     (BOTH, "GET", "/sources/{source}/tables/{table}", get_table),
+    (BOTH, "GET", "/sources/{source}/filter_segments", list_segments),
+    (BOTH, "GET", "/sources/{source}/filter_segments/{segment}", get_segment),
+    (BOTH, "GET", "/datasets", list_datasets),
+    (BOTH, "GET", "/datasets/{dataset}", get_dataset),
     (V1, "GET", "/destinations", list_destinations),
     (V1, "GET", "/destinations/{destination}", get_destination),
     (V1, "GET", "/destinations/{destination}/objects", destination_objects),

@@ -2,7 +2,8 @@
 
 Census answers 422 with a message naming what is wrong; the emulator does the same so a
 client's error handling for rejected configurations can be tested. References to
-connections, models, tables and destination objects must exist in the workspace.
+connections, models, tables, filter segments, datasets and destination objects must exist
+in the workspace.
 """
 
 from __future__ import annotations
@@ -46,17 +47,35 @@ def _connection(attrs: JSON, where: str, lookup: Any, kind: str) -> JSON:
     return found
 
 
-def _pick(items: list[JSON], spec: JSON, name_key: str) -> JSON | None:
-    for item in items:
-        if "id" in spec and str(item["id"]) == str(spec["id"]):
-            return item
-        if spec.get(name_key) is not None and item.get(name_key) == spec.get(name_key):
-            return item
-    return None
+def _pick(items: list[JSON], spec: JSON, name_keys: tuple[str, ...]) -> JSON | None:
+    """The item ``spec`` names: by ``id``, else by every one of ``name_keys`` it gives.
+
+    A table named only by ``table_name`` while several tables share that name is
+    ambiguous, and Census could not know which one is meant: that is a 422.
+    """
+    if spec.get("id") is not None:
+        return next((item for item in items if str(item["id"]) == str(spec["id"])), None)
+    given = {key: spec[key] for key in name_keys if spec.get(key) is not None}
+    if not given:
+        return None
+    found = [item for item in items if all(item.get(key) == value for key, value in given.items())]
+    if len(found) > 1:
+        named = ", ".join(f"{key}={value!r}" for key, value in given.items())
+        raise invalid(f"source_attributes.object ({named}) matches {len(found)} objects; give its id")
+    return found[0] if found else None
+
+
+def _named(kind: str, spec: JSON) -> object:
+    return spec.get("id", spec.get("name" if kind != "table" else "table_name"))
 
 
 def _source_object(catalog: Catalog, source_id: int, attrs: JSON) -> JSON:
-    """The source object, from the new ``object`` form or the legacy flat form."""
+    """The source object, from the new ``object`` form or the legacy flat form.
+
+    Models, tables, filter segments and datasets must exist in the source; the answer
+    keeps what identifies them (``type``, ``id`` and the name or the table's parts).
+    Other kinds (cohorts, topics) are kept as given.
+    """
     spec = attrs.get("object")
     if spec is None and "type" in attrs:
         spec = {
@@ -71,16 +90,17 @@ def _source_object(catalog: Catalog, source_id: int, attrs: JSON) -> JSON:
     kind = spec.get("type")
     if kind not in SOURCE_OBJECT_TYPES:
         raise invalid(f"source_attributes.object.type must be one of {', '.join(SOURCE_OBJECT_TYPES)}")
-    if kind == "model":
-        model = _pick(catalog.models(source_id), spec, "name")
-        if model is None:
-            raise invalid(f"Model {spec.get('id', spec.get('name'))!r} not found in source {source_id}")
-        return {"type": "model", "id": model["id"], "name": model["name"]}
     if kind == "table":
-        table = _pick(catalog.tables(source_id), spec, "table_name")
+        table = _pick(catalog.tables(source_id), spec, ("table_name", "table_schema", "table_catalog"))
         if table is None:
-            raise invalid(f"Table {spec.get('id', spec.get('table_name'))!r} not found in source {source_id}")
+            raise invalid(f"Table {_named(kind, spec)!r} not found in source {source_id}")
         return {key: table[key] for key in ("type", "id", "table_catalog", "table_schema", "table_name")}
+    lookups = {"model": catalog.models, "segment": catalog.segments, "dataset": catalog.datasets}
+    if kind in lookups:
+        found = _pick(lookups[kind](source_id), spec, ("name",))
+        if found is None:
+            raise invalid(f"{kind.capitalize()} {_named(kind, spec)!r} not found in source {source_id}")
+        return {"type": kind, "id": found["id"], "name": found["name"]}
     return {key: value for key, value in spec.items() if value is not None}
 
 

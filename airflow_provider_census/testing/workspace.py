@@ -8,12 +8,13 @@ for quick in-memory work.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import threading
 
 from airflow_provider_census.testing import validation
 from airflow_provider_census.testing.catalog import JSON, Catalog
-from airflow_provider_census.testing.errors import not_found
+from airflow_provider_census.testing.errors import invalid, not_found
 from airflow_provider_census.testing.runs import Run, RunScript, iso, utcnow
 
 _SEED_MAPPINGS: list[JSON] = [
@@ -84,8 +85,10 @@ _SYNC_STATUS = {"completed": "Up to date", "failed": "Failing"}
 class Workspace:
     """Syncs and runs of one emulated workspace, safe to use from several threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sync_source_names: bool = True, refuse_paused_triggers: bool = False) -> None:
         self.catalog = Catalog()
+        self.sync_source_names = sync_source_names
+        self.refuse_paused_triggers = refuse_paused_triggers
         self._lock = threading.RLock()
         self._syncs: dict[int, JSON] = {}
         self._scripts: dict[int, RunScript] = {}
@@ -130,8 +133,18 @@ class Workspace:
         return sync
 
     def _sync_view(self, sync: JSON) -> JSON:
-        """A sync as the API shows it, with a ``status`` derived from its latest run."""
+        """A sync as the API shows it, with a ``status`` derived from its latest run.
+
+        Without :attr:`sync_source_names` the source object of a model, segment or dataset
+        shows only its ``type`` and ``id``, as a Census answer may: a client must then look
+        the object up to learn its name. A table keeps its catalog, schema and name.
+        """
         view = dict(sync)
+        source = sync.get("source_attributes")
+        if not self.sync_source_names and isinstance(source, dict) and isinstance(source.get("object"), dict):
+            obj = source["object"]
+            if obj.get("type") != "table":
+                view["source_attributes"] = {**source, "object": {k: v for k, v in obj.items() if k != "name"}}
         runs = sorted(self._runs_of(sync["id"]), key=lambda run: run.id)
         shown = [run.to_api() for run in runs if run.phase() != "skipped"]
         if not shown:
@@ -149,6 +162,13 @@ class Workspace:
     def get_sync(self, sync_id: int) -> JSON:
         with self._lock:
             return self._sync_view(self._sync(sync_id))
+
+    def stored_sync(self, sync_id: int) -> JSON:
+        """What identifies a sync, as stored (source names included, whatever the API shows)."""
+        with self._lock:
+            sync = self._sync(sync_id)
+            keys = ("id", "label", "paused", "operation", "source_attributes", "destination_attributes")
+            return copy.deepcopy({key: sync[key] for key in keys})
 
     def create_sync(self, body: object, *, validate_only: bool = False) -> int | None:
         """Create a sync from a ``POST /syncs`` body; with ``validate_only`` only check it."""
@@ -178,19 +198,58 @@ class Workspace:
             self._sync(sync_id)
             del self._syncs[sync_id]
 
-    def add_sync(self, script: RunScript, label: str | None = None) -> int:
-        """Create a ready-made sync (model 15 to Braze users) that follows ``script``."""
+    def add_sync(
+        self,
+        script: RunScript,
+        label: str | None = None,
+        *,
+        source: JSON | None = None,
+        destination: JSON | None = None,
+        paused: bool = False,
+        operation: str = "upsert",
+        mappings: list[JSON] | None = None,
+    ) -> int:
+        """Create a ready-made sync that follows ``script``; see :meth:`CensusEmulator.add_sync`.
+
+        Bad arguments raise :class:`ApiError` with the message ``POST /syncs`` would give.
+        """
+        destination_attrs = self._destination_spec(destination)
         config = validation.new_sync(
             self.catalog,
             {
                 "label": label,
-                "operation": "upsert",
-                "source_attributes": {"connection_id": 4, "object": {"type": "model", "id": 15}},
-                "destination_attributes": {"connection_id": 15, "object": "user"},
-                "mappings": [dict(mapping) for mapping in _SEED_MAPPINGS],
+                "operation": operation,
+                "paused": paused,
+                "source_attributes": _source_spec(source),
+                "destination_attributes": destination_attrs,
+                "mappings": mappings if mappings is not None else self._default_mappings(destination_attrs),
             },
         )
         return self._insert_sync(config, script)
+
+    def _destination_spec(self, destination: JSON | None) -> JSON:
+        """``destination`` with its connection as a v1 id; an activation id (V2's name) is accepted too."""
+        if destination is None:
+            return {"connection_id": 15, "object": "user"}
+        attrs = dict(destination)
+        key = attrs.get("connection_id")
+        if isinstance(key, str) and self.catalog.destination(key) is None:
+            found = self.catalog.destination_for_activation(key)
+            if found is not None:
+                attrs["connection_id"] = found["id"]
+        return attrs
+
+    def _default_mappings(self, destination: JSON) -> list[JSON]:
+        """The seed's mappings for Braze users; elsewhere EMAIL to the object's first key field."""
+        if destination == {"connection_id": 15, "object": "user"}:
+            return [dict(mapping) for mapping in _SEED_MAPPINGS]
+        found = self.catalog.destination(str(destination.get("connection_id")))
+        fields: list[JSON] = []
+        if found is not None:
+            objects = self.catalog.objects(found["id"], with_fields=True)
+            fields = next((obj["fields"] for obj in objects if obj["full_name"] == destination.get("object")), [])
+        key = next((field["full_name"] for field in fields if field["can_be_upsert_key"]), "external_id")
+        return [{"from": {"type": "column", "data": "EMAIL"}, "to": key, "is_primary_identifier": True}]
 
     def script_sync(self, sync_id: int, script: RunScript) -> None:
         """Make the next runs of ``sync_id`` follow ``script`` (runs already started keep theirs)."""
@@ -210,9 +269,19 @@ class Workspace:
         return run
 
     def trigger(self, sync_id: int, *, full_sync: bool) -> int:
-        """Start a run; it is skipped at once if an earlier run of the sync is still going."""
+        """Start a run; it is skipped at once if an earlier run of the sync is still going.
+
+        A paused sync runs like any other unless :attr:`refuse_paused_triggers`; then it is
+        refused with a 422 and starts no run. Both are the emulator's, not documented Census
+        behaviour (Census documents ``paused`` only as "whether or not this sync should be
+        paused"), so a client can be tested against either.
+        """
         with self._lock:
-            self._sync(sync_id)
+            if self._sync(sync_id).get("paused") is True and self.refuse_paused_triggers:
+                raise invalid(
+                    f"Sync {sync_id} is paused, so it cannot be triggered; "
+                    f"unpause it first (PATCH /syncs/{sync_id} with paused: false)"
+                )
             busy = any(run.in_progress() for run in self._runs_of(sync_id))
             run = Run(next(self._run_ids), sync_id, self._scripts[sync_id], full_sync=full_sync)
             if busy:
@@ -246,3 +315,19 @@ class Workspace:
     def run_finished_at(self, run_id: int) -> float | None:
         with self._lock:
             return self._run(run_id).finished_at()
+
+
+def _source_spec(source: JSON | None) -> JSON:
+    """``source_attributes`` from :meth:`Workspace.add_sync`'s short form (or the full one).
+
+    ``{"type": "model", "name": "dim_users"}`` and ``{"connection_id": 10, "type": "table",
+    ...}`` name an object of a source (4 unless given); a spec that already has an
+    ``object`` is taken as ``source_attributes`` as it is.
+    """
+    if source is None:
+        return {"connection_id": 4, "object": {"type": "model", "id": 15}}
+    keys = ("connection_id", "connection_slug")
+    connection = {key: source[key] for key in keys if key in source} or {"connection_id": 4}
+    if "object" in source:
+        return {**source, **connection}
+    return {**connection, "object": {key: value for key, value in source.items() if key not in keys}}

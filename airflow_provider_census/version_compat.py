@@ -19,6 +19,7 @@ AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= Version("3.3.0")
 
 if TYPE_CHECKING:
     from airflow.sdk import (
+        Asset,
         BaseHook,
         BaseOperator,
         BaseOperatorLink,
@@ -42,6 +43,7 @@ else:
         AirflowNotFoundException,
         AirflowSensorTimeout,
         AirflowSkipException,
+        Asset,
         BaseHook,
         BaseOperator,
         BaseOperatorLink,
@@ -81,6 +83,7 @@ __all__ = [
     "AirflowProviderDeprecationWarning",
     "AirflowSensorTimeout",
     "AirflowSkipException",
+    "Asset",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from airflow_provider_census.api.errors import CensusError, CensusInputError
 from airflow_provider_census.api.retry import is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.assets.census import record_run_in_outlets
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.runs import XCOM_SYNC_RUN, XCOM_SYNC_RUN_ID, XCOM_SYNC_RUN_URL, RunExpectations, RunSummary
@@ -197,10 +198,11 @@ class SyncRunTask(BaseOperator):
         raise NotImplementedError
 
     def finish(self, context: Context, summary: RunSummary) -> int:
-        """Publish the summary, log it, and return the run id or raise the run's error."""
+        """Publish the summary, log it, and return the run id (the run recorded in the outlets' events) or raise."""
         context["ti"].xcom_push(key=XCOM_SYNC_RUN, value=summary.to_json())
         self.log.info("%s", summary.describe())
         self.expectations.check(summary)
+        record_run_in_outlets(list(self.outlets), context, summary)
         return summary.sync_run_id
 
     def earlier_run(self, summary: RunSummary) -> SyncRun | None:

@@ -101,7 +101,10 @@ def main() -> int:
             error_detail="Format the field as a JSON array, e.g. [\"jim\"].",
         ))  # fmt: skip
         print(f"Census emulator (API v2) at {emulator.api_base_url('v2')}; Airflow home {home}")
-        print("Running `airflow dags test census_post_dbt`: dbt_build, then syncs 60 and 61 in parallel (deferrable)\n")
+        print(
+            "Running `airflow dags test census_post_dbt`: dbt_build, then every sync that reads the model "
+            "braze_test (source:braze_test selects 60 and 61 when the DAG runs), in parallel (deferrable)\n"
+        )
         code = run_dag(airflow_env(home, emulator), home / "dags-test.log")
         report(emulator)
     print(f"\nFull Airflow output: {home / 'dags-test.log'}")

@@ -495,15 +495,16 @@ def test_never_ending_run(http: requests.Session, emu: CensusEmulator) -> None:
 
 
 def test_time_driven_run(http: requests.Session, emu: CensusEmulator) -> None:
-    script = RunScript(advance="time", queued_seconds=0.3, working_seconds=0.4)
+    # Phases long enough that five polls fit in the queued one on a busy machine.
+    script = RunScript(advance="time", queued_seconds=1.5, working_seconds=0.5)
     sync_id = emu.add_sync(script)
     before = time.monotonic()
     run_id = trigger(http, emu, sync_id)
     finished_at = emu.run_finished_at(run_id)
     assert finished_at is not None
-    assert before + 0.7 <= finished_at <= time.monotonic() + 0.7
+    assert before + 2.0 <= finished_at <= time.monotonic() + 2.0
     assert statuses(http, emu, run_id, 5) == ["queued"] * 5  # polls do not drive it
-    time.sleep(max(0.0, before + 0.45 - time.monotonic()))
+    time.sleep(max(0.0, before + 1.75 - time.monotonic()))
     assert poll(http, emu, run_id)["status"] == "working"
     time.sleep(max(0.0, finished_at + 0.05 - time.monotonic()))
     done = poll(http, emu, run_id)

@@ -134,8 +134,20 @@ def _matches(pattern: str, *values: str | None) -> bool:
     return any(value is not None and fnmatchcase(value.casefold(), pattern) for value in values)
 
 
+class _NeedsNoLookup:
+    """What a selector needs looked up beyond the sync's own record: nothing, unless it says so."""
+
+    @property
+    def needs_source_names(self) -> bool:
+        return False
+
+    @property
+    def needs_destinations(self) -> bool:
+        return False
+
+
 @dataclass(frozen=True)
-class IdSelector:
+class IdSelector(_NeedsNoLookup):
     """``12`` or ``id:12``: one sync by its id."""
 
     sync_id: int
@@ -144,17 +156,9 @@ class IdSelector:
     def matches(self, sync: SyncFacts) -> bool:
         return sync.id == self.sync_id
 
-    @property
-    def needs_source_names(self) -> bool:
-        return False
-
-    @property
-    def needs_destinations(self) -> bool:
-        return False
-
 
 @dataclass(frozen=True)
-class LabelSelector:
+class LabelSelector(_NeedsNoLookup):
     """``label:crm_*``: syncs by their label."""
 
     pattern: str
@@ -163,17 +167,9 @@ class LabelSelector:
     def matches(self, sync: SyncFacts) -> bool:
         return _matches(self.pattern, sync.label)
 
-    @property
-    def needs_source_names(self) -> bool:
-        return False
-
-    @property
-    def needs_destinations(self) -> bool:
-        return False
-
 
 @dataclass(frozen=True)
-class SourceSelector:
+class SourceSelector(_NeedsNoLookup):
     """``source:name``, ``source:schema.table`` or ``source:catalog.schema.table``."""
 
     parts: tuple[str, ...]
@@ -193,13 +189,9 @@ class SourceSelector:
         """A model's name is not in the sync's own record; a table's parts are, so dotted forms need no lookup."""
         return len(self.parts) == 1 and self.parts[0] != ANY
 
-    @property
-    def needs_destinations(self) -> bool:
-        return False
-
 
 @dataclass(frozen=True)
-class DestinationSelector:
+class DestinationSelector(_NeedsNoLookup):
     """``destination:connection`` or ``destination:connection/object``."""
 
     connection: str
@@ -210,10 +202,6 @@ class DestinationSelector:
         if not _matches(self.connection, sync.destination_name, sync.destination_type):
             return False
         return self.object is None or _matches(self.object, sync.destination_object)
-
-    @property
-    def needs_source_names(self) -> bool:
-        return False
 
     @property
     def needs_destinations(self) -> bool:

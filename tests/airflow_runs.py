@@ -3,10 +3,31 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.conftest import EXAMPLE_DAGS
+
+
+def dag_bundle_folder(tmp_path: Path, bundle: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder for DAG files written by a test, known to Airflow 3 as the DAG bundle ``bundle``.
+
+    Airflow 3 runs ``dag.test()`` only for a DAG its database has from a bundle; Airflow 2 needs none.
+    """
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    if AIRFLOW_V_3_0_PLUS:
+        bundles = [
+            {"name": bundle, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+             "kwargs": {"path": str(folder), "refresh_interval": 0}},
+            {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+             "kwargs": {}},
+        ]  # fmt: skip
+        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    return folder
 
 
 def run_example_dag(dag_id: str) -> Any:

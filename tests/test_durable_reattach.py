@@ -54,7 +54,6 @@ a bundle.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -65,7 +64,7 @@ import pytest
 from airflow_provider_census.operators.census import STATE_STORE_KEY, CensusTriggerSyncOperator
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
-from tests.airflow_runs import task_states, xcom
+from tests.airflow_runs import dag_bundle_folder, task_states, xcom
 
 BUNDLE = "census-durable-reattach"
 MODES = [pytest.param(False, id="poll"), pytest.param(True, id="deferrable")]
@@ -175,16 +174,7 @@ dag = build_retry_dag({dag_id!r}, **{params!r})
 @pytest.fixture
 def retry_dags(tmp_path: Path, airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder for the DAG file, known to Airflow 3 as a DAG bundle; the records of the last run emptied."""
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    if AIRFLOW_V_3_0_PLUS:
-        bundles = [
-            {"name": BUNDLE, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-             "kwargs": {"path": str(folder), "refresh_interval": 0}},
-            {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-             "kwargs": {}},
-        ]  # fmt: skip
-        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    folder = dag_bundle_folder(tmp_path, BUNDLE, monkeypatch)
     # Airflow 3.3's default, set here so that only the operator can forget the run id it kept.
     monkeypatch.setenv("AIRFLOW__STATE_STORE__CLEAR_ON_SUCCESS", "False")
     original = CensusTriggerSyncOperator.execute_complete

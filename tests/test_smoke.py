@@ -21,7 +21,6 @@ dag_bundle_config_list`` beside the dags folder.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +33,7 @@ from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
-from tests.airflow_runs import task_states, xcom
+from tests.airflow_runs import dag_bundle_folder, task_states, xcom
 
 pytestmark = pytest.mark.smoke
 
@@ -99,16 +98,7 @@ dag = build_smoke_dag({dag_id!r}, sync_id={sync_id}, sensor_sync_id={sensor_sync
 @pytest.fixture
 def smoke_dags(tmp_path: Path, airflow_db: None, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder for the DAG file, known to Airflow 3 as a DAG bundle (Airflow 2 needs none)."""
-    folder = tmp_path / "dags"
-    folder.mkdir()
-    if AIRFLOW_V_3_0_PLUS:
-        bundles = [
-            {"name": SMOKE_BUNDLE, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-             "kwargs": {"path": str(folder), "refresh_interval": 0}},
-            {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-             "kwargs": {}},
-        ]  # fmt: skip
-        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps(bundles))
+    folder = dag_bundle_folder(tmp_path, SMOKE_BUNDLE, monkeypatch)
     FAILURES.clear()
     return folder
 

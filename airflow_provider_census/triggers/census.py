@@ -1,14 +1,19 @@
-"""``CensusSyncRunTrigger``: the one trigger that the operator and the sensor defer to.
+"""The wait loop of the provider and the triggers that run it, for one run and for many.
 
-It polls one sync run until it ends and yields exactly one event (schema below). The same
-loop, :meth:`CensusSyncRunTrigger.watch`, also serves the operator's non-deferrable wait, so
-deadlines, cancellation and failure tolerance are written once.
+``CensusSyncRunTrigger`` (the operator's and the sensor's) polls one sync run until it ends
+and yields exactly one event (schema below). ``CensusSyncRunsTrigger`` (the many-syncs
+operator's) runs the same loop once per run in one trigger, so 100 syncs are one deferral and
+one pooled client, not 100. Each trigger's ``watch`` also serves the non-deferrable wait, so
+deadlines, cancellation and failure tolerance are written once, in :class:`_RunWatch`.
 
 Event schema, version 1 (JSON primitives only)::
 
-    {"schema_version": 1, "status": "finished" | "timeout" | "error", "sync_run_id": int,
-     "summary": {...run summary...} | None, "message": str, "canceled_run": bool,
-     "wait_deadline": float | None, "cancel_deadline": float | None}
+    {"schema_version": 1, "status": "finished" | "timeout" | "error" | "stopped",
+     "sync_run_id": int, "summary": {...run summary...} | None, "message": str,
+     "canceled_run": bool, "wait_deadline": float | None, "cancel_deadline": float | None}
+
+``stopped`` ends the wait for one run of many when another failed and ``fail_fast`` is set.
+The many-runs event is ``{"schema_version": 1, "runs": [one event per run, as above]}``.
 
 The deadlines travel with the event so that a task that waits again (for the earlier run
 of a skipped one) keeps the deadlines it started with.
@@ -36,10 +41,10 @@ from airflow_provider_census.api.models import SyncRun, optional_int
 from airflow_provider_census.api.retry import RetryPolicy, is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome, is_retired_state
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.runs import RunSummary, describe
+from airflow_provider_census.runs import RunExpectations, RunSummary, describe
 
 EVENT_SCHEMA_VERSION = 1
-EVENT_STATUSES = ("finished", "timeout", "error")
+EVENT_STATUSES = ("finished", "timeout", "error", "stopped")
 PROGRESS_HEARTBEAT_SECONDS = 300.0
 MAX_BACKOFF_INTERVALS = 8.0
 """After failed polls in a row, the wait before the next one grows to at most this many intervals."""
@@ -133,26 +138,51 @@ def _optional_float(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-class CensusSyncRunTrigger(BaseTrigger):
-    """Wait for a Census sync run to end, without holding a worker slot.
+@dataclass(frozen=True)
+class RunsEvent:
+    """What the many-runs trigger reports: one :class:`RunEvent` per run, in the order it was given them."""
 
-    :param sync_run_id: the run to wait for.
+    runs: tuple[RunEvent, ...]
+    schema_version: int = EVENT_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": self.schema_version, "runs": [event.to_dict() for event in self.runs]}
+
+    @classmethod
+    def from_dict(cls, event: object) -> RunsEvent:
+        """The events, or an error that says they cannot be read (so the task fails loudly, never succeeds)."""
+        try:
+            if not isinstance(event, Mapping) or event.get("schema_version") != EVENT_SCHEMA_VERSION:
+                raise ValueError("not a many-runs event of schema version 1")
+            runs = event.get("runs")
+            if not isinstance(runs, list):
+                raise TypeError("no list of runs")
+            return cls(tuple(RunEvent._read(run) for run in runs))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CensusError(
+                f"The Census trigger's event cannot be read ({exc}): {event!r:.300}. "
+                "The runs' outcomes are unknown; check them in Census, then clear the task to wait again."
+            ) from None
+
+
+class _WaitingTrigger(BaseTrigger):
+    """What both triggers take and share: how to poll, when to stop, and how to cancel a run.
+
     :param census_conn_id: the Airflow connection to Census.
-    :param poll_interval: seconds between polls.
-    :param wait_deadline: epoch seconds after which to stop waiting (the run goes on).
-    :param cancel_deadline: epoch seconds after which to cancel the run and stop.
-    :param max_poll_failures: consecutive failed polls (timeouts, 5xx, 429, unreadable
-        answers) tolerated before giving up with an ``error`` event.
+    :param poll_interval: seconds between polls of each run.
+    :param wait_deadline: epoch seconds after which to stop waiting (the runs go on).
+    :param cancel_deadline: epoch seconds after which to cancel the runs and stop.
+    :param max_poll_failures: consecutive failed polls of a run (timeouts, 5xx, 429, unreadable
+        answers) tolerated before giving up on it with an ``error`` event.
     :param unknown_state_timeout: seconds a run may stay in a state this provider does not
-        know before the wait ends (it is then reported, never taken as success).
-    :param cancel_on_kill: cancel the run when a user kills or clears the deferred task
+        know before its wait ends (it is then reported, never taken as success).
+    :param cancel_on_kill: cancel the runs when a user kills or clears the deferred task
         (Airflow 3.3 and later call ``on_kill`` on triggers).
     :param started_at: epoch seconds when the wait began, for progress messages.
     """
 
     def __init__(
         self,
-        sync_run_id: int,
         *,
         census_conn_id: str = CensusHook.default_conn_name,
         poll_interval: float = 10.0,
@@ -164,7 +194,6 @@ class CensusSyncRunTrigger(BaseTrigger):
         started_at: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.sync_run_id = int(sync_run_id)
         self.census_conn_id = census_conn_id
         self.poll_interval = float(poll_interval)
         self.wait_deadline = wait_deadline
@@ -174,51 +203,204 @@ class CensusSyncRunTrigger(BaseTrigger):
         self.cancel_on_kill = bool(cancel_on_kill)
         self.started_at = time.time() if started_at is None else float(started_at)
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "sync_run_id": self.sync_run_id,
-                "census_conn_id": self.census_conn_id,
-                "poll_interval": self.poll_interval,
-                "wait_deadline": self.wait_deadline,
-                "cancel_deadline": self.cancel_deadline,
-                "max_poll_failures": self.max_poll_failures,
-                "unknown_state_timeout": self.unknown_state_timeout,
-                "cancel_on_kill": self.cancel_on_kill,
-                "started_at": self.started_at,
-            },
-        )
+    def _waiting_kwargs(self) -> dict[str, Any]:
+        return {
+            "census_conn_id": self.census_conn_id,
+            "poll_interval": self.poll_interval,
+            "wait_deadline": self.wait_deadline,
+            "cancel_deadline": self.cancel_deadline,
+            "max_poll_failures": self.max_poll_failures,
+            "unknown_state_timeout": self.unknown_state_timeout,
+            "cancel_on_kill": self.cancel_on_kill,
+            "started_at": self.started_at,
+        }
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        event = await self.watch(self.log, first_poll_delay=random.uniform(0, self.poll_interval))  # noqa: S311
-        yield TriggerEvent(event.to_dict())  # type: ignore[no-untyped-call]
+    def _class_path(self) -> str:
+        return f"{type(self).__module__}.{type(self).__qualname__}"
 
-    async def on_kill(self) -> None:
-        """Cancel the run when a user kills or clears the deferred task (Airflow 3.3+)."""
-        if not self.cancel_on_kill:
-            return
-        await self.cancel_run()
-        self.log.info("Canceled Census sync run %s because its task was killed", self.sync_run_id)
-
-    async def cancel_run(self) -> None:
-        """Cancel the run, retrying passing faults (unlike polls, a cancel has no next interval)."""
+    async def cancel_run(self, sync_run_id: int) -> None:
+        """Cancel a run, retrying passing faults (unlike polls, a cancel has no next interval)."""
         hook = CensusHook(self.census_conn_id, retry_policy=CANCEL_RETRIES)
         try:
-            await hook.acancel_sync_run(self.sync_run_id)
+            await hook.acancel_sync_run(sync_run_id)
         finally:
             await hook.aclose()
 
     def _make_hook(self) -> CensusHook:
         return CensusHook(self.census_conn_id, retry_policy=ONE_TRY)
 
+    def _first_poll_delay(self) -> float:
+        """Up to one interval at random, so waits that start together do not poll together."""
+        return random.uniform(0, self.poll_interval)  # noqa: S311
+
+
+class CensusSyncRunTrigger(_WaitingTrigger):
+    """Wait for a Census sync run to end, without holding a worker slot.
+
+    :param sync_run_id: the run to wait for.
+
+    The other parameters (connection, interval, deadlines, tolerance, cancel on kill) are
+    those of every Census wait; see :class:`CensusSyncRunsTrigger` for their meaning.
+    """
+
+    def __init__(self, sync_run_id: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sync_run_id = int(sync_run_id)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return self._class_path(), {"sync_run_id": self.sync_run_id, **self._waiting_kwargs()}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        event = await self.watch(self.log, first_poll_delay=self._first_poll_delay())
+        yield TriggerEvent(event.to_dict())  # type: ignore[no-untyped-call]
+
+    async def on_kill(self) -> None:
+        """Cancel the run when a user kills or clears the deferred task (Airflow 3.3+)."""
+        if not self.cancel_on_kill:
+            return
+        await self.cancel_run(self.sync_run_id)
+        self.log.info("Canceled Census sync run %s because its task was killed", self.sync_run_id)
+
     async def watch(self, log: logging.Logger | Any, first_poll_delay: float = 0.0) -> RunEvent:
         """Poll the run until it ends or a deadline passes; the one wait loop of the provider."""
         hook = self._make_hook()
         try:
-            return await _RunWatch(self, hook, log).until_done(first_poll_delay)
+            return await _RunWatch(self, self.sync_run_id, hook, log).until_done(first_poll_delay)
         finally:
             await hook.aclose()
+
+
+class CensusSyncRunsTrigger(_WaitingTrigger):
+    """Wait for many Census sync runs in one trigger: one wait loop per run, one pooled client.
+
+    Each run is waited for exactly as :class:`CensusSyncRunTrigger` waits for one (same
+    deadlines, tolerance, unknown-state limit), and the trigger yields one event once every
+    wait has ended. With ``fail_fast``, the first run that does not succeed (by the task's own
+    checks, passed in as ``on_skipped`` and the rejected-records limits) ends the others: the
+    task's own runs still going are canceled, runs it only watches are left alone.
+
+    :param sync_run_ids: the task's own runs, canceled at ``cancel_deadline``, on kill and by ``fail_fast``.
+    :param watched_run_ids: runs the task waits for but did not start (the earlier run that
+        made Census skip one of the task's): never canceled, and their end fails nothing.
+    :param fail_fast: stop every other wait at the first run that does not succeed.
+    :param on_skipped: the task's skipped policy: a skip counts as a failure unless it is
+        ``succeed`` or ``wait`` (the task then handles the skip after the event).
+    :param max_rejected_records: the task's limit on rejected records, for ``fail_fast``.
+    :param max_rejected_share: the task's limit on the share of rejected records, for ``fail_fast``.
+    """
+
+    def __init__(
+        self,
+        sync_run_ids: list[int],
+        *,
+        watched_run_ids: list[int] | None = None,
+        fail_fast: bool = False,
+        on_skipped: str = "fail",
+        max_rejected_records: int | None = None,
+        max_rejected_share: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sync_run_ids = [int(run_id) for run_id in sync_run_ids]
+        self.watched_run_ids = [int(run_id) for run_id in watched_run_ids or ()]
+        self.fail_fast = bool(fail_fast)
+        self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
+        self._open_runs: set[int] = set(self.sync_run_ids)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        expectations = self.expectations
+        return self._class_path(), {
+            "sync_run_ids": self.sync_run_ids,
+            "watched_run_ids": self.watched_run_ids,
+            "fail_fast": self.fail_fast,
+            "on_skipped": expectations.on_skipped,
+            "max_rejected_records": expectations.max_rejected_records,
+            "max_rejected_share": expectations.max_rejected_share,
+            **self._waiting_kwargs(),
+        }
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        event = await self.watch(self.log, spread_first_polls=True)
+        yield TriggerEvent(event.to_dict())  # type: ignore[no-untyped-call]
+
+    async def on_kill(self) -> None:
+        """Cancel the task's own runs still going when a user kills or clears the task (Airflow 3.3+)."""
+        if not self.cancel_on_kill or not self._open_runs:
+            return
+        open_runs = sorted(self._open_runs)
+        await asyncio.gather(*(self.cancel_run(run_id) for run_id in open_runs), return_exceptions=True)
+        self.log.info("Canceled Census sync runs %s because their task was killed", open_runs)
+
+    async def watch(self, log: logging.Logger | Any, spread_first_polls: bool = False) -> RunsEvent:
+        """One :class:`_RunWatch` per run, side by side; the event once all have ended (or fail_fast stopped them)."""
+        hook = self._make_hook()
+        watched = set(self.watched_run_ids)
+        watches = {
+            run_id: _RunWatch(self, run_id, hook, log, watch_only=run_id in watched)
+            for run_id in [*self.sync_run_ids, *self.watched_run_ids]
+        }
+        tasks = {
+            asyncio.create_task(watch.until_done(self._first_poll_delay() if spread_first_polls else 0.0)): run_id
+            for run_id, watch in watches.items()
+        }
+        events: dict[int, RunEvent] = {}
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                failed = self._record_ended(done, tasks, events, watched)
+                if failed is not None and self.fail_fast and pending:
+                    await self._stop_the_rest(pending, tasks, watches, events, failed)
+                    pending = set()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await hook.aclose()
+        return RunsEvent(tuple(events[run_id] for run_id in watches))
+
+    def _record_ended(
+        self,
+        done: set[asyncio.Task[RunEvent]],
+        tasks: dict[asyncio.Task[RunEvent], int],
+        events: dict[int, RunEvent],
+        watched: set[int],
+    ) -> RunEvent | None:
+        """Keep the ended waits' events; return the first that counts as a failure for ``fail_fast``."""
+        failed = None
+        for task in done:
+            event = task.result()
+            events[tasks[task]] = event
+            self._open_runs.discard(event.sync_run_id)
+            if failed is None and self._is_failure(event, watched_only=event.sync_run_id in watched):
+                failed = event
+        return failed
+
+    def _is_failure(self, event: RunEvent, *, watched_only: bool) -> bool:
+        if event.status != "finished" or event.summary is None:
+            return True
+        if watched_only:
+            return False
+        summary = event.summary
+        skip_left_to_task = summary.outcome is RunOutcome.SKIPPED and self.expectations.waits_out_skips
+        return not skip_left_to_task and not self.expectations.accept(summary)
+
+    async def _stop_the_rest(
+        self,
+        pending: set[asyncio.Task[RunEvent]],
+        tasks: dict[asyncio.Task[RunEvent], int],
+        watches: dict[int, _RunWatch],
+        events: dict[int, RunEvent],
+        failed: RunEvent,
+    ) -> None:
+        """``fail_fast``: end the other waits, canceling the task's own runs among them."""
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        reason = f"fail_fast: Census sync run {failed.sync_run_id} did not succeed"
+        stopped = [watches[tasks[task]] for task in pending]
+        for event in await asyncio.gather(*(watch.stop(reason) for watch in stopped)):
+            events[event.sync_run_id] = event
+            self._open_runs.discard(event.sync_run_id)
 
 
 class CensusTrigger(CensusSyncRunTrigger):
@@ -296,15 +478,32 @@ def _wake(woken: asyncio.Future[None]) -> None:
 
 
 class _RunWatch:
-    """The state of one wait: failures in a row, the last run seen, when an unknown state began."""
+    """The state of one run's wait: failures in a row, the last run seen, when an unknown state began.
 
-    def __init__(self, trigger: CensusSyncRunTrigger, hook: CensusHook, log: logging.Logger | Any) -> None:
+    A run the task only watches (``watch_only``) is never canceled: at the cancel deadline
+    its wait simply ends, as at the wait deadline.
+    """
+
+    def __init__(
+        self,
+        trigger: _WaitingTrigger,
+        sync_run_id: int,
+        hook: CensusHook,
+        log: logging.Logger | Any,
+        *,
+        watch_only: bool = False,
+    ) -> None:
         self.trigger = trigger
+        self.sync_run_id = sync_run_id
         self.hook = hook
         self.log = log
         self.failures = 0
         self.last_run: SyncRun | None = None
-        self.next_deadline = min((d for d in (trigger.wait_deadline, trigger.cancel_deadline) if d), default=None)
+        deadlines = [d for d in (trigger.wait_deadline, trigger.cancel_deadline) if d]
+        self.wait_deadline = min(deadlines, default=None) if watch_only else trigger.wait_deadline
+        self.cancel_deadline = None if watch_only else trigger.cancel_deadline
+        self.watch_only = watch_only
+        self.next_deadline = min(deadlines, default=None)
         self.unknown_since: float | None = None
         self.last_progress: tuple[Any, ...] | None = None
         self.last_progress_at = 0.0
@@ -327,8 +526,8 @@ class _RunWatch:
         if delay > 0:
             await _sleep_to_slot(delay, self.trigger.poll_interval)
         now = time.time()
-        cancel_due = self.trigger.cancel_deadline is not None and now >= self.trigger.cancel_deadline
-        wait_due = self.trigger.wait_deadline is not None and now >= self.trigger.wait_deadline
+        cancel_due = self.cancel_deadline is not None and now >= self.cancel_deadline
+        wait_due = self.wait_deadline is not None and now >= self.wait_deadline
         if not (cancel_due or wait_due):
             return None
         ended = await self._last_look()
@@ -338,7 +537,7 @@ class _RunWatch:
             return await self._cancel_at_deadline()
         return self._event(
             "timeout",
-            f"Census sync run {self.trigger.sync_run_id} did not finish in time; it is still going in Census.",
+            f"Census sync run {self.sync_run_id} did not finish in time; it is still going in Census.",
         )
 
     async def _last_look(self) -> RunEvent | None:
@@ -355,7 +554,7 @@ class _RunWatch:
         """
         began = time.monotonic()
         try:
-            run = await self.hook.aget_sync_run(self.trigger.sync_run_id)
+            run = await self.hook.aget_sync_run(self.sync_run_id)
         except CensusError as exc:
             return self._after_failure(exc, began)
         self.failures = 0
@@ -381,7 +580,7 @@ class _RunWatch:
         that failed together do not retry together), and never come sooner than Census's
         ``Retry-After``, capped at :data:`MAX_RETRY_AFTER_SECONDS`.
         """
-        run_id = self.trigger.sync_run_id
+        run_id = self.sync_run_id
         if not is_transient(exc):
             return self._error(f"Polling Census sync run {run_id} failed: {exc}", exc), 0
         self.failures += 1
@@ -408,15 +607,26 @@ class _RunWatch:
             self.log.warning(
                 "Census reports the unknown state %r for sync run %s; waiting up to %.0f s for a known one",
                 self.last_run.status if self.last_run else None,
-                self.trigger.sync_run_id,
+                self.sync_run_id,
                 self.trigger.unknown_state_timeout,
             )
         return now - self.unknown_since >= self.trigger.unknown_state_timeout
 
-    async def _cancel_at_deadline(self) -> RunEvent:
-        run_id = self.trigger.sync_run_id
+    async def stop(self, reason: str) -> RunEvent:
+        """End this wait early because of another run (``fail_fast``): cancel the run unless only watched."""
+        run_id = self.sync_run_id
+        if self.watch_only:
+            return self._event("stopped", f"{reason}; stopped waiting for Census sync run {run_id} (left going).")
         try:
-            await self.trigger.cancel_run()
+            await self.trigger.cancel_run(run_id)
+        except CensusError as exc:
+            return self._event("stopped", f"{reason}; canceling Census sync run {run_id} failed: {exc}")
+        return self._event("stopped", f"{reason}; Census sync run {run_id} was canceled.", canceled=True)
+
+    async def _cancel_at_deadline(self) -> RunEvent:
+        run_id = self.sync_run_id
+        try:
+            await self.trigger.cancel_run(run_id)
         except CensusError as exc:
             return self._event(
                 "timeout", f"The task's execution_timeout passed; canceling Census sync run {run_id} failed: {exc}"
@@ -428,7 +638,7 @@ class _RunWatch:
     def _event(self, status: str, message: str, canceled: bool = False) -> RunEvent:
         return RunEvent(
             status,
-            self.trigger.sync_run_id,
+            self.sync_run_id,
             None if self.last_run is None else RunSummary.of(self.last_run, self.hook.base_url),
             message,
             canceled_run=canceled,

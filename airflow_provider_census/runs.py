@@ -29,6 +29,11 @@ XCOM_SYNC_RUN_ID = "sync_run_id"
 XCOM_SYNC_RUN_URL = "sync_run_url"
 XCOM_SYNC_RUN = "sync_run"
 """XCom keys: the run's id and its page in the Census app (pushed before waiting), and its summary (at the end)."""
+XCOM_SYNC_RUN_IDS = "sync_run_ids"
+XCOM_SYNC_RUNS_URL = "sync_runs_url"
+XCOM_SYNC_RUNS = "sync_runs"
+"""XCom keys of the many-syncs operator: its runs by sync id and one page that leads to them (before
+waiting), and every run's summary by sync id (at the end); sync ids as text, as JSON keys are."""
 
 ON_SKIPPED_CHOICES = ("fail", "succeed", "wait")
 DESCRIBED_COUNTS = ("records_processed", "records_updated", "records_failed", "records_invalid")

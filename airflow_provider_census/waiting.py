@@ -11,26 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from airflow_provider_census.api.errors import CensusError, CensusInputError
+from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.retry import is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.assets.census import record_run_in_outlets
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.runs import XCOM_SYNC_RUN, XCOM_SYNC_RUN_ID, XCOM_SYNC_RUN_URL, RunExpectations, RunSummary
-from airflow_provider_census.version_compat import BaseOperator, default_deferrable
+from airflow_provider_census.version_compat import (
+    AIRFLOW_V_3_3_PLUS,
+    BaseOperator,
+    BaseOperatorLink,
+    default_deferrable,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun
     from airflow_provider_census.triggers.census import CensusSyncRunTrigger, RunEvent
     from airflow_provider_census.version_compat import Context
 
+E = TypeVar("E")
+DEFAULT_TIMEOUT = timedelta(hours=24)
 
 def positive_seconds(value: float | timedelta, name: str) -> float:
     """Seconds from a number or a timedelta, checked when the DAG is parsed."""
@@ -102,7 +110,7 @@ class SyncRunTask(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("census_conn_id",)
-    operator_extra_links = (CensusSyncRunLink(),)
+    operator_extra_links: tuple[BaseOperatorLink, ...] = (CensusSyncRunLink(),)
     ui_color = "#c9f0e4"
 
     def __init__(
@@ -167,20 +175,24 @@ class SyncRunTask(BaseOperator):
     def make_trigger(self, sync_run_id: int, deadlines: Deadlines) -> CensusSyncRunTrigger:
         from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 
-        return CensusSyncRunTrigger(
-            sync_run_id=sync_run_id,
-            census_conn_id=self.census_conn_id,
-            poll_interval=self.poll_seconds,
-            max_poll_failures=self.max_poll_failures,
-            unknown_state_timeout=self.unknown_state_timeout,
-            cancel_on_kill=self.cancels_on_kill,
-            wait_deadline=deadlines.wait,
-            cancel_deadline=deadlines.cancel,
-        )
+        return CensusSyncRunTrigger(sync_run_id=sync_run_id, **self.waiting_kwargs(deadlines))
 
-    def wait_in_worker(self, trigger: CensusSyncRunTrigger) -> RunEvent:
-        """The trigger's own loop, run here: the non-deferrable wait is the same code as the deferred one."""
-        return asyncio.run(trigger.watch(self.log))
+    def waiting_kwargs(self, deadlines: Deadlines) -> dict[str, Any]:
+        """What every trigger of this task is told about waiting: connection, interval, tolerance, deadlines."""
+        return {
+            "census_conn_id": self.census_conn_id,
+            "poll_interval": self.poll_seconds,
+            "max_poll_failures": self.max_poll_failures,
+            "unknown_state_timeout": self.unknown_state_timeout,
+            "cancel_on_kill": self.cancels_on_kill,
+            "wait_deadline": deadlines.wait,
+            "cancel_deadline": deadlines.cancel,
+        }
+
+    @staticmethod
+    def wait_in_worker(watch: Coroutine[Any, Any, E]) -> E:
+        """A trigger's own loop (its ``watch``), run here: the non-deferrable wait is the deferred one's code."""
+        return asyncio.run(watch)
 
     @staticmethod
     def read_event(event: object) -> RunEvent:
@@ -211,3 +223,89 @@ class SyncRunTask(BaseOperator):
             if run.id < summary.sync_run_id and run.outcome is not RunOutcome.SKIPPED:
                 return run
         return None
+
+
+class SyncTriggeringTask(SyncRunTask):
+    """Private base of the operators that trigger syncs: their parameters, and what a retry finds.
+
+    The parameters are documented on :class:`~airflow_provider_census.operators.census.CensusTriggerSyncOperator`.
+    """
+
+    def __init__(
+        self,
+        *,
+        force_full_sync: bool = False,
+        wait_for_completion: bool = True,
+        poll_interval: float = 10.0,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        cancel_on_kill: bool = True,
+        reattach_on_retry: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.force_full_sync = force_full_sync
+        self.wait_for_completion = wait_for_completion
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        self.timeout = positive_seconds(timeout, "timeout")
+        self.cancel_on_kill = cancel_on_kill
+        self.reattach_on_retry = reattach_on_retry
+
+    @property
+    def poll_seconds(self) -> float:
+        return self.poll_interval
+
+    @property
+    def cancels_on_kill(self) -> bool:
+        return self.cancel_on_kill
+
+    def deadlines(self, context: Context) -> Deadlines:
+        return Deadlines.for_task(context, self.timeout, self.execution_timeout)
+
+    def earlier_try_run(self, context: Context, sync_id: int, kept: object) -> int | RunSummary | None:
+        """On a retry, what an earlier try left of a sync: a run to wait for (its id), a result (its summary), or None.
+
+        ``kept`` is the run id that try kept in the ``task_state_store`` (Airflow 3.3+), if any.
+        """
+        if not self.reattach_on_retry or context["ti"].try_number <= 1:
+            return None
+        if task_state_store(context) is not None:
+            return self._run_kept_by_earlier_try(context, kept, sync_id)
+        latest = self.hook.latest_sync_run(sync_id)
+        if latest is not None and latest.outcome is RunOutcome.IN_PROGRESS:
+            self.log.warning(
+                "Try %s: sync %s already has run %s in progress (most likely from an earlier try); "
+                "waiting for it instead of starting a second run (reattach_on_retry=False turns this off).",
+                context["ti"].try_number,
+                sync_id,
+                latest.id,
+            )
+            return latest.id
+        return None
+
+    def _run_kept_by_earlier_try(self, context: Context, kept: object, sync_id: int) -> int | RunSummary | None:
+        if kept is None:
+            return None
+        run = self.hook.get_sync_run(census_id(kept, "the sync_run_id kept by an earlier try"))
+        try_number = context["ti"].try_number
+        if run.sync_id != sync_id:
+            return None
+        if run.outcome is RunOutcome.IN_PROGRESS:
+            self.log.warning("Try %s: run %s of an earlier try is still going; waiting for it.", try_number, run.id)
+            return run.id
+        summary = self.summary_of(run)
+        if run.outcome is RunOutcome.SUCCEEDED and self.expectations.accept(summary):
+            self.log.warning("Try %s: run %s of an earlier try completed; it is the result.", try_number, run.id)
+            return summary
+        self.log.warning(
+            "Try %s: run %s of an earlier try ended %s%s; triggering afresh.",
+            try_number,
+            run.id,
+            run.status,
+            "" if run.outcome is not RunOutcome.SUCCEEDED else " but failed this task's checks",
+        )
+        return None
+
+
+def task_state_store(context: Context) -> Any:
+    """The task's ``task_state_store`` on Airflow 3.3 and later, else None (older Airflow has none)."""
+    return context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None

@@ -47,6 +47,6 @@ def resume(task: Any, context: dict[str, Any], deferred: TaskDeferred) -> Any:
     while True:
         event = asyncio.run(only_event(deferred.trigger))
         try:
-            return getattr(task, deferred.method_name)(context, event)
+            return getattr(task, deferred.method_name)(context, event, **(deferred.kwargs or {}))
         except TaskDeferred as again:
             deferred = again

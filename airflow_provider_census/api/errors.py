@@ -141,6 +141,14 @@ class CensusRejectedRecordsError(CensusRunError):
     """The run completed, but more records were rejected than the task allows."""
 
 
+class CensusSyncRunsFailedError(CensusRunError):
+    """Some of the syncs one task ran did not succeed; the message has a line per failed sync.
+
+    ``summary`` holds ``failed`` (the line of each failed sync, by sync id as text) and
+    ``runs`` (the summary of every run that ended, by sync id as text).
+    """
+
+
 class CensusPollingError(CensusRunError):
     """Polling the run failed too many times in a row; the run's own outcome is unknown."""
 

@@ -49,6 +49,11 @@ def app_url_for_base(base_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def syncs_app_url(base_url: str) -> str:
+    """The workspace's list of syncs in the Census app."""
+    return f"{app_url_for_base(base_url)}/syncs"
+
+
 def sync_run_app_url(base_url: str, sync_id: int, sync_run_id: int) -> str:
     """The page of one run in its sync's history, as Census's app links it."""
     query = urlencode({"sync_run_id": sync_run_id})

@@ -57,3 +57,22 @@ def record_run_in_outlets(task_outlets: list[Any], context: Context, summary: Ru
     for outlet in task_outlets:
         if hasattr(outlet, "uri"):  # an asset (a dataset on 2.11), not an alias or a plain value
             events[outlet].extra.update(event_extra(summary))
+
+
+def record_runs_in_outlets(task_outlets: list[Any], context: Context, summaries: dict[int, RunSummary]) -> None:
+    """For a task that ran many syncs: a sync's asset gets its run; any other asset, every run.
+
+    A sync's asset is one :func:`census_sync_asset` made (its ``extra`` names the sync); the
+    other assets' events list the runs under ``census_sync_runs``, in sync id order.
+    """
+    events = context.get("outlet_events")
+    if events is None:
+        return
+    for outlet in task_outlets:
+        if not hasattr(outlet, "uri"):
+            continue
+        sync_id = (getattr(outlet, "extra", None) or {}).get("census_sync_id")
+        if sync_id in summaries:
+            events[outlet].extra.update(event_extra(summaries[sync_id]))
+        else:
+            events[outlet].extra["census_sync_runs"] = [event_extra(summaries[key]) for key in sorted(summaries)]

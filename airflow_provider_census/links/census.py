@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_census.runs import XCOM_SYNC_RUN_URL
+from airflow_provider_census.runs import XCOM_SYNC_RUN_URL, XCOM_SYNC_RUNS_URL
 from airflow_provider_census.version_compat import BaseOperatorLink, XCom
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
-
 
 
 class CensusSyncRunLink(BaseOperatorLink):
@@ -24,4 +23,18 @@ class CensusSyncRunLink(BaseOperatorLink):
 
     def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
         url = XCom.get_value(key=XCOM_SYNC_RUN_URL, ti_key=ti_key)
+        return url if isinstance(url, str) else ""
+
+
+class CensusSyncRunsLink(BaseOperatorLink):
+    """Links a task that runs many syncs to the Census page that leads to its runs.
+
+    While the runs go, that is the workspace's syncs page (or the one run's page, for a single
+    sync); once the task has failed, the page of the first sync run that did not succeed.
+    """
+
+    name = "Census sync runs"
+
+    def get_link(self, operator: Any, *, ti_key: TaskInstanceKey) -> str:
+        url = XCom.get_value(key=XCOM_SYNC_RUNS_URL, ti_key=ti_key)
         return url if isinstance(url, str) else ""

@@ -1,5 +1,8 @@
 """``CensusTriggerSyncOperator``: trigger a Census sync and, by default, wait for its run.
 
+``CensusTriggerSyncsOperator``: trigger every sync a selection picks and wait for all their
+runs in one deferral.
+
 ``CensusOperator``, the name of provider 2.1, stays as a thin deprecated subclass so DAGs
 written against 2.1 keep working unchanged.
 """
@@ -7,30 +10,41 @@ written against 2.1 keep working unchanged.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_census.api.errors import CensusRunTimeoutError
+from airflow_provider_census.api.errors import (
+    CensusError,
+    CensusInputError,
+    CensusRunTimeoutError,
+    CensusSyncRunsFailedError,
+)
 from airflow_provider_census.api.inputs import census_id
+from airflow_provider_census.api.settings import syncs_app_url
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.assets.census import record_runs_in_outlets
+from airflow_provider_census.batch import SyncBatch, SyncProgress
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.runs import RunSummary
-from airflow_provider_census.version_compat import AIRFLOW_V_3_3_PLUS, AirflowProviderDeprecationWarning
-from airflow_provider_census.waiting import Deadlines, SyncRunTask, positive_seconds
+from airflow_provider_census.links.census import CensusSyncRunsLink
+from airflow_provider_census.runs import XCOM_SYNC_RUN_IDS, XCOM_SYNC_RUNS, XCOM_SYNC_RUNS_URL, RunSummary
+from airflow_provider_census.selectors import Selection, SelectionInput, parse_selection
+from airflow_provider_census.version_compat import AirflowProviderDeprecationWarning
+from airflow_provider_census.waiting import Deadlines, SyncTriggeringTask, positive_count, task_state_store
 
 if TYPE_CHECKING:
-    from airflow_provider_census.triggers.census import RunEvent
+    from airflow_provider_census.triggers.census import RunEvent, RunsEvent
     from airflow_provider_census.version_compat import Context
 
-DEFAULT_TIMEOUT = timedelta(hours=24)
 MAX_RETRIGGERS_AFTER_SKIPS = 3
 """With ``on_skipped="wait"``, how many fresh runs one task triggers after skipped ones before it fails."""
 STATE_STORE_KEY = "census_sync_run_id"
 """Where, on Airflow 3.3+, a try keeps its run id in the task's ``task_state_store`` for the tries after it."""
+MANY_STATE_STORE_KEY = "census_sync_runs"
+"""The same for the many-syncs operator: its run id per sync id (as text)."""
 
 
-class CensusTriggerSyncOperator(SyncRunTask):
+class CensusTriggerSyncOperator(SyncTriggeringTask):
     """Trigger a Census sync, then wait for its run without holding a worker slot.
 
     The task returns the ``sync_run_id`` (so ``{{ ti.xcom_pull('task_id') }}`` feeds a
@@ -71,39 +85,15 @@ class CensusTriggerSyncOperator(SyncRunTask):
 
     template_fields: Sequence[str] = ("sync_id", "census_conn_id")
 
-    def __init__(
-        self,
-        *,
-        sync_id: int | str,
-        force_full_sync: bool = False,
-        wait_for_completion: bool = True,
-        poll_interval: float = 10.0,
-        timeout: float | timedelta = DEFAULT_TIMEOUT,
-        cancel_on_kill: bool = True,
-        reattach_on_retry: bool = True,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, sync_id: int | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sync_id = sync_id
-        self.force_full_sync = force_full_sync
-        self.wait_for_completion = wait_for_completion
-        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
-        self.timeout = positive_seconds(timeout, "timeout")
-        self.cancel_on_kill = cancel_on_kill
-        self.reattach_on_retry = reattach_on_retry
         self._sync_run_id: int | None = None
-
-    @property
-    def poll_seconds(self) -> float:
-        return self.poll_interval
-
-    @property
-    def cancels_on_kill(self) -> bool:
-        return self.cancel_on_kill
 
     def execute(self, context: Context) -> int:
         sync_id = census_id(self.sync_id, "sync_id")
-        earlier = self._earlier_try_run(context, sync_id)
+        store = task_state_store(context)
+        earlier = self.earlier_try_run(context, sync_id, store.get(STATE_STORE_KEY) if store is not None else None)
         if isinstance(earlier, RunSummary):
             self.publish(context, sync_id, earlier.sync_run_id)
             return self.finish(context, earlier)
@@ -112,56 +102,12 @@ class CensusTriggerSyncOperator(SyncRunTask):
         if not self.wait_for_completion:
             self._forget_kept_run(context)
             return run_id
-        return self._wait(context, run_id, Deadlines.for_task(context, self.timeout, self.execution_timeout), 0)
-
-    # -- retries: never a second run for one task --
-
-    def _earlier_try_run(self, context: Context, sync_id: int) -> int | RunSummary | None:
-        """On a retry, what an earlier try left: a run to wait for (its id), a result (its summary), or nothing."""
-        if not self.reattach_on_retry or context["ti"].try_number <= 1:
-            return None
-        store = _task_state_store(context)
-        if store is not None:
-            return self._run_kept_by_earlier_try(context, store.get(STATE_STORE_KEY), sync_id)
-        latest = self.hook.latest_sync_run(sync_id)
-        if latest is not None and latest.outcome is RunOutcome.IN_PROGRESS:
-            self.log.warning(
-                "Try %s: sync %s already has run %s in progress (most likely from an earlier try); "
-                "waiting for it instead of starting a second run (reattach_on_retry=False turns this off).",
-                context["ti"].try_number,
-                sync_id,
-                latest.id,
-            )
-            return latest.id
-        return None
-
-    def _run_kept_by_earlier_try(self, context: Context, kept: object, sync_id: int) -> int | RunSummary | None:
-        if kept is None:
-            return None
-        run = self.hook.get_sync_run(census_id(kept, "the sync_run_id kept by an earlier try"))
-        try_number = context["ti"].try_number
-        if run.sync_id != sync_id:
-            return None
-        if run.outcome is RunOutcome.IN_PROGRESS:
-            self.log.warning("Try %s: run %s of an earlier try is still going; waiting for it.", try_number, run.id)
-            return run.id
-        summary = self.summary_of(run)
-        if run.outcome is RunOutcome.SUCCEEDED and self.expectations.accept(summary):
-            self.log.warning("Try %s: run %s of an earlier try completed; it is the result.", try_number, run.id)
-            return summary
-        self.log.warning(
-            "Try %s: run %s of an earlier try ended %s%s; triggering afresh.",
-            try_number,
-            run.id,
-            run.status,
-            "" if run.outcome is not RunOutcome.SUCCEEDED else " but failed this task's checks",
-        )
-        return None
+        return self._wait(context, run_id, self.deadlines(context), 0)
 
     def _trigger(self, context: Context, sync_id: int) -> int:
         run_id = self.hook.trigger_sync_run(sync_id, force_full_sync=self.force_full_sync)
         self.log.info("Triggered Census sync %s: run %s", sync_id, run_id)
-        store = _task_state_store(context)
+        store = task_state_store(context)
         if store is not None:
             store.set(STATE_STORE_KEY, run_id)
         return run_id
@@ -178,7 +124,7 @@ class CensusTriggerSyncOperator(SyncRunTask):
         Tries after a success come from a user clearing the task to sync again (Airflow keeps
         the store across a clear): they must trigger a fresh run, not take the old one as the result.
         """
-        store = _task_state_store(context)
+        store = task_state_store(context)
         if store is not None:
             store.delete(STATE_STORE_KEY)
 
@@ -193,7 +139,7 @@ class CensusTriggerSyncOperator(SyncRunTask):
         trigger = self.make_trigger(run_id, deadlines)
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete", kwargs={"skips": skips}, timeout=None)
-        return self._on_event(context, self.wait_in_worker(trigger), skips)
+        return self._on_event(context, self.wait_in_worker(trigger.watch(self.log)), skips)
 
     def execute_complete(self, context: Context, event: object = None, skips: int = 0) -> int:
         """Resume after the trigger's event; a missing or malformed event fails the task clearly."""
@@ -237,7 +183,7 @@ class CensusTriggerSyncOperator(SyncRunTask):
         kwargs: dict[str, Any] = {"skips": skips, "wait_deadline": deadlines.wait, "cancel_deadline": deadlines.cancel}
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_after_blocking_run", kwargs=kwargs, timeout=None)
-        return self._after_blocking_run(context, self.wait_in_worker(trigger), deadlines, skips)
+        return self._after_blocking_run(context, self.wait_in_worker(trigger.watch(self.log)), deadlines, skips)
 
     def execute_after_blocking_run(
         self,
@@ -278,13 +224,319 @@ class CensusTriggerSyncOperator(SyncRunTask):
             self.log.info("Canceled Census sync run %s because the task was killed", self._sync_run_id)
 
 
-def _task_state_store(context: Context) -> Any:
-    """The task's ``task_state_store`` on Airflow 3.3 and later, else None (older Airflow has none)."""
-    return context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
-
-
 def describe_status(event: RunEvent) -> str:
     return event.summary.status if event.summary is not None else event.status
+
+
+class CensusTriggerSyncsOperator(SyncTriggeringTask):
+    """Trigger every Census sync a selection picks, then wait for all their runs in one deferral.
+
+    The selection is resolved when the task runs (``select``/``exclude`` as in
+    :meth:`~airflow_provider_census.hooks.census.CensusHook.select_syncs`, so a sync added in
+    Census is picked up without editing the DAG); malformed selectors fail the DAG's import.
+    Each selected sync is triggered once, a few at a time; then one trigger waits for every run
+    (one deferral, one pooled client), with the waiting parameters of
+    :class:`CensusTriggerSyncOperator`, each applied to each run.
+
+    The task fails once every run has ended if any sync did not succeed, with one line per
+    failed sync (its run's status, Census's ``error_code`` and ``error_message``, its link) in a
+    :class:`~airflow_provider_census.api.errors.CensusSyncRunsFailedError`. It returns the run
+    id per sync id (ids as text, as JSON keys are) and pushes every run's summary under the
+    XCom key ``sync_runs``. On a retry (Airflow 3.3+, with ``reattach_on_retry``) syncs whose
+    run succeeded are not run again: only the failed ones are triggered afresh.
+
+    :param select: selectors (``12``, ``label:crm_*``, ``source:dim_users``, ...), or a
+        :class:`~airflow_provider_census.selectors.Selection` made by ``parse_selection`` (templated).
+    :param exclude: selectors to leave out (templated).
+    :param include_paused: also run syncs that are paused in Census.
+    :param on_no_match: when nothing is selected: ``fail`` (default), ``skip`` the task, or
+        ``empty`` (succeed with no runs).
+    :param fail_fast: at the first sync that does not succeed, cancel the task's other runs
+        still going and fail (without it, every run is waited for to its end).
+    :param max_concurrent_triggers: how many syncs are triggered at the same time.
+
+    ``force_full_sync``, ``wait_for_completion``, ``deferrable``, ``poll_interval``,
+    ``timeout``, ``cancel_on_kill``, ``reattach_on_retry``, ``on_skipped``,
+    ``max_rejected_records``, ``max_rejected_share``, ``max_poll_failures`` and
+    ``unknown_state_timeout`` are those of :class:`CensusTriggerSyncOperator`.
+    """
+
+    template_fields: Sequence[str] = ("select", "exclude", "census_conn_id")
+    operator_extra_links = (CensusSyncRunsLink(),)
+
+    def __init__(
+        self,
+        *,
+        select: SelectionInput | Selection,
+        exclude: SelectionInput | None = None,
+        include_paused: bool = False,
+        on_no_match: str = "fail",
+        fail_fast: bool = False,
+        max_concurrent_triggers: int = 8,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.select = select
+        self.exclude = exclude
+        self.include_paused = include_paused
+        self.on_no_match = on_no_match
+        self.fail_fast = fail_fast
+        self.max_concurrent_triggers = positive_count(max_concurrent_triggers, "max_concurrent_triggers")
+        if not _templated(select, exclude):
+            self._selection()  # a typo fails the DAG's import, not its run
+        self._batch: SyncBatch | None = None
+
+    def _selection(self) -> Selection:
+        if isinstance(self.select, Selection):
+            if self.exclude is not None:
+                raise CensusInputError("Pass exclude to parse_selection with the rest of the selection, not beside it.")
+            return self.select
+        return parse_selection(self.select, self.exclude)
+
+    def execute(self, context: Context) -> dict[str, int]:
+        syncs = self.hook.select_syncs(
+            self._selection(), include_paused=self.include_paused, on_no_match=self.on_no_match
+        )
+        batch = self._batch = SyncBatch()
+        if not syncs:
+            self.log.info("No Census sync was selected; nothing to run.")
+            return self._finish(context, batch)
+        self._reattach_or_trigger(context, [sync.id for sync in syncs], batch)
+        if not self.wait_for_completion:
+            return self._finish(context, batch)
+        return self._wait(context, batch, self.deadlines(context))
+
+    # -- triggering: each sync once, a few at a time --
+
+    def _reattach_or_trigger(self, context: Context, sync_ids: list[int], batch: SyncBatch) -> None:
+        """Take what earlier tries left (runs going, results), then trigger the rest."""
+        store = task_state_store(context)
+        kept = store.get(MANY_STATE_STORE_KEY) if store is not None else None
+        kept_runs = kept if isinstance(kept, Mapping) else {}
+        wanted = []
+        for sync_id in sync_ids:
+            earlier = self.earlier_try_run(context, sync_id, kept_runs.get(str(sync_id)))
+            if isinstance(earlier, RunSummary):
+                batch.end(sync_id, earlier)
+            elif earlier is not None:
+                batch.start(sync_id, earlier)
+            else:
+                wanted.append((sync_id, 0))
+        self._trigger_all(context, batch, wanted)
+
+    def _trigger_all(self, context: Context, batch: SyncBatch, wanted: list[tuple[int, int]]) -> None:
+        """Trigger each (sync, skips so far) once, at most ``max_concurrent_triggers`` at a time.
+
+        Each run id is kept in the ``task_state_store`` as soon as Census gives it, so a try
+        that dies halfway leaves the next one every run already started. With ``fail_fast``, a
+        sync that fails to trigger stops the syncs not yet triggered.
+        """
+        if not wanted:
+            return
+        store = task_state_store(context)
+        _ = self.hook.client  # read the connection and open the session once, before the threads share them
+        workers = min(self.max_concurrent_triggers, len(wanted))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="census-trigger") as pool:
+            futures = {
+                pool.submit(self.hook.trigger_sync_run, sync_id, force_full_sync=self.force_full_sync): (sync_id, skips)
+                for sync_id, skips in wanted
+            }
+            for future in as_completed(futures):
+                self._record_trigger(batch, future, *futures[future])
+                if store is not None:
+                    store.set(MANY_STATE_STORE_KEY, batch.kept_runs())
+                if self.fail_fast and batch.problems:
+                    for other in futures:
+                        other.cancel()
+        self._publish_runs(context, batch, [sync_id for sync_id, _ in wanted])
+
+    def _record_trigger(self, batch: SyncBatch, future: Future[int], sync_id: int, skips: int) -> None:
+        if future.cancelled():
+            batch.give_up(sync_id, "not triggered: fail_fast stopped the task after another sync failed to trigger")
+            return
+        try:
+            run_id = future.result()
+        except CensusError as exc:
+            batch.give_up(sync_id, f"triggering it failed: {exc}")
+            return
+        batch.start(sync_id, run_id, skips)
+        self.log.info("Triggered Census sync %s: run %s", sync_id, run_id)
+
+    def _publish_runs(self, context: Context, batch: SyncBatch, sync_ids: list[int]) -> None:
+        """Push the runs by sync id and one link to them, before waiting, and log each new run's URL."""
+        runs = batch.kept_runs()
+        context["ti"].xcom_push(key=XCOM_SYNC_RUN_IDS, value=runs)
+        if len(runs) == 1:
+            ((only_sync, only_run),) = runs.items()
+            url = self.hook.sync_run_url(int(only_sync), only_run)
+        else:
+            url = syncs_app_url(self.hook.base_url)
+        context["ti"].xcom_push(key=XCOM_SYNC_RUNS_URL, value=url)
+        for sync_id in sync_ids:
+            if sync_id in batch.going:
+                self.log.info(
+                    "Census sync %s run %s: %s",
+                    sync_id,
+                    batch.going[sync_id].run_id,
+                    self.hook.sync_run_url(sync_id, batch.going[sync_id].run_id),
+                )
+
+    # -- waiting: all runs in one trigger, rounds only for runs Census skipped --
+
+    def _wait(self, context: Context, batch: SyncBatch, deadlines: Deadlines) -> dict[str, int]:
+        if self.fail_fast and batch.failures(self.expectations):
+            self._stop_going_runs(batch)
+        if not batch.going:
+            return self._finish(context, batch)
+        from airflow_provider_census.triggers.census import CensusSyncRunsTrigger
+
+        trigger = CensusSyncRunsTrigger(
+            batch.own_going_run_ids,
+            watched_run_ids=batch.watched_run_ids,
+            fail_fast=self.fail_fast,
+            on_skipped=self.expectations.on_skipped,
+            max_rejected_records=self.expectations.max_rejected_records,
+            max_rejected_share=self.expectations.max_rejected_share,
+            **self.waiting_kwargs(deadlines),
+        )
+        if self.deferrable:
+            kwargs = {"batch": batch.to_json(), "wait_deadline": deadlines.wait, "cancel_deadline": deadlines.cancel}
+            self.defer(trigger=trigger, method_name="execute_complete", kwargs=kwargs, timeout=None)
+        return self._after_wait(context, batch, self.wait_in_worker(trigger.watch(self.log)), deadlines)
+
+    def execute_complete(
+        self,
+        context: Context,
+        event: object = None,
+        batch: object = None,
+        wait_deadline: float | None = None,
+        cancel_deadline: float | None = None,
+    ) -> dict[str, int]:
+        """Resume after the trigger's event; a missing or malformed event or state fails the task clearly."""
+        from airflow_provider_census.triggers.census import RunsEvent
+
+        parsed = RunsEvent.from_dict(event)
+        try:
+            restored = self._batch = SyncBatch.from_json(batch)
+        except ValueError as exc:
+            raise CensusError(
+                f"The task's record of its Census runs cannot be read ({exc}). Check the runs in Census "
+                "(XCom sync_run_ids), then clear the task."
+            ) from None
+        return self._after_wait(context, restored, parsed, Deadlines(wait_deadline, cancel_deadline))
+
+    def _after_wait(self, context: Context, batch: SyncBatch, event: RunsEvent, deadlines: Deadlines) -> dict[str, int]:
+        """Settle each run that ended; trigger afresh the syncs whose run Census skipped (``on_skipped="wait"``)."""
+        fresh = []
+        for run_event in event.runs:
+            progress = batch.progress_of_run(run_event.sync_run_id)
+            if progress is not None and self._settle(batch, progress, run_event):
+                fresh.append((progress.sync_id, progress.skips))
+        if fresh:
+            self._trigger_after_skips(context, batch, fresh, deadlines)
+        return self._wait(context, batch, deadlines)
+
+    def _settle(self, batch: SyncBatch, progress: SyncProgress, run_event: RunEvent) -> bool:
+        """Record how one wait ended; True when the sync needs a fresh run."""
+        if run_event.status != "finished" or run_event.summary is None:
+            batch.give_up(progress.sync_id, run_event.described())
+            return False
+        if progress.watching:
+            self.log.info("Run %s, which made Census skip sync %s, ended.", progress.run_id, progress.sync_id)
+            return True
+        summary = run_event.summary
+        if summary.outcome is not RunOutcome.SKIPPED or not self.expectations.waits_out_skips:
+            batch.end(progress.sync_id, summary)
+            return False
+        if progress.skips >= MAX_RETRIGGERS_AFTER_SKIPS:
+            self.log.warning(
+                "Census skipped %d fresh runs of sync %s in a row; giving up.", progress.skips, progress.sync_id
+            )
+            batch.end(progress.sync_id, summary)
+            return False
+        progress.skips += 1
+        blocker = self.earlier_run(summary)
+        if blocker is None or blocker.outcome.is_terminal:
+            return True
+        self.log.info(
+            "Census skipped run %s of sync %s because run %s was going; waiting for it.",
+            summary.sync_run_id,
+            progress.sync_id,
+            blocker.id,
+        )
+        batch.watch(progress.sync_id, blocker.id, progress.skips)
+        return False
+
+    def _trigger_after_skips(
+        self, context: Context, batch: SyncBatch, fresh: list[tuple[int, int]], deadlines: Deadlines
+    ) -> None:
+        reason = None
+        if deadlines.passed:
+            reason = "the task's deadline passed while it waited out a skip; no fresh run was triggered"
+        elif self.fail_fast and batch.failures(self.expectations):
+            reason = "fail_fast: another sync failed, so no fresh run was triggered after the skip"
+        if reason is not None:
+            for sync_id, _ in fresh:
+                batch.give_up(sync_id, reason)
+            return
+        for sync_id, _ in fresh:
+            batch.going.pop(sync_id, None)
+        self._trigger_all(context, batch, fresh)
+
+    def _stop_going_runs(self, batch: SyncBatch) -> None:
+        """``fail_fast`` before or between waits: cancel the task's own runs still going."""
+        for progress in list(batch.going.values()):
+            if progress.watching:
+                batch.give_up(progress.sync_id, f"fail_fast: another sync failed; run {progress.run_id} left going")
+                continue
+            self.hook.cancel_sync_run(progress.run_id)
+            batch.give_up(progress.sync_id, f"fail_fast: another sync failed; run {progress.run_id} was canceled")
+
+    # -- the end --
+
+    def _finish(self, context: Context, batch: SyncBatch) -> dict[str, int]:
+        """Push every summary; fail with a line per failed sync, or record the runs in the outlets and succeed."""
+        summaries = {str(sync_id): summary.to_json() for sync_id, summary in sorted(batch.ended.items())}
+        context["ti"].xcom_push(key=XCOM_SYNC_RUNS, value=summaries)
+        for summary in batch.ended.values():
+            self.log.info("%s", summary.describe())
+        failures = batch.failures(self.expectations)
+        if failures:
+            self._link_first_failure(context, batch, failures)
+            total = len(batch.ended) + len(batch.problems) + len(batch.going)
+            lines = "\n".join(f"- {line}" for line in failures.values())
+            raise CensusSyncRunsFailedError(
+                f"{len(failures)} of {total} Census syncs did not succeed:\n{lines}",
+                {"failed": {str(sync_id): line for sync_id, line in failures.items()}, "runs": summaries},
+            )
+        record_runs_in_outlets(list(self.outlets), context, batch.ended)
+        store = task_state_store(context)
+        if store is not None:
+            store.delete(MANY_STATE_STORE_KEY)  # a cleared task syncs again (see CensusTriggerSyncOperator.finish)
+        self._batch = None
+        return batch.kept_runs()
+
+    def _link_first_failure(self, context: Context, batch: SyncBatch, failures: dict[int, str]) -> None:
+        failed_runs = [batch.ended[sync_id].url for sync_id in failures if sync_id in batch.ended]
+        if failed_runs:
+            context["ti"].xcom_push(key=XCOM_SYNC_RUNS_URL, value=failed_runs[0])
+
+    def on_kill(self) -> None:
+        """Cancel the task's own runs still going (never a run it only watches)."""
+        if not self.cancel_on_kill or self._batch is None:
+            return
+        for run_id in self._batch.own_going_run_ids:
+            self.hook.cancel_sync_run(run_id)
+            self.log.info("Canceled Census sync run %s because the task was killed", run_id)
+
+
+def _templated(*values: object) -> bool:
+    """Whether any string in the values is a Jinja template, rendered only when the task runs."""
+    texts: list[str] = []
+    for value in values:
+        items = value if isinstance(value, list | tuple) else [value]
+        texts.extend(item for item in items if isinstance(item, str))
+    return any("{{" in text or "{%" in text for text in texts)
 
 
 class CensusOperator(CensusTriggerSyncOperator):

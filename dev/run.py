@@ -80,6 +80,10 @@ LOCK_AS_OF: dict[str, str] = {"3.2": "2026-05-30", "3.1": "2026-03-14", "3.0": "
 # "module 'sqlalchemy.orm.attributes' has no attribute 'ScalarAttributeImpl'".
 LOCK_CAPS: dict[str, list[str]] = {"3.1": ["SQLAlchemy<2.1"]}
 LINES: tuple[str, ...] = FULL_LINES + SMOKE_LINES
+# The project's extras each line installs (and `lock` resolves): the full lines also the optional
+# integrations their tests cover; the smoke lines only what the smoke tests need.
+FULL_EXTRAS = "test,openlineage"
+SMOKE_EXTRAS = "test"
 
 PROJECT_NAME = "airflow-provider-census"
 # The published provider the benchmarks compare against. It has our import name, so it gets a
@@ -274,6 +278,11 @@ def constraint_path(line: str) -> Path:
     return CONSTRAINTS / f"airflow-{line}.txt"
 
 
+def project_spec(line: str) -> str:
+    """The project as ``line`` installs it: with the extras the full lines test, or the smoke lines' fewer."""
+    return f".[{SMOKE_EXTRAS if line in SMOKE_LINES else FULL_EXTRAS}]"
+
+
 def install_hash(line: str) -> str:
     digest = hashlib.sha256()
     digest.update(f"recipe={INSTALL_RECIPE};python={sys.version_info[:3]}\n".encode())
@@ -306,7 +315,7 @@ def _install_line(line: str, prefix: str, uv: Path | None) -> str:
         # hatchling refuses to build the project without the readme named in pyproject.toml.
         say(f"{prefix}README.md is missing; the editable install needs it")
         raise StepFailed("README.md missing")
-    packages: list[str | os.PathLike[str]] = ["--build-constraint", constraints, "-e", ".[test]"]
+    packages: list[str | os.PathLike[str]] = ["--build-constraint", constraints, "-e", project_spec(line)]
     return install_venv(venv, constraints, install_hash(line), packages, prefix=prefix, uv=uv)
 
 
@@ -789,7 +798,7 @@ def lock_line(line: str, workdir: Path, *, prefix: str) -> tuple[bool, str]:
     ):
         return False, ""
     if run(
-        [*pip, "install", "--progress-bar", "off", *airflow, "-e", ".[test]"],
+        [*pip, "install", "--progress-bar", "off", *airflow, "-e", project_spec(line)],
         env=env,
         prefix=prefix,
     ):
@@ -863,7 +872,7 @@ def lock_line(line: str, workdir: Path, *, prefix: str) -> tuple[bool, str]:
         f"# a fresh Python {py_ver} venv from PyPI:",
         "#     pip install --upgrade pip",
         *as_of_step,
-        f'#     pip install {quoted} -e ".[test]"',
+        f'#     pip install {quoted} -e "{project_spec(line)}"',
         "#     pip freeze --exclude-editable      (minus the project itself, plus pip)",
         "# and then the build backend from [build-system] requires, resolved against those pins.",
         f"# `dev/run.py` installs .venvs/airflow-{line} with this file as both -c and --build-constraint.",

@@ -27,6 +27,7 @@ from airflow_provider_census.assets.census import record_runs_in_outlets
 from airflow_provider_census.batch import SyncBatch, SyncProgress
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.census import CensusSyncRunsLink
+from airflow_provider_census.openlineage import CensusLineageMixin
 from airflow_provider_census.runs import XCOM_SYNC_RUN_IDS, XCOM_SYNC_RUNS, XCOM_SYNC_RUNS_URL, RunSummary
 from airflow_provider_census.selectors import Selection, SelectionInput, parse_selection
 from airflow_provider_census.version_compat import AirflowProviderDeprecationWarning
@@ -44,7 +45,7 @@ MANY_STATE_STORE_KEY = "census_sync_runs"
 """The same for the many-syncs operator: its run id per sync id (as text)."""
 
 
-class CensusTriggerSyncOperator(SyncTriggeringTask):
+class CensusTriggerSyncOperator(CensusLineageMixin, SyncTriggeringTask):
     """Trigger a Census sync, then wait for its run without holding a worker slot.
 
     The task returns the ``sync_run_id`` (so ``{{ ti.xcom_pull('task_id') }}`` feeds a
@@ -114,7 +115,7 @@ class CensusTriggerSyncOperator(SyncTriggeringTask):
 
     def finish(self, context: Context, summary: RunSummary) -> int:
         """The shared finish, then forget the kept run: the task has its result."""
-        run_id = super().finish(context, summary)
+        run_id: int = super().finish(context, summary)
         self._forget_kept_run(context)
         return run_id
 
@@ -228,7 +229,7 @@ def describe_status(event: RunEvent) -> str:
     return event.summary.status if event.summary is not None else event.status
 
 
-class CensusTriggerSyncsOperator(SyncTriggeringTask):
+class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
     """Trigger every Census sync a selection picks, then wait for all their runs in one deferral.
 
     The selection is resolved when the task runs (``select``/``exclude`` as in
@@ -285,6 +286,8 @@ class CensusTriggerSyncsOperator(SyncTriggeringTask):
         if not _templated(select, exclude):
             self._selection()  # a typo fails the DAG's import, not its run
         self._batch: SyncBatch | None = None
+        self.sync_ids: list[int] = []
+        """The selected syncs, once the task has run (OpenLineage reads them)."""
 
     def _selection(self) -> Selection:
         if isinstance(self.select, Selection):
@@ -397,33 +400,26 @@ class CensusTriggerSyncsOperator(SyncTriggeringTask):
             on_skipped=self.expectations.on_skipped,
             max_rejected_records=self.expectations.max_rejected_records,
             max_rejected_share=self.expectations.max_rejected_share,
+            task_state=batch.to_json(),
             **self.waiting_kwargs(deadlines),
         )
         if self.deferrable:
-            kwargs = {"batch": batch.to_json(), "wait_deadline": deadlines.wait, "cancel_deadline": deadlines.cancel}
-            self.defer(trigger=trigger, method_name="execute_complete", kwargs=kwargs, timeout=None)
+            self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
         return self._after_wait(context, batch, self.wait_in_worker(trigger.watch(self.log)), deadlines)
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: object = None,
-        batch: object = None,
-        wait_deadline: float | None = None,
-        cancel_deadline: float | None = None,
-    ) -> dict[str, int]:
-        """Resume after the trigger's event; a missing or malformed event or state fails the task clearly."""
+    def execute_complete(self, context: Context, event: object = None) -> dict[str, int]:
+        """Resume after the trigger's event, which carries where the syncs stand; an unreadable one fails clearly."""
         from airflow_provider_census.triggers.census import RunsEvent
 
         parsed = RunsEvent.from_dict(event)
         try:
-            restored = self._batch = SyncBatch.from_json(batch)
+            restored = self._batch = SyncBatch.from_json(parsed.task_state)
         except ValueError as exc:
             raise CensusError(
                 f"The task's record of its Census runs cannot be read ({exc}). Check the runs in Census "
                 "(XCom sync_run_ids), then clear the task."
             ) from None
-        return self._after_wait(context, restored, parsed, Deadlines(wait_deadline, cancel_deadline))
+        return self._after_wait(context, restored, parsed, Deadlines(parsed.wait_deadline, parsed.cancel_deadline))
 
     def _after_wait(self, context: Context, batch: SyncBatch, event: RunsEvent, deadlines: Deadlines) -> dict[str, int]:
         """Settle each run that ended; trigger afresh the syncs whose run Census skipped (``on_skipped="wait"``)."""
@@ -498,8 +494,10 @@ class CensusTriggerSyncsOperator(SyncTriggeringTask):
         """Push every summary; fail with a line per failed sync, or record the runs in the outlets and succeed."""
         summaries = {str(sync_id): summary.to_json() for sync_id, summary in sorted(batch.ended.items())}
         context["ti"].xcom_push(key=XCOM_SYNC_RUNS, value=summaries)
+        self.sync_ids = sorted({*batch.ended, *batch.problems, *batch.going})
         for summary in batch.ended.values():
             self.log.info("%s", summary.describe())
+            self.record_census_run(summary)
         failures = batch.failures(self.expectations)
         if failures:
             self._link_first_failure(context, batch, failures)

@@ -140,13 +140,27 @@ def _optional_float(value: object) -> float | None:
 
 @dataclass(frozen=True)
 class RunsEvent:
-    """What the many-runs trigger reports: one :class:`RunEvent` per run, in the order it was given them."""
+    """What the many-runs trigger reports: one :class:`RunEvent` per run, in the order it was given them.
+
+    ``task_state`` is what the task handed the trigger to get back with the event, and the
+    deadlines are the trigger's: both travel in the event rather than in the deferral's kwargs,
+    which Airflow 3's ``dag.test()`` drops when a trigger fires.
+    """
 
     runs: tuple[RunEvent, ...]
+    task_state: dict[str, Any] | None = None
+    wait_deadline: float | None = None
+    cancel_deadline: float | None = None
     schema_version: int = EVENT_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": self.schema_version, "runs": [event.to_dict() for event in self.runs]}
+        return {
+            "schema_version": self.schema_version,
+            "runs": [event.to_dict() for event in self.runs],
+            "task_state": self.task_state,
+            "wait_deadline": self.wait_deadline,
+            "cancel_deadline": self.cancel_deadline,
+        }
 
     @classmethod
     def from_dict(cls, event: object) -> RunsEvent:
@@ -154,10 +168,17 @@ class RunsEvent:
         try:
             if not isinstance(event, Mapping) or event.get("schema_version") != EVENT_SCHEMA_VERSION:
                 raise ValueError("not a many-runs event of schema version 1")
-            runs = event.get("runs")
+            runs, task_state = event.get("runs"), event.get("task_state")
             if not isinstance(runs, list):
                 raise TypeError("no list of runs")
-            return cls(tuple(RunEvent._read(run) for run in runs))
+            if task_state is not None and not isinstance(task_state, dict):
+                raise TypeError("task_state is not a mapping")
+            return cls(
+                tuple(RunEvent._read(run) for run in runs),
+                task_state,
+                _optional_float(event.get("wait_deadline")),
+                _optional_float(event.get("cancel_deadline")),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise CensusError(
                 f"The Census trigger's event cannot be read ({exc}): {event!r:.300}. "
@@ -287,6 +308,7 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
         ``succeed`` or ``wait`` (the task then handles the skip after the event).
     :param max_rejected_records: the task's limit on rejected records, for ``fail_fast``.
     :param max_rejected_share: the task's limit on the share of rejected records, for ``fail_fast``.
+    :param task_state: JSON the task gets back in the event, untouched (where its syncs stand).
     """
 
     def __init__(
@@ -298,9 +320,11 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
         on_skipped: str = "fail",
         max_rejected_records: int | None = None,
         max_rejected_share: float | None = None,
+        task_state: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.task_state = task_state
         self.sync_run_ids = [int(run_id) for run_id in sync_run_ids]
         self.watched_run_ids = [int(run_id) for run_id in watched_run_ids or ()]
         self.fail_fast = bool(fail_fast)
@@ -316,6 +340,7 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
             "on_skipped": expectations.on_skipped,
             "max_rejected_records": expectations.max_rejected_records,
             "max_rejected_share": expectations.max_rejected_share,
+            "task_state": self.task_state,
             **self._waiting_kwargs(),
         }
 
@@ -356,7 +381,8 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
             for task in tasks:
                 task.cancel()
             await hook.aclose()
-        return RunsEvent(tuple(events[run_id] for run_id in watches))
+        runs = tuple(events[run_id] for run_id in watches)
+        return RunsEvent(runs, self.task_state, self.wait_deadline, self.cancel_deadline)
 
     def _record_ended(
         self,

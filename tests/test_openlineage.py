@@ -248,9 +248,10 @@ def test_task_runs_emit_census_lineage(
     completes = census_conn.add_sync(RunScript(), source=table, destination={"connection_id": 15, "object": "user"})
     script = RunScript(outcome="failed", error_code="LINEAGE_SOURCE_GONE", error_message="The table was dropped.")
     fails = census_conn.add_sync(script, source={"type": "model", "name": "braze_test"})
+    many = []
     for name in ("t1", "t2"):
         census_conn.add_table(name)
-    many = [census_conn.add_sync(RunScript(), label=f"lineage_{n}", source={**table, "table_name": f"t{n}"}) for n in "12"]
+        many.append(census_conn.add_sync(RunScript(), label=f"lineage_{name}", source={**table, "table_name": name}))
     events = run_with_openlineage(
         folder, f"census_lineage_{census_api_version}", tmp_path / "events.jsonl", completes=completes, fails=fails
     )

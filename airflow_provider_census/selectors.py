@@ -33,10 +33,9 @@ at once with a :class:`CensusSelectorError` naming the string, where it stood, w
 wrong with it and the forms accepted. Pure: no Airflow and no HTTP here (the error's base
 class comes from the provider's error tree, so one ``except CensusInputError`` covers it).
 
-:func:`read_table_uris` turns the URIs Airflow assets and OpenLineage give warehouse tables
-(``postgres://host:5432/db/schema/table``, ``snowflake://account/db.schema.table``, ...)
-into ``source:catalog.schema.table`` selectors. dbt models run through Cosmos are named
-by the same warehouse URIs, so they need nothing more.
+Warehouse table URIs (the names Airflow assets and OpenLineage give tables) are read in
+:mod:`airflow_provider_census.assets.tables`, into ``source:`` selectors or into the
+:class:`TableSelector` of each table a DAG run's triggering asset events name.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TypeAlias, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from airflow_provider_census.api.errors import CensusInputError
 from airflow_provider_census.api.inputs import RENDERED_TO_NOTHING
@@ -83,7 +81,6 @@ _NUMBER_LIKE = re.compile(r"[-+]?[0-9]*\.?[0-9]+")
 _SECOND_SELECTOR = re.compile(r"[\s,](?:id|label|source|destination):\S", re.IGNORECASE)
 _SEVERAL_IDS = re.compile(r"[0-9]+(?:[\s,]+[0-9]+)+")
 _NOT_AN_ID = "is not a sync id: sync ids are positive integers, e.g. 12 or id:12"
-_GLOB_CHARS = re.compile(r"([*?\[])")
 
 SelectionInput: TypeAlias = str | int | Sequence[str | int]
 """What ``select`` and ``exclude`` take: a selector string, a sync id, or a list of them."""
@@ -209,15 +206,57 @@ class DestinationSelector(_NeedsNoLookup):
         return self.connection != ANY
 
 
-Selector: TypeAlias = IdSelector | LabelSelector | SourceSelector | DestinationSelector
+@dataclass(frozen=True)
+class TableSelector(_NeedsNoLookup):
+    """The syncs that read one warehouse table a URI names; built in code (never parsed), ``text`` being the URI.
+
+    ``table`` holds the table's name parts, casefolded, compared literally (no globs) with the
+    sync's catalog, schema and table from the right (two parts: schema and table). ``model``,
+    when not None, also selects the syncs whose source is a Census model of that (casefolded)
+    name: a convention, not a link Census records; see :mod:`airflow_provider_census.assets.tables`.
+    """
+
+    table: tuple[str, ...]
+    model: str | None
+    text: str = field(compare=False)
+
+    def matches(self, sync: SyncFacts) -> bool:
+        return self._reads_table(sync) or self._reads_model(sync)
+
+    def _reads_table(self, sync: SyncFacts) -> bool:
+        if not sync.source_is_table:
+            return False
+        parts = (sync.source_catalog, sync.source_schema, sync.source_table)[-len(self.table) :]
+        return all(
+            value is not None and value.casefold() == part for part, value in zip(self.table, parts, strict=True)
+        )
+
+    def _reads_model(self, sync: SyncFacts) -> bool:
+        kind, name = sync.source_kind, sync.source_name
+        if self.model is None or kind is None or name is None:
+            return False
+        return kind.casefold() == "model" and name.casefold() == self.model
+
+    @property
+    def needs_source_names(self) -> bool:
+        """A model's name may need a lookup; a table's parts are in the sync's own record."""
+        return self.model is not None
+
+
+Selector: TypeAlias = IdSelector | LabelSelector | SourceSelector | DestinationSelector | TableSelector
 
 
 @dataclass(frozen=True)
 class Selection:
-    """Parsed ``select`` and ``exclude`` lists; build one with :func:`parse_selection`."""
+    """Parsed ``select`` and ``exclude`` lists; build one with :func:`parse_selection`.
+
+    A selection built in code may include nothing (say, from a DAG run no asset event
+    triggered); ``empty_reason`` then says why, as the message when nothing is selected.
+    """
 
     include: tuple[Selector, ...]
     exclude: tuple[Selector, ...] = ()
+    empty_reason: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return self.describe()
@@ -278,6 +317,14 @@ def parse_selection(select: SelectionInput, exclude: SelectionInput | None = Non
             f"select is an empty list: name at least one sync, e.g. select=['label:crm_*'] or select=[12]. {FORMS}"
         )
     return Selection(include, () if exclude is None else _parse_list(exclude, "exclude"))
+
+
+def parse_selectors(value: SelectionInput, argument: str = "select") -> tuple[Selector, ...]:
+    """Check and parse one list of selectors, which may be empty: part of a selection built in code.
+
+    ``argument`` names the list in messages (``extra_select[1] 'lable:x' ...``).
+    """
+    return _parse_list(value, argument)
 
 
 def _parse_list(value: object, argument: str) -> tuple[Selector, ...]:
@@ -401,7 +448,10 @@ _EXAMPLES = {
 def _unknown_prefix(text: str, prefix: str) -> str:
     """What is wrong with a prefix we do not know, with the nearest known one when there is one."""
     if "://" in text:
-        return "is a URI, not a selector: turn table URIs into selectors with table_selectors_from_uris()"
+        return (
+            "is a URI, not a selector: turn table URIs into selectors with "
+            "airflow_provider_census.assets.tables.table_selectors_from_uris()"
+        )
     if not prefix:
         return "has nothing before ':'; start it with id:, label:, source: or destination:"
     folded = prefix.casefold()
@@ -412,94 +462,3 @@ def _unknown_prefix(text: str, prefix: str) -> str:
 
 def _error(where: str, given: object, problem: str) -> CensusSelectorError:
     return CensusSelectorError(f"{where} {given!r} {problem}. {FORMS}")
-
-
-_TABLE_NAMING: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("postgres", "postgresql", "redshift", "snowflake", "mssql"), ("database", "schema", "table")),
-    **dict.fromkeys(("trino", "databricks"), ("catalog", "schema", "table")),
-    "awsathena": ("catalog", "database", "table"),
-    "oracle": ("service", "schema", "table"),
-    "bigquery": ("project", "dataset", "table"),
-    **dict.fromkeys(("mysql", "mariadb", "hive", "teradata"), ("database", "table")),
-}
-"""How each warehouse scheme names a table, after OpenLineage's naming spec and Airflow's asset schemes.
-
-The host, port or account (the URI's authority) is not part of the name, except BigQuery's
-project in Airflow's ``bigquery://project/dataset/table``.
-"""
-_AUTHORITY_IN_NAME = ("bigquery",)
-
-
-@dataclass(frozen=True)
-class UnreadableUri:
-    """A URI :func:`read_table_uris` could not turn into a selector, and why."""
-
-    uri: object
-    reason: str
-
-
-@dataclass(frozen=True)
-class TableUris:
-    """``source:`` selectors read from table URIs (in order, without repeats), and the URIs left over."""
-
-    selectors: tuple[str, ...]
-    unreadable: tuple[UnreadableUri, ...]
-
-
-def read_table_uris(uris: Iterable[object]) -> TableUris:
-    """Selectors for the warehouse tables the URIs name; every other URI comes back with its reason.
-
-    Both spellings are read: Airflow's (``postgres://host:5432/db/schema/table``) and
-    OpenLineage's (``postgres://host:5432/db.schema.table``, ``bigquery:project.dataset.table``),
-    as well as Cosmos's ``bigquery/project.dataset.table``. A two-part name (MySQL's
-    ``database.table``) becomes ``source:database.table``, i.e. schema.table. The host, port or
-    account is not matched (a sync's facts do not hold its warehouse), nor is a query or fragment.
-    """
-    selectors: dict[str, None] = {}
-    unreadable: list[UnreadableUri] = []
-    for uri in uris:
-        try:
-            selectors[_table_selector(uri)] = None
-        except ValueError as reason:
-            unreadable.append(UnreadableUri(uri, str(reason)))
-    return TableUris(tuple(selectors), tuple(unreadable))
-
-
-def table_selectors_from_uris(uris: Iterable[str]) -> list[str]:
-    """Selectors for the tables the URIs name; a URI that names no table fails them all, by name and reason."""
-    result = read_table_uris(uris)
-    if result.unreadable:
-        listed = "; ".join(f"{item.uri!r} {item.reason}" for item in result.unreadable)
-        raise CensusSelectorError(
-            f"cannot select syncs by these URIs: {listed}. A table URI looks like "
-            "postgres://host:5432/db/schema/table, snowflake://account/db/schema/table or "
-            "bigquery://project/dataset/table (known schemes: " + ", ".join(sorted(_TABLE_NAMING)) + "); "
-            "read_table_uris() keeps the readable ones and returns the others apart"
-        )
-    return list(result.selectors)
-
-
-def _table_selector(uri: object) -> str:
-    """``source:catalog.schema.table`` for one table URI; a ValueError says why a URI names no table."""
-    if not isinstance(uri, str):
-        raise ValueError(f"is of type {type(uri).__name__}, not a URI text")
-    try:
-        parsed = urlsplit(re.sub(r"^bigquery/", "bigquery:", uri.strip(), flags=re.IGNORECASE))
-    except ValueError as error:
-        raise ValueError(f"cannot be read as a URI ({error})") from None
-    scheme = parsed.scheme.casefold()
-    if scheme not in _TABLE_NAMING:
-        raise ValueError(f"has scheme {scheme!r}, which names no warehouse table" if scheme else "has no scheme")
-    naming = _TABLE_NAMING[scheme]
-    path = parsed.path.strip("/")
-    segments = path.split("/") if path else []
-    if scheme in _AUTHORITY_IN_NAME and parsed.netloc:
-        segments.insert(0, parsed.netloc)
-    if len(segments) == 1:
-        segments = segments[0].split(".")
-    parts = [unquote(segment).strip() for segment in segments]
-    if len(parts) != len(naming) or not all(parts):
-        raise ValueError(f"does not name a table: a {scheme} table is named {'.'.join(naming)}")
-    if any("." in part for part in parts):
-        raise ValueError("has a dot inside a name, which a source: selector cannot tell from a separator")
-    return "source:" + ".".join(_GLOB_CHARS.sub(r"[\1]", part) for part in parts)

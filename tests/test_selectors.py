@@ -16,11 +16,7 @@ from airflow_provider_census.selectors import (
     CensusSelectorError,
     Selection,
     SyncFacts,
-    TableUris,
-    UnreadableUri,
     parse_selection,
-    read_table_uris,
-    table_selectors_from_uris,
 )
 
 SYNCS = (
@@ -368,99 +364,3 @@ def test_a_selection_is_also_built_with_no_excludes() -> None:
     selection = parse_selection("1")
     assert selection == Selection(selection.include)
     assert selection.exclude == ()
-
-
-@pytest.mark.parametrize(
-    ("uri", "selector"),
-    [
-        ("postgres://host:5432/db/analytics/dim_users", "source:db.analytics.dim_users"),
-        ("postgresql://host/db/analytics/dim_users/", "source:db.analytics.dim_users"),
-        ("postgres://host:5432/db.analytics.dim_users", "source:db.analytics.dim_users"),
-        ("snowflake://xy12345/PROD/ANALYTICS/DIM_USERS", "source:PROD.ANALYTICS.DIM_USERS"),
-        ("snowflake://org-account/PROD.ANALYTICS.DIM_USERS", "source:PROD.ANALYTICS.DIM_USERS"),
-        ("bigquery://my-project/analytics/dim_users", "source:my-project.analytics.dim_users"),
-        ("bigquery:my-project.analytics.dim_users", "source:my-project.analytics.dim_users"),
-        ("bigquery/my-project.analytics.dim_users", "source:my-project.analytics.dim_users"),
-        ("bigquery/my-project/analytics/dim_users", "source:my-project.analytics.dim_users"),
-        ("BigQuery://my-project/analytics/dim_users", "source:my-project.analytics.dim_users"),
-        ("redshift://cluster.us-east-1:5439/dev/public/fruit", "source:dev.public.fruit"),
-        ("trino://host:8080/hive/default/orders", "source:hive.default.orders"),
-        ("databricks://host/main/sales/orders", "source:main.sales.orders"),
-        ("awsathena://athena.us-east-1.amazonaws.com/AwsDataCatalog/db/orders", "source:AwsDataCatalog.db.orders"),
-        ("mysql://host:3306/shop/orders", "source:shop.orders"),
-        ("mariadb://host/shop.orders", "source:shop.orders"),
-        ("postgres://host/db/public/%EF%BD%8D%EF%BD%95", "source:db.public.\uff4d\uff55"),
-        ("postgres://host/db/public/my%20table", "source:db.public.my table"),
-        ("postgres://host/db/public/odd*name%3F[x]", "source:db.public.odd[*]name[?][[]x]"),
-        ("postgres://host/db/public/t?schema=x#frag", "source:db.public.t"),
-    ],
-)
-def test_table_uris_become_source_selectors(uri: str, selector: str) -> None:
-    assert table_selectors_from_uris([uri]) == [selector]
-
-
-def test_an_escaped_uri_selector_matches_the_table_literally() -> None:
-    (selector,) = table_selectors_from_uris(["postgres://host/db/public/odd*name%3F[x]"])
-    selection = parse_selection(selector)
-    literal = SyncFacts(
-        id=1, source_kind="table", source_catalog="db", source_schema="public", source_table="odd*name?[x]"
-    )
-    lookalike = SyncFacts(
-        id=2, source_kind="table", source_catalog="db", source_schema="public", source_table="oddXnameY[x]"
-    )
-    assert selection.select([literal, lookalike]) == [literal]
-
-
-def test_a_uri_selector_selects_the_table_sync_case_insensitively() -> None:
-    selection = parse_selection(table_selectors_from_uris(["snowflake://acct/prod/analytics/dim_users"]))
-    assert [sync.id for sync in selection.select(SYNCS)] == [2]
-
-
-def test_table_selectors_keep_order_and_drop_repeats() -> None:
-    uris = [
-        "postgres://h/db/s/b",
-        "postgres://h:5432/db.s.a",
-        "postgres://other/db/s/b",
-    ]
-    assert table_selectors_from_uris(uris) == ["source:db.s.b", "source:db.s.a"]
-
-
-@pytest.mark.parametrize(
-    ("uri", "reason"),
-    [
-        ("s3://bucket/key.csv", "has scheme 's3', which names no warehouse table"),
-        ("file:///tmp/data.csv", "has scheme 'file'"),
-        ("dim_users", "has no scheme"),
-        ("postgres://host/db/table", "a postgres table is named database.schema.table"),
-        ("postgres://host/db/s/t/extra", "does not name a table"),
-        ("postgres://host", "does not name a table"),
-        ("postgres://host/db//t", "does not name a table"),
-        ("mysql://host/db/s/t", "a mysql table is named database.table"),
-        ("bigquery://project/dataset.table", "a bigquery table is named project.dataset.table"),
-        ("postgres://host/db/public/a%2Eb", "has a dot inside a name"),
-        ("postgres://[::1/db/s/t", "cannot be read as a URI"),
-        (42, "is of type int, not a URI text"),
-    ],
-)
-def test_unreadable_uris_come_back_with_their_reason(uri: object, reason: str) -> None:
-    result = read_table_uris(["postgres://h/db/s/t", uri])
-    assert result.selectors == ("source:db.s.t",)
-    assert len(result.unreadable) == 1
-    assert result.unreadable[0].uri == uri
-    assert reason in result.unreadable[0].reason
-
-
-def test_table_selectors_from_uris_fails_naming_every_unreadable_uri() -> None:
-    with pytest.raises(CensusSelectorError) as raised:
-        table_selectors_from_uris(["postgres://h/db/s/t", "s3://b/k", "gs://b/k"])
-    message = str(raised.value)
-    for phrase in ("'s3://b/k' has scheme 's3'", "'gs://b/k' has scheme 'gs'", "postgres://host:5432/db/schema/table"):
-        assert phrase in message
-    assert "postgres://h/db/s/t" not in message
-
-
-def test_read_table_uris_of_nothing_is_empty() -> None:
-    assert read_table_uris([]) == TableUris((), ())
-    assert read_table_uris(iter(["s3://b/k"])).unreadable == (
-        UnreadableUri("s3://b/k", "has scheme 's3', which names no warehouse table"),
-    )

@@ -123,6 +123,16 @@ def _nothing_chosen(selection: Selection, facts: list[SyncFacts], paused: list[S
     """No sync to run: an error that says why (the default), a skipped task, or an empty list."""
     if on_no_match == "empty":
         return []
+    message = _why_nothing(selection, facts, paused)
+    if on_no_match == "skip":
+        raise AirflowSkipException(message)
+    raise CensusNoSyncSelectedError(message)
+
+
+def _why_nothing(selection: Selection, facts: list[SyncFacts], paused: list[Sync]) -> str:
+    """A selection built to include nothing gives its own reason; any other says what matched."""
+    if not selection.include:
+        return selection.empty_reason or "The sync selection includes no selector, so it selects no sync."
     unmatched = selection.unmatched(facts)
     if paused:
         why = f"selects only paused syncs ({', '.join(_name(sync) for sync in paused)}); pass include_paused=True"
@@ -130,10 +140,7 @@ def _nothing_chosen(selection: Selection, facts: list[SyncFacts], paused: list[S
         why = f"matched none of the {len(facts)} syncs Census has"
     else:
         why = f"matched syncs, but its exclude list removed them all (of {len(facts)} syncs)"
-    message = f"The sync selection {selection} {why}. Check the selectors against the syncs in Census."
-    if on_no_match == "skip":
-        raise AirflowSkipException(message)
-    raise CensusNoSyncSelectedError(message)
+    return f"The sync selection {selection} {why}. Check the selectors against the syncs in Census."
 
 
 def _name(sync: Sync) -> str:

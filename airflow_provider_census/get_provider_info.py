@@ -72,8 +72,19 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.hooks.census"]}],
         "operators": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.operators.census"]}],
         "sensors": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.sensors.census"]}],
-        "triggers": [{"integration-name": "Census", "python-modules": ["airflow_provider_census.triggers.census"]}],
-        "extra-links": ["airflow_provider_census.links.census.CensusSyncRunLink"],
+        "triggers": [
+            {
+                "integration-name": "Census",
+                "python-modules": [
+                    "airflow_provider_census.triggers.census",
+                    "airflow_provider_census.triggers.sync_events",
+                ],
+            }
+        ],
+        "extra-links": [
+            "airflow_provider_census.links.census.CensusSyncRunLink",
+            "airflow_provider_census.links.census.CensusSyncRunsLink",
+        ],
         "connection-types": [
             {
                 "connection-type": CONNECTION_TYPE,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from airflow import __version__ as _airflow_version
 from airflow.exceptions import AirflowProviderDeprecationWarning
+from airflow.providers.common.compat.triggers import BaseEventTrigger  # BaseTrigger on 2.11, which has no watchers
 from packaging.version import Version
 
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
@@ -84,6 +85,7 @@ __all__ = [
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "Asset",
+    "BaseEventTrigger",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",

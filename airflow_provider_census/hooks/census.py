@@ -557,6 +557,13 @@ class CensusHook(BaseHook):
             ep.LIST_SYNC_RUNS, params=PageQuery(page, per_page, order).params(), sync_id=census_id(sync_id, "sync_id")
         )
 
+    async def alist_sync_runs(
+        self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
+    ) -> Page[SyncRun]:
+        return await self.arun(
+            ep.LIST_SYNC_RUNS, params=PageQuery(page, per_page, order).params(), sync_id=census_id(sync_id, "sync_id")
+        )
+
     def iter_sync_runs(self, sync_id: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SyncRun]:
         return self._iterate(ep.LIST_SYNC_RUNS, PageQuery(1, per_page, order), sync_id=census_id(sync_id, "sync_id"))
 

@@ -1,5 +1,10 @@
 """After dbt builds the models, push them out: every Census sync that reads them, deferrable.
 
+Two ways to write it, one DAG each. ``census_post_dbt`` maps one task per selected sync (a
+task, a trigger and a retry of its own for each sync); ``census_post_dbt_one_task`` runs them
+all in one ``CensusTriggerSyncsOperator`` task (one deferral and one trigger for every run, one
+failure message listing each failed sync, and a retry that runs again only the syncs that failed).
+
 ``dbt_build`` stands in for your dbt task (``dbt build`` through Cosmos, the dbt Cloud
 provider, or a BashOperator). ``syncs_to_run`` asks Census, when the DAG runs (never while
 it is parsed), which syncs the selection picks: here the syncs that read the rebuilt models
@@ -18,7 +23,7 @@ import os
 from datetime import datetime, timedelta
 
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.operators.census import CensusTriggerSyncOperator
+from airflow_provider_census.operators.census import CensusTriggerSyncOperator, CensusTriggerSyncsOperator
 from airflow_provider_census.selectors import parse_selection
 
 try:
@@ -60,3 +65,28 @@ with DAG(
     ).expand(sync_id=syncs_to_run())
 
     dbt_build() >> census_syncs
+
+
+with DAG(
+    dag_id="census_post_dbt_one_task",
+    start_date=datetime(2025, 1, 1),
+    schedule=None,
+    catchup=False,
+    tags=["census", "example"],
+    default_args={"retries": 0},
+) as one_task_dag:
+
+    @task(task_id="dbt_build")
+    def dbt_build_models() -> None:
+        """Stand-in for ``dbt build``."""
+        print("dbt build: models are fresh")
+
+    dbt_build_models() >> CensusTriggerSyncsOperator(
+        task_id="census_syncs",
+        select=SELECTION,
+        deferrable=True,
+        poll_interval=POLL_INTERVAL,
+        timeout=timedelta(hours=2),
+        on_skipped="wait",
+        max_rejected_share=0.05,
+    )

@@ -66,15 +66,15 @@ def xcom(dag_run: Any, task_id: str, key: str = "return_value", map_index: int =
         return json.loads(value) if isinstance(value, str) and value.startswith("{") else value
 
 
-def extra_link(dag_run: Any, task_id: str, map_index: int = -1) -> Any:
-    """The "Census sync run" link as the UI would show it on this Airflow version.
+def extra_link(dag_run: Any, task_id: str, map_index: int = -1, link: Any = None) -> Any:
+    """The "Census sync run" link (or ``link``) as the UI would show it on this Airflow version.
 
     Airflow 3 stores each extra link in XCom when the task finishes or defers; Airflow 2
     computes it from the operator link when the page is shown.
     """
     from airflow_provider_census.links.census import CensusSyncRunLink
 
-    link = CensusSyncRunLink()
+    link = link or CensusSyncRunLink()
     if AIRFLOW_V_3_0_PLUS:
         return xcom(dag_run, task_id, key=link.xcom_key, map_index=map_index)
     ti = dag_run.get_task_instance(task_id, map_index=map_index)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_census.links.census import CensusSyncRunsLink
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from tests.airflow_runs import extra_link, run_example_dag, task_states, xcom
 
@@ -51,6 +52,31 @@ def test_post_dbt_dag_one_sync_succeeds_one_fails(
     assert "JSON_ARRAY_ERROR" in output.out + output.err
     assert "Users is not a JSON array" in output.out + output.err
     assert len(example_env.requests_for("POST", f"/syncs/{good}/trigger")) == 1
+
+
+def test_post_dbt_one_task_dag_runs_every_selected_sync_and_lists_the_failed_one(
+    example_env: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = example_env.add_sync(RunScript(records_processed=500, records_updated=500), label="crm_users")
+    script = RunScript(outcome="failed", error_code="JSON_ARRAY_ERROR", error_message="Users is not a JSON array")
+    bad = example_env.add_sync(script, label="crm_events")
+    other = example_env.add_sync(RunScript(), label="finance_ledger")
+    monkeypatch.setenv("CENSUS_EXAMPLE_SELECT", "label:crm_*")
+    dag_run = run_example_dag("census_post_dbt_one_task")
+    assert task_states(dag_run) == {("dbt_build", -1): "success", ("census_syncs", -1): "failed"}
+    assert example_env.runs_of(other) == []
+    runs = {sync: example_env.runs_of(sync)[0]["id"] for sync in (good, bad)}
+    assert xcom(dag_run, "census_syncs", key="sync_run_ids") == {str(sync): run for sync, run in runs.items()}
+    summaries = xcom(dag_run, "census_syncs", key="sync_runs")
+    assert {key: summary["outcome"] for key, summary in summaries.items()} == {
+        str(good): "succeeded",
+        str(bad): "failed",
+    }
+    assert summaries[str(bad)]["error_code"] == "JSON_ARRAY_ERROR"
+    if dag_run.get_task_instance("census_syncs").task is None:
+        dag_run.get_task_instance("census_syncs").task = dag_run.dag.get_task("census_syncs")
+    link = extra_link(dag_run, "census_syncs", link=CensusSyncRunsLink())
+    assert link == summaries[str(bad)]["url"], "the link leads to the failed run"
 
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule"])

@@ -10,6 +10,8 @@ import pytest
 from airflow_provider_census.testing import RunScript
 from tests.system.cluster import POST_DBT_DAG, SYNC_TASK, AirflowCluster
 
+ONE_TASK_DAG = "census_post_dbt_one_task"
+
 pytestmark = pytest.mark.system
 
 RUN_ID = "system_test_post_dbt"
@@ -108,3 +110,23 @@ def test_post_dbt_dag_runs_deferred_in_the_triggerer_and_ends_right(cluster: Air
     assert files_holding(cluster.home, emulator.token) == []
     assert stored_values_holding(cluster, str(emulator.runs_of(good)[0]["id"])), "the search must reach XComs"
     assert stored_values_holding(cluster, emulator.token) == []
+
+    # The same syncs in one task: one deferral, one trigger in the triggerer for both runs.
+    run_id = "system_test_post_dbt_one_task"
+    cluster.trigger_dag(ONE_TASK_DAG, run_id)
+    seen_triggers: set[int] = set()
+
+    def deferred_with_one_trigger() -> bool:
+        if cluster.task_states(ONE_TASK_DAG, run_id).get(("census_syncs", -1)) == "deferred":
+            seen_triggers.update(row[0] for row in cluster.query("SELECT count(*) FROM trigger"))
+        return cluster.dag_run_state(ONE_TASK_DAG, run_id) in ("success", "failed")
+
+    cluster.wait("the one-task DAG run to end", deferred_with_one_trigger, interval=0.2)
+    explain = f"triggers seen: {seen_triggers}\n{cluster.explain()}"
+    assert seen_triggers == {1}, explain
+    assert cluster.task_states(ONE_TASK_DAG, run_id)[("census_syncs", -1)] == "failed", explain
+    one_task_log = cluster.task_log(ONE_TASK_DAG, run_id, "census_syncs", -1)
+    assert "1 of 2 Census syncs did not succeed" in one_task_log, one_task_log[-3000:]
+    assert ERROR_CODE in one_task_log and ERROR_MESSAGE in one_task_log, one_task_log[-3000:]
+    for sync_id in (good, bad):
+        assert len(emulator.requests_for("POST", f"/syncs/{sync_id}/trigger")) == 2

@@ -7,6 +7,7 @@ what it did is read back from the emulator: the triggers it received and each ru
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from airflow_provider_census.api.errors import (
     CensusNoSyncSelectedError,
     CensusSyncRunsFailedError,
 )
+from airflow_provider_census.assets.tables import selection_from_asset_events
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.operators.census import CensusTriggerSyncsOperator
 from airflow_provider_census.selectors import CensusSelectorError, parse_selection
@@ -211,3 +213,19 @@ def test_a_resume_without_readable_state_fails_clearly(task_state: object) -> No
     task = CensusTriggerSyncsOperator(task_id="t", select=["1"])
     with pytest.raises(CensusError, match="cannot be read"):
         task.execute_complete(context_for(), {"schema_version": 1, "runs": [], "task_state": task_state})
+
+
+def test_a_callable_select_makes_the_selection_from_the_context(census_conn: CensusEmulator) -> None:
+    """``select=selection_from_asset_events``: the syncs that read the tables of the run's triggering events."""
+    census_conn.add_table("dim_users")
+    census_conn.add_table("fct_orders")
+    table = {"type": "table", "table_catalog": "prod", "table_schema": "analytics"}
+    reads_users = census_conn.add_sync(RunScript(), source={**table, "table_name": "dim_users"})
+    reads_orders = census_conn.add_sync(RunScript(), source={**table, "table_name": "fct_orders"})
+    uri = "snowflake://xxxxxxx.us-east-1/prod/analytics/dim_users"
+    event = SimpleNamespace(asset=SimpleNamespace(uri=uri), extra={})
+    ti = FakeTaskInstance()
+    context = {**context_for(ti), "triggering_asset_events": {uri: [event]}}
+    result = run_deferred(operator(selection_from_asset_events), context)
+    assert list(result) == [str(reads_users)]
+    assert census_conn.runs_of(reads_orders) == []

@@ -10,7 +10,7 @@ written against 2.1 keep working unchanged.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 
@@ -246,8 +246,11 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
     XCom key ``sync_runs``. On a retry (Airflow 3.3+, with ``reattach_on_retry``) syncs whose
     run succeeded are not run again: only the failed ones are triggered afresh.
 
-    :param select: selectors (``12``, ``label:crm_*``, ``source:dim_users``, ...), or a
-        :class:`~airflow_provider_census.selectors.Selection` made by ``parse_selection`` (templated).
+    :param select: selectors (``12``, ``label:crm_*``, ``source:dim_users``, ...), a
+        :class:`~airflow_provider_census.selectors.Selection` made by ``parse_selection``, or a
+        callable that makes one from the task's context when it runs, such as
+        :func:`~airflow_provider_census.assets.tables.selection_from_asset_events` for the syncs
+        that read the tables this DAG run's triggering asset events name (templated).
     :param exclude: selectors to leave out (templated).
     :param include_paused: also run syncs that are paused in Census.
     :param on_no_match: when nothing is selected: ``fail`` (default), ``skip`` the task, or
@@ -268,7 +271,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
     def __init__(
         self,
         *,
-        select: SelectionInput | Selection,
+        select: SelectionInput | Selection | Callable[[Context], Selection],
         exclude: SelectionInput | None = None,
         include_paused: bool = False,
         on_no_match: str = "fail",
@@ -283,22 +286,26 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         self.on_no_match = on_no_match
         self.fail_fast = fail_fast
         self.max_concurrent_triggers = positive_count(max_concurrent_triggers, "max_concurrent_triggers")
-        if not _templated(select, exclude):
-            self._selection()  # a typo fails the DAG's import, not its run
+        if not callable(select) and not _templated(select, exclude):
+            self._parsed(select)  # a typo fails the DAG's import, not its run
         self._batch: SyncBatch | None = None
         self.sync_ids: list[int] = []
         """The selected syncs, once the task has run (OpenLineage reads them)."""
 
-    def _selection(self) -> Selection:
-        if isinstance(self.select, Selection):
+    def _selection(self, context: Context) -> Selection:
+        """The selection as the task runs: rendered, or made from its context by a callable ``select``."""
+        return self._parsed(self.select(context) if callable(self.select) else self.select)
+
+    def _parsed(self, select: SelectionInput | Selection) -> Selection:
+        if isinstance(select, Selection):
             if self.exclude is not None:
                 raise CensusInputError("Pass exclude to parse_selection with the rest of the selection, not beside it.")
-            return self.select
-        return parse_selection(self.select, self.exclude)
+            return select
+        return parse_selection(select, self.exclude)
 
     def execute(self, context: Context) -> dict[str, int]:
         syncs = self.hook.select_syncs(
-            self._selection(), include_paused=self.include_paused, on_no_match=self.on_no_match
+            self._selection(context), include_paused=self.include_paused, on_no_match=self.on_no_match
         )
         batch = self._batch = SyncBatch()
         if not syncs:

@@ -30,6 +30,21 @@ def dag_bundle_folder(tmp_path: Path, bundle: str, monkeypatch: pytest.MonkeyPat
     return folder
 
 
+def parse_dag_file(path: Path, source: str, dag_id: str) -> Any:
+    """Write a DAG file and parse it as Airflow does: the DAG, ready for ``dag.test()``."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 2 to 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+    path.write_text(source)
+    bag = DagBag(dag_folder=str(path))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.get_dag(dag_id)
+    assert dag is not None, f"{path} defines no DAG {dag_id}"
+    return dag
+
+
 def run_example_dag(dag_id: str) -> Any:
     """Parse the example DAG files now (environment included) and run one DAG with ``dag.test()``."""
     from airflow.models.dagbag import DagBag

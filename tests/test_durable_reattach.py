@@ -64,7 +64,7 @@ import pytest
 from airflow_provider_census.operators.census import STATE_STORE_KEY, CensusTriggerSyncOperator
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
-from tests.airflow_runs import dag_bundle_folder, task_states, xcom
+from tests.airflow_runs import dag_bundle_folder, parse_dag_file, task_states, xcom
 
 BUNDLE = "census-durable-reattach"
 MODES = [pytest.param(False, id="poll"), pytest.param(True, id="deferrable")]
@@ -196,18 +196,7 @@ def run_retry_dag(folder: Path, dag_id: str, **params: Any) -> Any:
 
 def parse_retry_dag(folder: Path, dag_id: str, **params: Any) -> Any:
     """Write the DAG file and parse it as Airflow does: the DAG, ready for ``dag.test()``."""
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 2 to 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-
-    path = folder / f"{dag_id}.py"
-    path.write_text(DAG_FILE.format(dag_id=dag_id, params=params))
-    bag = DagBag(dag_folder=str(path))
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag(dag_id)
-    assert dag is not None, f"{path} defines no DAG {dag_id}"
-    return dag
+    return parse_dag_file(folder / f"{dag_id}.py", DAG_FILE.format(dag_id=dag_id, params=params), dag_id)
 
 
 def set_the_scene(emulator: CensusEmulator, sync_id: int, earlier: str) -> None:

@@ -27,7 +27,7 @@ import pytest
 from airflow_provider_census.operators.census import CensusTriggerSyncsOperator
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.airflow_runs import dag_bundle_folder, task_states, xcom
+from tests.airflow_runs import dag_bundle_folder, parse_dag_file, task_states, xcom
 from tests.test_durable_reattach import clear_as_a_user, run_cleared_dag
 
 BUNDLE = "census-many-retry"
@@ -87,16 +87,7 @@ def run_dag(folder: Path, dag_id: str, **params: Any) -> Any:
 
 
 def parse_dag(folder: Path, dag_id: str, **params: Any) -> Any:
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 2 to 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-
-    path = folder / f"{dag_id}.py"
-    path.write_text(DAG_FILE.format(dag_id=dag_id, params=params))
-    bag = DagBag(dag_folder=str(path))
-    assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id)
+    return parse_dag_file(folder / f"{dag_id}.py", DAG_FILE.format(dag_id=dag_id, params=params), dag_id)
 
 
 @pytest.mark.parametrize("deferrable", MODES)

@@ -204,6 +204,10 @@ def test_on_kill_cancels_the_runs_being_waited_for(census_conn: CensusEmulator) 
 def test_malformed_selectors_fail_when_the_dag_is_parsed() -> None:
     with pytest.raises(CensusSelectorError, match="label"):
         CensusTriggerSyncsOperator(task_id="t", select=["lable:crm_*"])
+    with pytest.raises(CensusError, match="on_no_match must be one of fail, skip, empty"):
+        CensusTriggerSyncsOperator(task_id="t", select=["1"], on_no_match="ignore")
+    with pytest.raises(CensusError, match="max_concurrent_triggers"):
+        CensusTriggerSyncsOperator(task_id="t", select=["1"], max_concurrent_triggers=0)
     templated = CensusTriggerSyncsOperator(task_id="t", select=["{{ params.selector }}"])
     assert templated.select == ["{{ params.selector }}"], "a template is parsed once it is rendered"
 

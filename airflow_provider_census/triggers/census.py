@@ -261,7 +261,7 @@ class CensusSyncRunTrigger(_WaitingTrigger):
     :param sync_run_id: the run to wait for.
 
     The other parameters (connection, interval, deadlines, tolerance, cancel on kill) are
-    those of every Census wait; see :class:`CensusSyncRunsTrigger` for their meaning.
+    those of every Census wait, documented on the base class :class:`_WaitingTrigger`.
     """
 
     def __init__(self, sync_run_id: int, **kwargs: Any) -> None:
@@ -298,7 +298,8 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
     deadlines, tolerance, unknown-state limit), and the trigger yields one event once every
     wait has ended. With ``fail_fast``, the first run that does not succeed (by the task's own
     checks, passed in as ``on_skipped`` and the rejected-records limits) ends the others: the
-    task's own runs still going are canceled, runs it only watches are left alone.
+    task's own runs still going are canceled, runs it only watches are left alone. The waiting
+    parameters are those of :class:`CensusSyncRunTrigger`.
 
     :param sync_run_ids: the task's own runs, canceled at ``cancel_deadline``, on kill and by ``fail_fast``.
     :param watched_run_ids: runs the task waits for but did not start (the earlier run that

@@ -7,6 +7,7 @@ import gc
 import json
 import logging
 import os
+import time
 import warnings
 import weakref
 from typing import Any
@@ -20,6 +21,7 @@ from airflow_provider_census.api.errors import (
     CensusValidationError,
 )
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.hooks import census as census_hook_module
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.testing import CensusEmulator, RunScript
 
@@ -339,3 +341,57 @@ async def test_a_request_bound_once_for_repeated_calls_is_never_sent_stale(censu
     finally:
         await hook.aclose()
     assert (newest, older) == (runs[1], runs[0])
+
+
+def test_test_connection_tries_once_and_says_why(
+    hook: CensusHook, census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user on the connection form wants the reason soon: one request, no retries, no backoff."""
+    census_conn.fail_next("503", count=1, method="GET", path_prefix="/syncs")
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "503" in message
+    assert len(census_conn.requests_for("GET", "/syncs")) == 1
+
+    monkeypatch.setattr(census_hook_module, "TEST_CONNECTION_TIMEOUT", 0.3)
+    census_conn.fail_next("latency", count=1, method="GET", path_prefix="/syncs", latency=1.0)
+    ok, message = hook.test_connection()
+    assert not ok
+    assert "got no answer" in message and "Timeout" in message, message
+    give_up_at = time.monotonic() + 10  # the slow request is logged once the emulator has answered it
+    while len(census_conn.requests_for("GET", "/syncs")) < 2 and time.monotonic() < give_up_at:
+        time.sleep(0.05)
+    time.sleep(0.2)  # room for a retry, had there been one
+    assert len(census_conn.requests_for("GET", "/syncs")) == 2
+
+
+def test_a_transport_failure_names_its_root_cause_whole_and_without_the_query() -> None:
+    """requests wraps urllib3's NameResolutionError in a MaxRetryError whose text repeats the URL with its query."""
+    import socket
+
+    import requests
+    from urllib3.connection import HTTPSConnection
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    from airflow_provider_census.api import endpoints as ep
+    from airflow_provider_census.api.settings import ClientSettings
+    from airflow_provider_census.api.wire import transport_error
+
+    host = "app.census-that-does-not-resolve.example"
+    resolution = NameResolutionError(host, HTTPSConnection(host), socket.gaierror(-2, "Name or service not known"))
+    url = "/api/v1/syncs?page=1&per_page=1&order=desc"
+    wrapped = requests.ConnectionError(MaxRetryError(None, url, resolution))  # type: ignore[arg-type]
+    request = ep.LIST_SYNCS.bind(ClientSettings(base_url=f"https://{host}/api/v1", token="t"), group_id=None)
+    message = str(transport_error(request, wrapped, reached_census=False))
+    assert "NameResolutionError: Failed to resolve 'app.census-that-does-not-resolve.example'" in message, message
+    assert "Name or service not known" in message
+    assert "page=" not in message and "object at 0x" not in message and "MaxRetryError" not in message
+
+
+def test_a_long_cause_is_cut_at_a_word() -> None:
+    from airflow_provider_census.api.wire import EXCERPT_CHARS, reason_of
+
+    reason = reason_of(OSError(" ".join(["unreachable"] * 40)))
+    words = reason.removeprefix("OSError: ").removesuffix(" …").split(" ")
+    assert set(words) == {"unreachable"} and reason.endswith(" …")
+    assert len(reason) <= len("OSError: ") + EXCERPT_CHARS + 2

@@ -140,3 +140,8 @@ class RetryPolicy:
 
     def async_retrying(self, request: Retryable) -> tenacity.AsyncRetrying:
         return tenacity.AsyncRetrying(**self._tenacity_arguments(request))
+
+
+ONE_TRY = RetryPolicy(max_attempts=1)
+"""One request, no retry: each poll of a wait (a failed poll is simply tried again at the next
+interval) and a connection test (a user on the form wants the reason soon)."""

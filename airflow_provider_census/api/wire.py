@@ -266,13 +266,46 @@ def transport_error(request: Request[Any], cause: BaseException, *, reached_cens
     """A failure to get any answer, worded for the user; never includes the URL's query or headers."""
     kind = "could not connect" if not reached_census else "got no answer"
     return CensusTransportError(
-        f"Census {kind} for {request.label} ({type(cause).__name__}: {_first_line(cause)}). Check that the "
+        f"Census {kind} for {request.label} ({reason_of(cause)}). Check that the "
         "connection's region or base_url is right and reachable from here; a passing network fault goes away "
         "when the task is retried.",
         reached_census=reached_census,
     )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).splitlines()
-    return text[0][:EXCERPT_CHARS] if text else ""
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>:?\s*|\b\w+\(host='[^']*', port=\d+\):\s*")
+_URL_QUERY = re.compile(r"(\S)\?\S*?(?=[\s)'\"]|$)")
+_CAUSE_DEPTH = 8
+
+
+def reason_of(exc: BaseException) -> str:
+    """What went wrong at the bottom of a transport failure, in one short line: its class and words.
+
+    HTTP libraries wrap the real cause (a name that did not resolve, a refused or timed-out
+    connection) in layers whose text repeats the URL with its query; the innermost cause says
+    it plainly. Object addresses, connection reprs and query strings are dropped, and a long
+    text is cut at a word, so a connection test's message reads whole in the UI.
+    """
+    root = _innermost_cause(exc)
+    text = _URL_QUERY.sub(r"\1", _OBJECT_REPR.sub("", " ".join(str(root).split())))
+    return f"{type(root).__name__}: {_cut_at_word(text, EXCERPT_CHARS)}" if text else type(root).__name__
+
+
+def _innermost_cause(exc: BaseException) -> BaseException:
+    """Follow ``reason`` (urllib3), a wrapped first argument (requests), ``__cause__`` and ``__context__``."""
+    seen = exc
+    for _ in range(_CAUSE_DEPTH):
+        reason = getattr(seen, "reason", None)
+        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        deeper = reason if isinstance(reason, BaseException) else nested or seen.__cause__ or seen.__context__
+        if deeper is None or deeper is seen:
+            return seen
+        seen = deeper
+    return seen
+
+
+def _cut_at_word(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return f"{cut} …"

@@ -28,7 +28,7 @@ from airflow_provider_census.api.errors import (
     CensusTriggerUnconfirmedError,
 )
 from airflow_provider_census.api.inputs import PageQuery, census_id
-from airflow_provider_census.api.retry import RetryPolicy, may_have_acted
+from airflow_provider_census.api.retry import ONE_TRY, RetryPolicy, may_have_acted
 from airflow_provider_census.api.settings import (
     MIGRATION_STEPS,
     TOKEN_KINDS,
@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_SECONDS = 5.0
 """How far Census's clock may be behind ours when a run's ``created_at`` is compared with when we sent."""
 SETTLE_LOOK_SECONDS = 2.0
+TEST_CONNECTION_TIMEOUT = 10.0
+"""Seconds a connection test waits to connect, and then for the answer; it is tried once."""
 
 
 class CensusHook(BaseHook):
@@ -331,12 +333,22 @@ class CensusHook(BaseHook):
             del self.__dict__["client"]
 
     def test_connection(self) -> tuple[bool, str]:
-        """One cheap call (the first sync) to prove the token, the host and the API version."""
+        """One cheap call (the first sync) to prove the token, the host and the API version.
+
+        Tried once, with :data:`TEST_CONNECTION_TIMEOUT` seconds to connect and to answer:
+        a user waiting on the form wants the reason soon, not the retries a task gets.
+        """
+        from airflow_provider_census.api.sync_client import CensusClient
+
         try:
-            self.list_syncs(per_page=1)
+            settings = replace(
+                self.settings, timeout=TEST_CONNECTION_TIMEOUT, connect_timeout=TEST_CONNECTION_TIMEOUT, retry=ONE_TRY
+            )
+            with CensusClient(settings) as client:
+                client.run(ep.LIST_SYNCS.bind(settings, params=PageQuery(1, 1, "desc").params(), group_id=None))
         except CensusError as exc:
             return False, str(exc)
-        return True, f"Connected to Census API {self.settings.api_version} at {self.settings.base_url}"
+        return True, f"Connected to Census API {settings.api_version} at {settings.base_url}"
 
     # -- sources, models, tables --
 

@@ -38,7 +38,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_census.api.errors import CensusApiError, CensusError, is_error_name, rebuild_error
 from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.models import SyncRun, optional_int
-from airflow_provider_census.api.retry import RetryPolicy, is_transient, retry_after_of
+from airflow_provider_census.api.retry import ONE_TRY, RetryPolicy, is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome, is_retired_state
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.runs import RunExpectations, RunSummary, describe
@@ -50,8 +50,6 @@ MAX_BACKOFF_INTERVALS = 8.0
 """After failed polls in a row, the wait before the next one grows to at most this many intervals."""
 MAX_RETRY_AFTER_SECONDS = 300.0
 """A ``Retry-After`` longer than this is not waited for in full: the poll comes after this long."""
-ONE_TRY = RetryPolicy(max_attempts=1)
-"""Each poll is one request: a failed poll is simply tried again at the next interval."""
 CANCEL_RETRIES = RetryPolicy(max_attempts=4, budget_seconds=5.0, initial_wait=0.25, max_wait=2.0, max_retry_after=2.0)
 """A cancel is the trigger's last word and safe to repeat: a passing fault must not leave the run going.
 The waits between tries add up to a few seconds, well inside the triggerer's 30 s ``on_kill`` timeout."""

@@ -35,11 +35,11 @@ from airflow.triggers.base import TriggerEvent
 from airflow_provider_census.api.errors import CensusConfigurationError, CensusError, CensusInputError
 from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.models import SyncRun
-from airflow_provider_census.api.retry import is_transient, retry_after_of
+from airflow_provider_census.api.retry import ONE_TRY, is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.runs import RunSummary
-from airflow_provider_census.triggers.census import MAX_BACKOFF_INTERVALS, MAX_RETRY_AFTER_SECONDS, ONE_TRY
+from airflow_provider_census.triggers.census import MAX_BACKOFF_INTERVALS, MAX_RETRY_AFTER_SECONDS
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, BaseEventTrigger
 
 EVENT_SCHEMA_VERSION = 1

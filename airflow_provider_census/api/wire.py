@@ -279,16 +279,17 @@ _CAUSE_DEPTH = 8
 
 
 def reason_of(exc: BaseException) -> str:
-    """What went wrong at the bottom of a transport failure, in one short line: its class and words.
+    """What went wrong at the bottom of a transport failure, in one short line: the classes and words.
 
     HTTP libraries wrap the real cause (a name that did not resolve, a refused or timed-out
-    connection) in layers whose text repeats the URL with its query; the innermost cause says
-    it plainly. Object addresses, connection reprs and query strings are dropped, and a long
+    connection) in layers whose text repeats the URL with its query: the outermost class
+    (``ReadTimeout``) and the innermost cause say it plainly. Object addresses, connection reprs and query strings are dropped, and a long
     text is cut at a word, so a connection test's message reads whole in the UI.
     """
     root = _innermost_cause(exc)
+    names = type(exc).__name__ if root is exc else f"{type(exc).__name__}: {type(root).__name__}"
     text = _URL_QUERY.sub(r"\1", _OBJECT_REPR.sub("", " ".join(str(root).split())))
-    return f"{type(root).__name__}: {_cut_at_word(text, EXCERPT_CHARS)}" if text else type(root).__name__
+    return f"{names}: {_cut_at_word(text, EXCERPT_CHARS)}" if text else names
 
 
 def _innermost_cause(exc: BaseException) -> BaseException:

@@ -283,8 +283,9 @@ def reason_of(exc: BaseException) -> str:
 
     HTTP libraries wrap the real cause (a name that did not resolve, a refused or timed-out
     connection) in layers whose text repeats the URL with its query: the outermost class
-    (``ReadTimeout``) and the innermost cause say it plainly. Object addresses, connection reprs and query strings are dropped, and a long
-    text is cut at a word, so a connection test's message reads whole in the UI.
+    (``ReadTimeout``) and the innermost cause say it plainly. Object addresses, connection
+    reprs and query strings are dropped, and a long text is cut at a word, so a connection
+    test's message reads whole in the UI.
     """
     root = _innermost_cause(exc)
     names = type(exc).__name__ if root is exc else f"{type(exc).__name__}: {type(root).__name__}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from airflow_provider_census.api.errors import CensusApiError, CensusNoSyncSelectedError
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ON_NO_MATCH_CHOICES = ("fail", "skip", "empty")
+CONCURRENT_READS = 8
+"""How many syncs named by id are read at the same time."""
 NAMED_SOURCE_KINDS = frozenset({"model", "segment", "dataset", "entity"})
 """Source objects that have a name of their own rather than a table's parts."""
 
@@ -55,10 +58,19 @@ def resolve(
 
 
 def _candidates(hook: CensusHook, selection: Selection, group_id: str | None) -> list[Sync]:
-    """The syncs to match: just those named when the selection is ids only, else every sync (all pages)."""
-    if selection.explicit_ids is not None:
-        return [hook.get_sync(sync_id) for sync_id in selection.explicit_ids]
-    return list(hook.iter_syncs(group_id=group_id))
+    """The syncs to match: just those named when the selection is ids only, else every sync (all pages).
+
+    Named syncs are read a few at a time (:data:`CONCURRENT_READS`), in the order named: 100
+    ids cost the time of about 13 requests, not 100, and a missing id still fails as itself.
+    """
+    ids = selection.explicit_ids
+    if ids is None:
+        return list(hook.iter_syncs(group_id=group_id))
+    if len(ids) <= 1:
+        return [hook.get_sync(sync_id) for sync_id in ids]
+    _ = hook.client  # read the connection and open the session once, before the threads share them
+    with ThreadPoolExecutor(max_workers=min(CONCURRENT_READS, len(ids)), thread_name_prefix="census-read") as pool:
+        return list(pool.map(hook.get_sync, ids))
 
 
 def _facts(hook: CensusHook, syncs: Iterable[Sync], selection: Selection, group_id: str | None) -> list[SyncFacts]:

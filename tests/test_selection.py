@@ -147,3 +147,14 @@ def test_a_data_teams_workspace_selects_by_model_table_and_destination(
     assert set(seed["paused"]) & every_crm and every_crm == {
         sync_id for label, sync_id in seed["syncs"].items() if label.startswith("crm_")
     }
+
+
+def test_many_ids_are_read_a_few_at_a_time_in_the_order_named(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    ids = [census_conn.add_sync(RunScript()) for _ in range(12)]
+    named = list(reversed(ids))
+    census_conn.fail_next("latency", count=12, method="GET", path_prefix="/syncs/", latency=0.3)  # reads overlap
+    assert [sync.id for sync in hook.select_syncs([str(sync_id) for sync_id in named])] == named
+    reads = [r for r in census_conn.requests_for("GET") if r.api_path.startswith("/syncs/")]
+    assert len(reads) == 12
+    in_flight = [sum(1 for other in reads if other.started_at <= read.started_at < other.finished_at) for read in reads]
+    assert 1 < max(in_flight) <= 8, in_flight

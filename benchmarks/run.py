@@ -12,7 +12,15 @@
    emulator's request log, TCP connections from sampling each worker's sockets, failed polls
    from the workers. Two scenarios, each with a fresh emulator: "fast" (300 ms per request) and
    "slow" (5 s per request, where polls in flight far outnumber a small connection pool).
-2. DAG-parse cost on each Airflow line (``parse_cost.py``).
+2. One trigger over N runs against N single-run triggers (issue 11, ``--part many``): one
+   ``CensusSyncRunsTrigger`` (what one ``CensusTriggerSyncsOperator`` task defers to) beside N
+   ``CensusSyncRunTrigger`` (what N mapped ``CensusTriggerSyncOperator`` tasks defer to), each
+   population in its own fresh worker, one emulator, the same end times.
+3. DAG-parse cost on each Airflow line (``parse_cost.py``).
+4. Only when asked (``--part deployment``, several minutes): the same comparison in a whole
+   Airflow deployment, one DAG after the other (``deployment.py``).
+
+``--part`` picks the parts (default: scale, many, parse).
 
 Nothing here asserts a timing; figures are printed beside their targets. Run it through
 ``dev/run.py``, which installs the virtualenvs; directly it needs the Airflow 3 venv's Python
@@ -41,6 +49,8 @@ import psutil
 HERE = Path(__file__).resolve().parent
 KINDS = ("ours", "official", "floor", "lockstep")  # the worker's kinds, in the tables' order
 LABELS = {"ours": "ours", "official": "official", "floor": "spread floor", "lockstep": "lockstep floor"}
+MANY_KINDS = ("many", "ours")  # the many-syncs part: one trigger over N runs, and N single-run triggers
+MANY_LABELS = {"many": "1 trigger, N runs", "ours": "N triggers (mapped)"}
 CREATE_SECONDS = 0.0015  # a generous guess of the time the emulator takes to script and start one run
 OWN_EMULATOR = frozenset({"lockstep"})
 """Populations served by an emulator of their own, still side by side with the others. The lockstep
@@ -218,7 +228,13 @@ class Worker:
 
 
 def start_worker(
-    kind: str, python: str, scenario: Scenario, emulator: Emulator, home: Path, profile: Path | None
+    kind: str,
+    python: str,
+    scenario: Scenario,
+    emulator: Emulator,
+    home: Path,
+    profile: Path | None,
+    extra: Sequence[str] = (),
 ) -> Worker:
     """A fresh interpreter for one population; its Airflow home and log are its own."""
     (home / kind).mkdir(exist_ok=True)
@@ -229,7 +245,7 @@ def start_worker(
         "AIRFLOW_CONN_CENSUS_DEFAULT": emulator.connection_json(),
     }
     log = home / f"{kind}-{scenario.name}.log"
-    command = [python, str(HERE / "trigger_worker.py"), kind, "--poll-interval", str(scenario.poll_interval)]
+    command = [python, str(HERE / "trigger_worker.py"), kind, "--poll-interval", str(scenario.poll_interval), *extra]
     if kind == "ours" and scenario.slot_seconds is not None:
         command += ["--slot-seconds", str(scenario.slot_seconds)]
     if profile:
@@ -384,6 +400,143 @@ def scale_benchmark(
         )
         for kind in results
     }
+
+
+# -- issue 11: one trigger over N runs against N single-run triggers (dynamic task mapping) ------
+
+MANY_SCENARIO = Scenario("many", latency=0.3, triggers=100, poll_interval=10.0, first_end=60.0, last_end=120.0)
+QUICK_MANY_SCENARIO = Scenario("many", latency=0.3, triggers=20, poll_interval=3.0, first_end=6.0, last_end=24.0)
+
+
+def many_benchmark(python: str, scenario: Scenario) -> dict[str, dict[str, Any]]:
+    """Both populations side by side against one emulator, each in its own fresh process.
+
+    ``many``: one ``CensusSyncRunsTrigger`` over N runs (one ``CensusTriggerSyncsOperator``
+    task deferred); ``ours``: N ``CensusSyncRunTrigger`` (N mapped ``CensusTriggerSyncOperator``
+    tasks deferred). Same interval, same latency, the same end times: run i of one population
+    ends when run i of the other does.
+    """
+    with tempfile.TemporaryDirectory(prefix="census-bench-many-") as tmp:
+        home = Path(tmp)
+        emulator = Emulator(python, scenario.latency, home / "emulator-many.log")
+        try:
+            workers = [start_worker(k, python, scenario, emulator, home, None, ["--observe-watches"])
+                       for k in MANY_KINDS]  # fmt: skip
+            try:
+                results, ends, counter = run_populations(workers, scenario, serial=False)
+            finally:
+                for worker in workers:
+                    if worker.process.poll() is None:
+                        worker.process.kill()
+            gets = gets_by_run(emulator)
+        finally:
+            emulator.close()
+    return {
+        kind: many_figures(results[kind], ends[kind], gets, counter.counts(results[kind]["pid"]), scenario)
+        for kind in results
+    }
+
+
+def lag_figures(prefix: str, lags: list[float]) -> dict[str, float]:
+    nan = float("nan")
+    return {
+        f"{prefix}_p50": percentile(lags, 0.50) if lags else nan,
+        f"{prefix}_p95": percentile(lags, 0.95) if lags else nan,
+        f"{prefix}_max": max(lags) if lags else nan,
+    }
+
+
+def many_figures(
+    result: dict[str, Any],
+    ends: dict[int, float],
+    gets: dict[int, list[float]],
+    connections: tuple[int, int],
+    scenario: Scenario,
+) -> dict[str, Any]:
+    """The scale figures, plus three lags.
+
+    - *seen*: when the run's own wait loop saw it end, minus its scripted end: how soon the
+      trigger knew (the same code in both populations);
+    - *event*: when the event carrying the run came, minus its scripted end: how soon the task
+      can act on it. The many-runs trigger has one event, at the last run's end, so its early
+      runs wait for the last one;
+    - *last*: the last event minus the last scripted end: how soon after the whole batch ended
+      the tasks could resume (both populations then hold every result).
+    """
+    found = figures(result, ends, gets, connections, scenario)
+    watch_ends = result.get("watch_ends", {})
+    seen = [float(watch_ends[str(run_id)]) - end for run_id, end in ends.items() if str(run_id) in watch_ends]
+    events = result["events"]
+    event_lags = [float(at) - ends[int(run_id)] for run_id, (at, _outcome) in events.items()]
+    last = max(float(at) for at, _outcome in events.values()) - max(ends.values())
+    requests = sum(len(gets.get(run_id, [])) for run_id in ends)
+    rss_during = result.get("rss_during")
+    nan = float("nan")
+    return (
+        found
+        | lag_figures("seen", seen)
+        | lag_figures("event", event_lags)
+        | {
+            "last_lag": last,
+            "gets": requests,
+            "rss_kb_total": (rss_during - result["rss_before"]) / 1024 if rss_during else nan,
+            "deferrals": 1 if result["kind"] == "many" else result["triggers"],
+        }
+    )
+
+
+MANY_ROWS = [  # key, label, format
+    ("deferrals", "triggers (trigger rows) for N syncs", "{:.0f}"),
+    ("cpu_seconds", "CPU, start to last event (s)", "{:.3f}"),
+    ("cpu_ms_per_poll", "CPU per poll (ms)", "{:.3f}"),
+    ("polls", "polls", "{:.0f}"),
+    ("gets", "GETs of runs", "{:.0f}"),
+    ("gets_per_poll", "GETs per poll", "{:.3f}"),
+    ("connections", "TCP connections opened", "{:.0f}"),
+    ("connections_peak", "TCP connections open at peak", "{:.0f}"),
+    ("rss_kb_total", "RSS added, all waits (KB)", "{:.0f}"),
+    ("seen_p50", "seen lag p50 (s): wait loop saw the end", "{:.2f}"),
+    ("seen_p95", "seen lag p95 (s)", "{:.2f}"),
+    ("seen_max", "seen lag max (s)", "{:.2f}"),
+    ("event_p50", "event lag p50 (s): event carrying the run", "{:.2f}"),
+    ("event_p95", "event lag p95 (s)", "{:.2f}"),
+    ("event_max", "event lag max (s)", "{:.2f}"),
+    ("last_lag", "last end to last event (s)", "{:.2f}"),
+    ("failed_polls", "failed polls", "{:.0f}"),
+    ("events_ok", "runs reported completed", "{:.0f}"),
+]
+MANY_RATIOS = [  # key, label
+    ("cpu_seconds", "CPU (s)"),
+    ("cpu_ms_per_poll", "CPU per poll"),
+    ("gets", "GETs"),
+    ("connections", "TCP connections opened"),
+    ("connections_peak", "TCP connections at peak"),
+    ("rss_kb_total", "RSS added"),
+    ("seen_p50", "seen lag p50"),
+    ("seen_p95", "seen lag p95"),
+    ("last_lag", "last end to last event"),
+]
+
+
+def print_many(found: dict[str, dict[str, Any]], scenario: Scenario) -> None:
+    many = found["many"]
+    print(
+        "\nOne trigger over N runs against N single-run triggers (issue 11), triggerer level: "
+        f"N = {scenario.triggers}, "
+        f"{scenario.latency * 1000:.0f} ms per request, poll interval {scenario.poll_interval:g} s, runs ending "
+        f"{many['first_end_s']:.1f}-{many['last_end_s']:.1f} s after the start (the same moments in both); "
+        "side by side, each population in its own process, one emulator.\n"
+    )
+    rows = [["figure", *(MANY_LABELS[k] for k in MANY_KINDS)]]
+    for key, label, fmt in MANY_ROWS:
+        rows.append([label, *(fmt.format(found[k][key]) for k in MANY_KINDS)])
+    print(table(rows))
+    mapped = found["ours"]
+    comparisons = [["ratio (1 trigger / N triggers)", "value"]]
+    for key, label in MANY_RATIOS:
+        comparisons.append([label, ratio(many[key], mapped[key])])
+    print()
+    print(table(comparisons))
 
 
 def parse_benchmark(pythons: dict[str, str], runs: int) -> dict[str, dict[str, Any]]:
@@ -611,6 +764,18 @@ def chosen_scenarios(names: Sequence[str] | None) -> list[str]:
     return [name for name in SCENARIOS if name in asked]
 
 
+PARTS = ("scale", "many", "parse", "deployment")
+DEFAULT_PARTS = ("scale", "many", "parse")
+
+
+def chosen_parts(names: Sequence[str] | None) -> set[str]:
+    asked = {name.strip() for given in names or [",".join(DEFAULT_PARTS)] for name in given.split(",") if name.strip()}
+    unknown = asked - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown part {', '.join(sorted(unknown))}; pick of: {', '.join(PARTS)}")
+    return asked
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -645,6 +810,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--parse-runs", type=int, help="fresh interpreters per parse-cost median (default 15; 0 skips it)"
     )
+    parser.add_argument(
+        "--part",
+        action="append",
+        metavar="PART",
+        help=f"parts to run, repeatable or comma-separated: {', '.join(PARTS)} (default: "
+        f"{', '.join(DEFAULT_PARTS)}; deployment, a real Airflow deployment, only when asked)",
+    )
+    parser.add_argument(
+        "--syncs", type=int, help="many, deployment: syncs per population (default 100; 20 and 10 with --quick)"
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
         "--profile", type=Path, help="write cProfile stats of each population's measured part into this folder"
@@ -664,6 +839,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pythons = {"ours": sys.executable, "official": official, "floor": sys.executable, "lockstep": sys.executable}
     wanted = {"ours", *(args.population or KINDS)}
     populations = {kind: python for kind, python in pythons.items() if python and kind in wanted}
+    parts = chosen_parts(args.part)
+    if "scale" not in parts:
+        scenarios = []
     started = time.monotonic()
     print(f"Machine: {describe_machine()}", flush=True)
     scale: dict[str, dict[str, dict[str, Any]]] = {}
@@ -673,19 +851,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     if len(scale) > 1:
         print_ratio_summary(scale)
-    if "official" not in populations:
+    if scenarios and "official" not in populations:
         print("\n(no --official-python: the official provider was not measured)")
+    many_found: dict[str, dict[str, Any]] = {}
+    if "many" in parts:
+        many_scenario = QUICK_MANY_SCENARIO if args.quick else MANY_SCENARIO
+        if args.syncs:
+            many_scenario = many_scenario.changed(triggers=args.syncs)
+        many_found = many_benchmark(sys.executable, many_scenario)
+        print_many(many_found, many_scenario)
+        sys.stdout.flush()
     lines = {"3": sys.executable, "2": os.path.abspath(args.airflow2_python) if args.airflow2_python else None}
     parse_runs = args.parse_runs if args.parse_runs is not None else (3 if args.quick else 15)
-    parse = parse_benchmark({k: v for k, v in lines.items() if v}, parse_runs) if parse_runs > 0 else {}
+    parse_wanted = parse_runs > 0 and "parse" in parts
+    parse = parse_benchmark({k: v for k, v in lines.items() if v}, parse_runs) if parse_wanted else {}
     if parse:
         print_parse(parse)
+    deployment_code = 0
+    if "deployment" in parts:
+        command = [sys.executable, str(HERE / "deployment.py")]
+        command += ["--quick"] if args.quick else []
+        command += ["--syncs", str(args.syncs)] if args.syncs else []
+        command += ["--json", str(args.json.with_suffix(".deployment.json"))] if args.json else []
+        sys.stdout.flush()
+        deployment_code = subprocess.call(command, cwd=HERE.parent)
     print(f"\nLoad average after the run: {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"took {time.monotonic() - started:.0f} s.")  # fmt: skip
     if args.json:
         found = {s.name: {"scenario": asdict(s), "scale": scale[s.name]} for s in scenarios}
-        args.json.write_text(json.dumps({"scenarios": found, "parse": parse}, indent=2))
-    return 0
+        args.json.write_text(json.dumps({"scenarios": found, "parse": parse, "many": many_found}, indent=2))
+    return deployment_code
 
 
 if __name__ == "__main__":

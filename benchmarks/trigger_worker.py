@@ -2,7 +2,10 @@
 
 Started by ``benchmarks/run.py``, once per kind, each in a fresh interpreter:
 
-- ``ours``: this provider's ``CensusSyncRunTrigger``;
+- ``ours``: this provider's ``CensusSyncRunTrigger``, one per run (what N mapped
+  ``CensusTriggerSyncOperator`` tasks defer to);
+- ``many``: this provider's ``CensusSyncRunsTrigger``, one over all N runs (what one
+  ``CensusTriggerSyncsOperator`` task defers to): one event, when the last run ends;
 - ``official``: the published provider's ``CensusTrigger`` (run with its own virtualenv's Python,
   since it has the same import name);
 - ``floor``: no trigger at all, the least a poller can do: one shared aiohttp session, and each
@@ -26,6 +29,10 @@ event (``completed``, ``ended`` in another state, or ``error``: the wait gave up
 polls: requests that timed out or failed on the client side, by exception type. Ours tolerates
 failed polls and polls again; the official trigger ends on its first (the triggerer fails the task);
 the floors count them and poll again.
+With ``--observe-watches`` (ours and many) it also reports when each run's own wait loop (the
+provider's ``_RunWatch``) saw the run end, wrapped from outside like the failed-poll count: a
+many-runs trigger holds every run's end until the last one, so its event time says when the task
+resumes, and this time says when the trigger knew. One wrapper call per run, not per poll.
 With ``--profile FILE`` it also writes cProfile stats of that measured part (which then costs more
 CPU: use it to see where the time goes, not for the figures).
 """
@@ -50,13 +57,19 @@ import psutil
 CONN_ID = "census_default"
 TERMINAL_STATES = frozenset({"completed", "failed", "skipped", "cancelled", "canceled"})
 TIMEOUT_SECONDS = 30.0  # the floors'; ours and the official trigger default to 30 s as well
-KINDS = ("ours", "official", "floor", "lockstep")
+KINDS = ("ours", "official", "floor", "lockstep", "many")
 
 Waiter = Callable[[int], Awaitable[str]]
 """Waits for one run to end; answers ``completed``, ``ended`` (another end state) or ``error``."""
 
+BatchWaiter = Callable[[list[int]], Awaitable[dict[int, str]]]
+"""Waits for all the runs in one trigger; answers each run's verdict, as a ``Waiter`` does."""
+
 FAILED_POLLS: Counter[str] = Counter()
 """Client-side failures of polls (timeouts, dropped connections, errors), by exception type."""
+
+WATCH_ENDS: dict[int, float] = {}
+"""With ``--observe-watches``: epoch seconds when each run's wait loop returned (it saw the run end)."""
 
 
 def connection() -> tuple[str, str]:
@@ -102,6 +115,30 @@ def count_failures(owner: Any, name: str) -> None:
     setattr(owner, name, counted)
 
 
+def observe_watch_ends() -> None:
+    """Record when each run's ``_RunWatch.until_done`` returns, in :data:`WATCH_ENDS`."""
+    from airflow_provider_census.triggers import census as trigger_module
+
+    original = trigger_module._RunWatch.until_done
+    if getattr(original, "_observed", False):
+        return
+
+    async def until_done(self: Any, first_poll_delay: float) -> Any:
+        event = await original(self, first_poll_delay)
+        WATCH_ENDS[self.sync_run_id] = time.time()
+        return event
+
+    until_done._observed = True  # type: ignore[attr-defined]
+    trigger_module._RunWatch.until_done = until_done  # type: ignore[method-assign]
+
+
+def outcome_of(payload: dict[str, Any]) -> str:
+    """One run's event of ours: ``completed``, ``ended`` or ``error`` (gave up, or a deadline)."""
+    if payload["status"] != "finished":  # "error" (too many failed polls in a row) or "timeout"
+        return "error"
+    return "completed" if (payload.get("summary") or {}).get("outcome") == "succeeded" else "ended"
+
+
 def ours(poll_interval: float) -> Waiter:
     from airflow_provider_census.hooks.census import CensusHook
     from airflow_provider_census.triggers.census import CensusSyncRunTrigger
@@ -110,12 +147,24 @@ def ours(poll_interval: float) -> Waiter:
 
     async def wait(run_id: int) -> str:
         trigger = CensusSyncRunTrigger(run_id, census_conn_id=CONN_ID, poll_interval=poll_interval)
-        payload = await first_event(trigger.run())
-        if payload["status"] != "finished":  # "error" (too many failed polls in a row) or "timeout"
-            return "error"
-        return "completed" if (payload.get("summary") or {}).get("outcome") == "succeeded" else "ended"
+        return outcome_of(await first_event(trigger.run()))
 
     return wait
+
+
+def many(poll_interval: float) -> BatchWaiter:
+    """One ``CensusSyncRunsTrigger`` over every run, as the many-syncs operator defers to it."""
+    from airflow_provider_census.hooks.census import CensusHook
+    from airflow_provider_census.triggers.census import CensusSyncRunsTrigger
+
+    count_failures(CensusHook, "aget_sync_run")
+
+    async def wait_all(run_ids: list[int]) -> dict[int, str]:
+        trigger = CensusSyncRunsTrigger(run_ids, census_conn_id=CONN_ID, poll_interval=poll_interval)
+        payload = await first_event(trigger.run())
+        return {int(run["sync_run_id"]): outcome_of(run) for run in payload["runs"]}
+
+    return wait_all
 
 
 def official(poll_interval: float) -> Waiter:
@@ -216,34 +265,62 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-async def watch_all(wait: Waiter, runs: list[int], rss_at: float) -> dict[str, Any]:
-    """Every wait at once in this loop; the time and verdict of each event, and memory at ``rss_at``."""
+def one_by_one(wait: Waiter) -> BatchWaiter:
+    """A waiter per run, all at once in this loop, as a batch; each run's verdict."""
+
+    async def wait_all(run_ids: list[int]) -> dict[int, str]:
+        outcomes = await asyncio.gather(*(wait(run_id) for run_id in run_ids))
+        return dict(zip(run_ids, outcomes, strict=True))
+
+    return wait_all
+
+
+async def watch_all(
+    wait: Waiter | None, runs: list[int], rss_at: float, batch: BatchWaiter | None = None
+) -> dict[str, Any]:
+    """Every wait at once in this loop; the time and verdict of each event, and memory at ``rss_at``.
+
+    ``batch`` (the many-runs trigger) waits for all the runs at once instead: its one event
+    gives every run the same event time.
+    """
     events: dict[str, list[Any]] = {}
     memory: dict[str, int] = {}
 
     async def one(run_id: int) -> None:
+        assert wait is not None
         outcome = await wait(run_id)
         events[str(run_id)] = [time.time(), outcome]
+
+    async def together() -> None:
+        assert batch is not None
+        outcomes = await batch(runs)
+        at = time.time()
+        events.update({str(run_id): [at, outcome] for run_id, outcome in outcomes.items()})
 
     async def sample_memory() -> None:
         await asyncio.sleep(max(0.0, rss_at - time.time()))
         memory["rss_during"] = rss()
 
     sampler = asyncio.ensure_future(sample_memory())
-    await asyncio.gather(*(one(run_id) for run_id in runs))
+    if batch is not None:
+        await together()
+    else:
+        await asyncio.gather(*(one(run_id) for run_id in runs))
     if not sampler.done():  # every wait ended before the sample: there is nothing to measure
         sampler.cancel()
     return {"events": events, **memory}
 
 
-def waiters(kind: str, poll_interval: float) -> tuple[Waiter, Waiter, Floor | None]:
-    """The measured waiter, the one to warm up with, and the floor to close at the end (if any)."""
+def waiters(kind: str, poll_interval: float) -> tuple[Waiter | None, BatchWaiter, Floor | None]:
+    """The measured waiter (None for many), the batch one to warm up with, and the floor to close (if any)."""
+    if kind == "many":
+        return None, many(0.01), None  # its warm-up: a tiny interval, one poll
     if kind in ("floor", "lockstep"):
         floor = (LockstepFloor if kind == "lockstep" else Floor)(poll_interval)
-        return floor.wait, floor.wait, floor  # the same session, warmed up
+        return floor.wait, one_by_one(floor.wait), floor  # the same session, warmed up
     make = {"ours": ours, "official": official}[kind]
     # A tiny interval for the warm-up, so that it takes one poll.
-    return make(poll_interval), make(0.01), None
+    return make(poll_interval), one_by_one(make(0.01)), None
 
 
 async def main_async(
@@ -252,8 +329,9 @@ async def main_async(
     wait, warm, floor = waiters(kind, poll_interval)
     # Warm up the whole code path (lazy imports, first session, connection parsing) on a run
     # that has already ended.
-    await warm(warm_run)
+    await warm([warm_run])
     FAILED_POLLS.clear()
+    WATCH_ENDS.clear()
     print(json.dumps({"ready": os.getpid()}), file=channel, flush=True)
     order = json.loads(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
     gc.collect()
@@ -263,7 +341,8 @@ async def main_async(
     cpu_start, wall_start = time.process_time(), time.time()
     if profiler:
         profiler.enable()
-    result = await watch_all(wait, order["runs"], order["rss_at"])
+    batch = many(poll_interval) if kind == "many" else None
+    result = await watch_all(wait, order["runs"], order["rss_at"], batch)
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -279,6 +358,7 @@ async def main_async(
         "wall_seconds": wall,
         "rss_before": rss_before,
         "failed_polls": dict(FAILED_POLLS),
+        "watch_ends": {str(run_id): at for run_id, at in WATCH_ENDS.items()},
         **result,
     }
 
@@ -297,7 +377,12 @@ def main() -> int:
     parser.add_argument("--warm-run", type=int, required=True, help="an ended run to warm up on")
     parser.add_argument("--profile", help="write cProfile stats of the measured part to this file")
     parser.add_argument("--slot-seconds", type=float, help="ours: the triggers' wake-up slot instead of 0.25 s")
+    parser.add_argument(
+        "--observe-watches", action="store_true", help="ours, many: report when each run's wait loop saw it end"
+    )
     args = parser.parse_args()
+    if args.observe_watches:
+        observe_watch_ends()
     if args.slot_seconds is not None:
         from airflow_provider_census.triggers import census as trigger_module
 

@@ -4,7 +4,8 @@
 Runs with the system ``python3`` and needs only the standard library. Every Airflow line gets
 its own virtualenv under ``.venvs/`` pinned by ``constraints/airflow-<line>.txt``: the full
 lines 3 (3.3) and 2 (2.11) run ruff, mypy and every test; the smoke lines 3.2, 3.1 and 3.0
-run only ``pytest -m smoke``:
+run only ``pytest -m smoke``; ``test`` also builds the docs site with warnings as errors, in a lane
+of its own (``.venvs/docs``, pinned by ``constraints/docs.txt``):
 
     python3 dev/run.py test                 # every line: ruff, mypy, pytest; pytest -m smoke
     python3 dev/run.py test --airflow 3     # one line only (3, 2, 3.2, 3.1 or 3.0; repeatable)
@@ -13,6 +14,7 @@ run only ``pytest -m smoke``:
     python3 dev/run.py demo                 # the demo, in the Airflow 3 venv
     python3 dev/run.py bench                # the benchmarks (benchmarks/run.py), ~4 minutes
     python3 dev/run.py bench --quick        # a smoke run of them, ~1 minute
+    python3 dev/run.py docs                 # the docs site (mkdocs.yml, docs/) into site/; --serve to preview
     python3 dev/run.py lock                 # re-resolve every constraint file (--airflow: some)
 
 The venvs are installed side by side with uv (``uv pip install``, bootstrapped with pip into
@@ -327,18 +329,21 @@ def install_venv(
     *,
     prefix: str = "",
     uv: Path | None = None,
+    out: IO[str] | None = None,
 ) -> str:
     """Make ``venv`` hold ``packages`` pinned by ``constraints``; skip it all when its stamp says ``wanted``.
 
     ``packages`` are pip install arguments. With ``uv``, uv installs the same pins (and the
-    pinned pip, so the venv looks as pip would have left it).
+    pinned pip, so the venv looks as pip would have left it). ``out`` takes the installers'
+    output instead of our stdout (a log file).
     """
     stamp = venv / ".install-stamp"
     if venv_python(venv).exists() and stamp.exists() and stamp.read_text().strip() == wanted:
-        say(f"{prefix}{_short(venv)} is up to date with {_short(constraints)}")
+        if out is None:
+            say(f"{prefix}{_short(venv)} is up to date with {_short(constraints)}")
         return "up to date"
     if uv is not None:
-        return _uv_install(uv, venv, constraints, wanted, packages, prefix=prefix)
+        return _uv_install(uv, venv, constraints, wanted, packages, prefix=prefix, out=out)
 
     if make_venv(venv, prefix=prefix) != 0:
         raise StepFailed("venv creation")
@@ -350,10 +355,13 @@ def install_venv(
         [*pip, "install", "--progress-bar", "off", "--upgrade", "-c", constraints, "pip"],
         env=env,
         prefix=prefix,
+        out=out,
     )
     if code != 0:
         raise StepFailed(f"pip upgrade, exit {code}")
-    code = run([*pip, "install", "--progress-bar", "off", "-c", constraints, *packages], env=env, prefix=prefix)
+    code = run(
+        [*pip, "install", "--progress-bar", "off", "-c", constraints, *packages], env=env, prefix=prefix, out=out
+    )
     if code != 0:
         raise StepFailed(f"pip install, exit {code}")
     stamp.write_text(wanted + "\n")
@@ -368,6 +376,7 @@ def _uv_install(
     packages: Sequence[str | os.PathLike[str]],
     *,
     prefix: str,
+    out: IO[str] | None = None,
 ) -> str:
     stamp = venv / ".install-stamp"
     env = venv_env(venv, {"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"})
@@ -375,12 +384,12 @@ def _uv_install(
     if py.exists():
         probe = subprocess.run([py, "-c", "pass"], check=False, stdin=subprocess.DEVNULL, capture_output=True)
         if probe.returncode != 0:
-            say(f"{prefix}{_short(venv)} is broken; recreating it")
+            _note(f"{prefix}{_short(venv)} is broken; recreating it", out)
             shutil.rmtree(venv)
     if not py.exists():
         shutil.rmtree(venv, ignore_errors=True)
-        say(f"{prefix}creating {_short(venv)} (uv)")
-        code = run([uv, "venv", "--quiet", "--python", sys.executable, venv], env=env, prefix=prefix)
+        _note(f"{prefix}creating {_short(venv)} (uv)", out)
+        code = run([uv, "venv", "--quiet", "--python", sys.executable, venv], env=env, prefix=prefix, out=out)
         if code != 0:
             raise StepFailed(f"uv venv, exit {code}")
     stamp.unlink(missing_ok=True)
@@ -402,11 +411,19 @@ def _uv_install(
         "pip",
         *args,
     ]
-    code = run(cmd, env=env, prefix=prefix)
+    code = run(cmd, env=env, prefix=prefix, out=out)
     if code != 0:
         raise StepFailed(f"uv pip install, exit {code}; `--installer pip` installs with pip instead")
     stamp.write_text(wanted + "\n")
     return "ok"
+
+
+def _note(text: str, out: IO[str] | None) -> None:
+    """A progress line: on our stdout, or into ``out`` (a log file) when given."""
+    if out is None:
+        say(text)
+    else:
+        out.write(text + "\n")
 
 
 _uv_lock = threading.Lock()
@@ -683,6 +700,9 @@ def cmd_checks(lines: Sequence[str], pytest_args: Sequence[str] | None, *, seria
         lanes.append(smoke_lane)
     elif pytest_args is not None:
         lanes.append([pytest_check(line, pytest_args) for line in ready if line in smoke])
+    if pytest_args is not None:
+        # The docs build needs no Airflow: its own small venv, in a lane beside the others.
+        lanes.append(docs_lane(report, installer))
     lanes = [lane for lane in lanes if callable(lane) or lane]
     if serial or len(lanes) == 1:
         for lane in lanes:
@@ -754,6 +774,79 @@ def cmd_bench(bench_args: Sequence[str], installer: str) -> int:
         env = venv_env(venv_path("3"), airflow_env(Path(home)))
         code = run([venv_python(venv_path("3")), ROOT / "benchmarks" / "run.py", *args], env=env)
     report.add(Result("bench", "-", describe(code, "bench"), time.monotonic() - bench_start))
+    report.print_summary(time.monotonic() - start)
+    return 1 if report.failed else 0
+
+
+# --------------------------------------------------------------------------------------------
+# docs
+
+# The docs site (mkdocs.yml, docs/) is built in a venv of its own, pinned by constraints/docs.txt:
+# MkDocs, Material and mkdocstrings, which read the sources statically (no Airflow needed).
+DOCS_VENV = VENVS / "docs"
+DOCS_CONSTRAINTS = CONSTRAINTS / "docs.txt"
+DOCS_PACKAGES = ("mkdocs", "mkdocs-material", "mkdocstrings[python]")
+DOCS_SITE = ROOT / "site"
+# Where steps that keep quiet write their full output.
+LOGS = VENVS / "logs"
+
+
+def docs_env() -> dict[str, str]:
+    # NO_MKDOCS_2_WARNING: Material's notice about MkDocs 2, printed on every build.
+    return venv_env(DOCS_VENV, {"NO_MKDOCS_2_WARNING": "1"})
+
+
+def install_docs(installer: str) -> Result:
+    """Create/refresh .venvs/docs; the installer's output goes to .venvs/logs/docs-install.log."""
+    start = time.monotonic()
+    log = LOGS / "docs-install.log"
+    LOGS.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"recipe={INSTALL_RECIPE};python={sys.version_info[:3]};{DOCS_PACKAGES}\n".encode())
+    digest.update(DOCS_CONSTRAINTS.read_bytes())
+    with log.open("w", encoding="utf-8") as out:
+        try:
+            uv = find_uv(installer)
+            status = install_venv(DOCS_VENV, DOCS_CONSTRAINTS, digest.hexdigest(), DOCS_PACKAGES, uv=uv, out=out)
+        except StepFailed as exc:
+            status = f"FAILED ({exc})"
+    if status.startswith("FAILED"):
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+        say(f"install docs failed; the end of {_short(log)}:")
+        for line in lines[-20:]:
+            say(f"    {line}")
+    return Result("install docs", "-", status, time.monotonic() - start)
+
+
+def docs_check() -> Check:
+    """``mkdocs build --strict`` into a temporary directory: any warning (a broken link, a docstring) fails."""
+    out = Path(tempfile.mkdtemp(prefix="census-site-"))
+    mkdocs = bin_dir(DOCS_VENV) / "mkdocs"
+    cmd: list[str | os.PathLike[str]] = [mkdocs, "build", "--strict", "--quiet", "--site-dir", out]
+    return Check("docs (mkdocs --strict)", "-", cmd, docs_env(), cleanup=lambda: shutil.rmtree(out, ignore_errors=True))
+
+
+def docs_lane(report: Report, installer: str) -> Callable[[], list[Check]]:
+    """The docs lane of `test`: install .venvs/docs, then the strict build, beside the pytest lanes."""
+
+    def lane() -> list[Check]:
+        installed = report.add(install_docs(installer))
+        return [] if installed.failed else [docs_check()]
+
+    return lane
+
+
+def cmd_docs(serve: bool, mkdocs_args: Sequence[str], installer: str) -> int:
+    """Build the site into site/ (strict), or serve it with live reload."""
+    start = time.monotonic()
+    report = Report()
+    if not report.add(install_docs(installer)).failed:
+        mkdocs = bin_dir(DOCS_VENV) / "mkdocs"
+        if serve:
+            return run([mkdocs, "serve", "--strict", *mkdocs_args], env=docs_env())
+        t0 = time.monotonic()
+        cmd = [mkdocs, "build", "--strict", "--quiet", "--site-dir", DOCS_SITE, *mkdocs_args]
+        code = run(cmd, env=docs_env())
+        report.add(Result(f"docs -> {_short(DOCS_SITE)}/", "-", describe(code, "docs"), time.monotonic() - t0))
     report.print_summary(time.monotonic() - start)
     return 1 if report.failed else 0
 
@@ -948,9 +1041,10 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 dev/run.py",
         description="Install, lint and test airflow-provider-census on every supported Airflow line.",
-        epilog="Arguments after `--` go to pytest (test), dev/demo.py (demo) or benchmarks/run.py (bench).",
+        epilog="Arguments after `--` go to pytest (test), dev/demo.py (demo), benchmarks/run.py (bench) "
+        "or mkdocs (docs).",
     )
-    parser.add_argument("command", choices=["test", "lint", "demo", "bench", "lock"])
+    parser.add_argument("command", choices=["test", "lint", "demo", "bench", "docs", "lock"])
     parser.add_argument(
         "--airflow",
         action="append",
@@ -973,13 +1067,18 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--triggers", type=int, help="bench: waits per trigger population (default 1000)")
     parser.add_argument("--quick", action="store_true", help="bench: a smoke run (200 waits, short intervals)")
+    parser.add_argument(
+        "--serve", action="store_true", help="docs: serve the site on 127.0.0.1:8000, rebuilt on changes"
+    )
     args = parser.parse_args(argv)
     # The smoke lines have no lint step of their own (ruff runs once, mypy on line 3).
     default_lines = FULL_LINES if args.command == "lint" else LINES
     lines = [line for line in LINES if line in (args.airflow or default_lines)]
 
-    if extra and args.command not in ("test", "demo", "bench"):
-        parser.error(f"`--` arguments are only for test, demo and bench, not {args.command}")
+    if extra and args.command not in ("test", "demo", "bench", "docs"):
+        parser.error(f"`--` arguments are only for test, demo, bench and docs, not {args.command}")
+    if args.serve and args.command != "docs":
+        parser.error("--serve is an option of docs")
     if (args.triggers or args.quick) and args.command != "bench":
         parser.error("--triggers and --quick are options of bench")
 
@@ -988,12 +1087,17 @@ def main(argv: Sequence[str]) -> int:
             if venv_path(line).exists():
                 say(f"removing {_short(venv_path(line))}")
                 shutil.rmtree(venv_path(line))
+        if args.command == "docs" and DOCS_VENV.exists():
+            say(f"removing {_short(DOCS_VENV)}")
+            shutil.rmtree(DOCS_VENV)
         if args.command == "bench" and OFFICIAL_VENV.exists():
             say(f"removing {_short(OFFICIAL_VENV)}")
             shutil.rmtree(OFFICIAL_VENV)
 
     if args.command == "lock":
         return cmd_lock(lines)
+    if args.command == "docs":
+        return cmd_docs(args.serve, extra, args.installer)
     warn_python_mismatch(["3"] if args.command == "demo" else lines)
     if args.command == "demo":
         return cmd_demo(extra, args.installer)

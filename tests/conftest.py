@@ -1,7 +1,7 @@
 """Shared fixtures: a hook wired to the bundled emulator with quick retries.
 
 The emulator fixtures (``census_emulator``, ``census_conn``) come from the package's own
-pytest plugin, registered through its ``pytest11`` entry point.
+pytest plugin, loaded here as its users load it (it is opt-in).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(EXAMPLE_DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 import pytest  # noqa: E402
+
+pytest_plugins = ["airflow_provider_census.testing.pytest_plugin"]
 
 from airflow_provider_census.api.retry import RetryPolicy  # noqa: E402
 from airflow_provider_census.hooks.census import CensusHook  # noqa: E402

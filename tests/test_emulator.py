@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -853,9 +852,8 @@ def test_start_stop_and_port_reuse() -> None:
 
 
 def _plugin_args() -> list[str]:
-    """``-p`` the plugin unless its entry point is installed (pytest loads it then)."""
-    installed = any(ep.name == "census_emulator" for ep in metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "airflow_provider_census.testing.pytest_plugin"]
+    """The plugin is opt-in: a user's run loads it with ``-p``."""
+    return ["-p", "airflow_provider_census.testing.pytest_plugin"]
 
 
 def test_pytest_fixtures(pytester: pytest.Pytester) -> None:

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -509,8 +508,8 @@ def test_faults_on_v2_keep_their_bodies(emu: CensusEmulator, v2: requests.Sessio
 
 
 def _plugin_args() -> list[str]:
-    installed = any(ep.name == "census_emulator" for ep in metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "airflow_provider_census.testing.pytest_plugin"]
+    """The plugin is opt-in: a user's run loads it with ``-p``."""
+    return ["-p", "airflow_provider_census.testing.pytest_plugin"]
 
 
 def test_census_conn_runs_each_test_once_per_version(pytester: pytest.Pytester) -> None:

@@ -1,11 +1,15 @@
 """pytest fixtures for testing DAGs and hooks against the Census emulator.
 
-Registered through the ``pytest11`` entry point, so it is loaded in every pytest run of
-anyone who installs the provider: it imports nothing heavy at module level. The
-emulator (and with it aiohttp) is imported only when a test asks for a fixture.
+Opt-in: load it where you want it, in a root ``conftest.py``
+(``pytest_plugins = ["airflow_provider_census.testing.pytest_plugin"]``) or with
+``pytest -p airflow_provider_census.testing.pytest_plugin``. Installing the provider loads
+nothing into anyone's pytest runs. It imports nothing heavy at module level: the emulator (and
+with it aiohttp) is imported only when a test asks for a fixture.
 
 ``census_conn`` runs each test that uses it once per API version (V2 first, as it is
-what Census keeps), because a client must behave the same whichever one it talks to.
+what Census keeps), because a client must behave the same whichever one it talks to. It
+points the Airflow connection ``census_conn_id`` names at the emulator: ``census_default``,
+unless a test module or conftest overrides that fixture to return its own id.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_provider_census.testing.emulator import CensusEmulator
 
 CONN_ENV_VAR = "AIRFLOW_CONN_CENSUS_DEFAULT"
+"""The environment variable of the default connection, ``census_default``."""
 API_VERSION_PARAMS = ["v2", "v1"]
 
 
@@ -42,10 +47,16 @@ def census_api_version(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def census_conn_id() -> str:
+    """The Airflow connection ``census_conn`` points at the emulator; override it to use your DAGs' own id."""
+    return "census_default"
+
+
+@pytest.fixture
 def census_conn(
-    census_emulator: CensusEmulator, census_api_version: str, monkeypatch: pytest.MonkeyPatch
+    census_emulator: CensusEmulator, census_api_version: str, census_conn_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> CensusEmulator:
-    """The emulator, with Airflow's ``census_default`` connection pointing at one of its API versions.
+    """The emulator, with the Airflow connection ``census_conn_id`` pointing at one of its API versions.
 
     An emulator that does not serve the version (a test may override ``census_emulator``)
     skips that run rather than failing it, since there is nothing to connect to.
@@ -57,5 +68,5 @@ def census_conn(
     if version == "v2":
         extra["group_id"] = census_emulator.group_id
     conn = {"conn_type": "census", "password": census_emulator.token_for(version), "extra": extra}
-    monkeypatch.setenv(CONN_ENV_VAR, json.dumps(conn))
+    monkeypatch.setenv(f"AIRFLOW_CONN_{census_conn_id.upper()}", json.dumps(conn))
     return census_emulator

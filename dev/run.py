@@ -701,8 +701,10 @@ def cmd_checks(lines: Sequence[str], pytest_args: Sequence[str] | None, *, seria
     elif pytest_args is not None:
         lanes.append([pytest_check(line, pytest_args) for line in ready if line in smoke])
     if pytest_args is not None:
-        # The docs build needs no Airflow: its own small venv, in a lane beside the others.
-        lanes.append(docs_lane(report, installer))
+        # The docs build and the distributions' check need no Airflow: small venvs of their own,
+        # one lane beside the others.
+        docs, package = docs_lane(report, installer), package_lane(report, installer)
+        lanes.append(lambda: docs() + package())
     lanes = [lane for lane in lanes if callable(lane) or lane]
     if serial or len(lanes) == 1:
         for lane in lanes:
@@ -797,24 +799,28 @@ def docs_env() -> dict[str, str]:
 
 
 def install_docs(installer: str) -> Result:
-    """Create/refresh .venvs/docs; the installer's output goes to .venvs/logs/docs-install.log."""
+    return install_tool_venv("docs", DOCS_VENV, DOCS_CONSTRAINTS, DOCS_PACKAGES, installer)
+
+
+def install_tool_venv(name: str, venv: Path, constraints: Path, packages: Sequence[str], installer: str) -> Result:
+    """Create/refresh a tool's own venv; the installer's output goes to .venvs/logs/<name>-install.log."""
     start = time.monotonic()
-    log = LOGS / "docs-install.log"
+    log = LOGS / f"{name}-install.log"
     LOGS.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(f"recipe={INSTALL_RECIPE};python={sys.version_info[:3]};{DOCS_PACKAGES}\n".encode())
-    digest.update(DOCS_CONSTRAINTS.read_bytes())
+    digest = hashlib.sha256(f"recipe={INSTALL_RECIPE};python={sys.version_info[:3]};{packages}\n".encode())
+    digest.update(constraints.read_bytes())
     with log.open("w", encoding="utf-8") as out:
         try:
             uv = find_uv(installer)
-            status = install_venv(DOCS_VENV, DOCS_CONSTRAINTS, digest.hexdigest(), DOCS_PACKAGES, uv=uv, out=out)
+            status = install_venv(venv, constraints, digest.hexdigest(), list(packages), uv=uv, out=out)
         except StepFailed as exc:
             status = f"FAILED ({exc})"
     if status.startswith("FAILED"):
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-        say(f"install docs failed; the end of {_short(log)}:")
+        say(f"install {name} failed; the end of {_short(log)}:")
         for line in lines[-20:]:
             say(f"    {line}")
-    return Result("install docs", "-", status, time.monotonic() - start)
+    return Result(f"install {name}", "-", status, time.monotonic() - start)
 
 
 def docs_check() -> Check:
@@ -849,6 +855,30 @@ def cmd_docs(serve: bool, mkdocs_args: Sequence[str], installer: str) -> int:
         report.add(Result(f"docs -> {_short(DOCS_SITE)}/", "-", describe(code, "docs"), time.monotonic() - t0))
     report.print_summary(time.monotonic() - start)
     return 1 if report.failed else 0
+
+
+# --------------------------------------------------------------------------------------------
+# package
+
+# The sdist and wheel are built offline with the pinned backend and checked (dev/package_check.py)
+# in a venv of their own, pinned by constraints/package.txt.
+PACKAGE_VENV = VENVS / "package"
+PACKAGE_CONSTRAINTS = CONSTRAINTS / "package.txt"
+PACKAGE_TOOLS = ("build", "twine", "trove-classifiers", "hatchling")
+
+
+def package_lane(report: Report, installer: str) -> Callable[[], list[Check]]:
+    """The package lane of `test`: install .venvs/package, then build and check the distributions."""
+
+    def lane() -> list[Check]:
+        tools = install_tool_venv("package", PACKAGE_VENV, PACKAGE_CONSTRAINTS, PACKAGE_TOOLS, installer)
+        installed = report.add(tools)
+        if installed.failed:
+            return []
+        cmd: list[str | os.PathLike[str]] = [venv_python(PACKAGE_VENV), ROOT / "dev" / "package_check.py"]
+        return [Check("package (build, twine check)", "-", cmd, venv_env(PACKAGE_VENV))]
+
+    return lane
 
 
 # --------------------------------------------------------------------------------------------

@@ -357,10 +357,11 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
 
     async def watch(self, log: logging.Logger | Any, spread_first_polls: bool = False) -> RunsEvent:
         """One :class:`_RunWatch` per run, side by side; the event once all have ended (or fail_fast stopped them)."""
-        hook = self._make_hook()
         watched = set(self.watched_run_ids)
+        # A hook per run, as one trigger per run would have: each binds its poll's request once
+        # (the hook keeps the last one), and all of them borrow the loop's one pooled client.
         watches = {
-            run_id: _RunWatch(self, run_id, hook, log, watch_only=run_id in watched)
+            run_id: _RunWatch(self, run_id, self._make_hook(), log, watch_only=run_id in watched)
             for run_id in [*self.sync_run_ids, *self.watched_run_ids]
         }
         tasks = {
@@ -379,7 +380,8 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
         finally:
             for task in tasks:
                 task.cancel()
-            await hook.aclose()
+            for watch in watches.values():
+                await watch.hook.aclose()
         runs = tuple(events[run_id] for run_id in watches)
         return RunsEvent(runs, self.task_state, self.wait_deadline, self.cancel_deadline)
 

@@ -35,12 +35,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "base_url": {
         "label": "Base URL",
         "description": "Optional full API base URL, for a proxy or the bundled emulator, e.g. "
-        "https://census-proxy.example.com/api/v2 (https, or http on a loopback address only). "
-        "Leave empty to use the region.",
+        "https://census-proxy.example.com/api/v2 or http://127.0.0.1:8080/api/v2 (https, or http on a "
+        "loopback address only). Leave empty to use the region's, e.g. https://app.getcensus.com/api/v2.",
         "schema": {"type": ["string", "null"]},
     },
 }
 
+# Airflow 3.3 applies placeholders to the standard fields only (here the password): each extra
+# field's example is in its description, which both lines show. Airflow 2 shows these too.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["host", "schema", "login", "port"],
     "relabeling": {"password": "API token"},
@@ -49,7 +51,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "api_version": "v2",
         "region": "us",
         "group_id": "projected_sickle",
-        "base_url": "https://app.getcensus.com/api/v2",
+        "base_url": "https://census-proxy.example.com/api/v2",
     },
 }
 

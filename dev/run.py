@@ -84,7 +84,7 @@ LOCK_CAPS: dict[str, list[str]] = {"3.1": ["SQLAlchemy<2.1"]}
 LINES: tuple[str, ...] = FULL_LINES + SMOKE_LINES
 # The project's extras each line installs (and `lock` resolves): the full lines also the optional
 # integrations their tests cover; the smoke lines only what the smoke tests need.
-FULL_EXTRAS = "test,openlineage"
+FULL_EXTRAS = "test,openlineage,browser"
 SMOKE_EXTRAS = "test"
 
 PROJECT_NAME = "airflow-provider-census"

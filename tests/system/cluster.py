@@ -153,6 +153,18 @@ class AirflowCluster:
     def start_triggerer(self, name: str = "triggerer") -> Component:
         return self.start(name, "triggerer", "--skip-serve-logs")
 
+    def start_webserver(self) -> int:
+        """Airflow 2's web UI on 127.0.0.1 with one worker, every visitor an Admin (no login page); its port.
+
+        Airflow 3's UI is the API server's, which :meth:`start_core` starts, on :attr:`api_port`.
+        """
+        port = free_port()
+        config = self.home / "webserver_config.py"
+        config.write_text('AUTH_ROLE_PUBLIC = "Admin"\n')
+        self.env["AIRFLOW__WEBSERVER__CONFIG_FILE"] = str(config)
+        self.start("webserver", "webserver", "--hostname", "127.0.0.1", "--port", str(port), "--workers", "1")
+        return port
+
     def stop(self) -> None:
         """Stop every component, all at once so their grace periods overlap."""
         if self.components:

@@ -30,6 +30,8 @@ def airflow_env(home: Path, emulator: CensusEmulator) -> dict[str, str]:
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # socket.getfqdn(), Airflow's default, waits for reverse DNS on a machine without it.
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
             "AIRFLOW_CONN_CENSUS_DEFAULT": json.dumps(
                 {
                     "conn_type": "census",

@@ -241,6 +241,8 @@ def airflow_env(home: Path) -> dict[str, str]:
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Airflow's default, socket.getfqdn(), waits for reverse DNS on a machine without it.
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname",
     }
 
 
@@ -556,6 +558,7 @@ def pytest_check(line: str, pytest_args: Sequence[str]) -> Check:
         "pytest",
         "-o",
         f"cache_dir={venv / '.pytest_cache'}",
+        "--durations=15",  # the slowest tests of every run, to keep the suite's time in view
         *(smoke_args(pytest_args) if smoke else pytest_args),
     ]
     env = venv_env(venv, airflow_env(home))

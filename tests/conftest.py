@@ -7,16 +7,23 @@ pytest plugin, loaded here as its users load it (it is opt-in).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 EXAMPLE_DAGS = Path(__file__).resolve().parents[1] / "example_dags"
 # Airflow reads its configuration when first imported, so this comes before any import of it.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="census-airflow-home-"))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(EXAMPLE_DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# Airflow names the host of every task it starts with socket.getfqdn(), a reverse DNS lookup:
+# on a machine without DNS (a CI sandbox) each call waits for its timeout (7 s here, several
+# per task). Its own name is what a test needs, and socket.gethostname() answers at once.
+os.environ.setdefault("AIRFLOW__CORE__HOSTNAME_CALLABLE", "socket.gethostname")
 
 import pytest  # noqa: E402
 
@@ -27,6 +34,44 @@ from airflow_provider_census.hooks.census import CensusHook  # noqa: E402
 from airflow_provider_census.testing import CensusEmulator  # noqa: E402
 
 QUICK_RETRIES = RetryPolicy(max_attempts=4, budget_seconds=10.0, initial_wait=0.01, max_wait=0.05, max_retry_after=0.3)
+
+
+MASKER_MODULES = (
+    "airflow.sdk._shared.secrets_masker",  # Airflow 3: the task SDK's masker
+    "airflow._shared.secrets_masker",  # Airflow 3: the core's own
+    "airflow.utils.log.secrets_masker",  # Airflow 2.11
+)
+
+
+def loaded_secrets_maskers() -> list[Any]:
+    """Airflow's secrets maskers already made in this process (none is made here)."""
+    maskers = []
+    for name in MASKER_MODULES:
+        module = sys.modules.get(name)
+        try:
+            masker = module._secrets_masker() if module is not None else None
+        except RuntimeError:  # Airflow 2: logging not configured yet
+            masker = None
+        if masker is not None and hasattr(masker, "patterns"):
+            maskers.append(masker)
+    return maskers
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets_masked_by_the_test() -> Iterator[None]:
+    """Drop the secrets Airflow learned to mask during a test once it ends.
+
+    Airflow masks each connection's whole ``extra``, and every emulator's base_url has a port of
+    its own: every test adds a pattern, and each addition recompiles one regex of all of them.
+    Over a session of a thousand tests that made reading a connection cost seconds.
+    """
+    before = {id(masker): set(masker.patterns) for masker in loaded_secrets_maskers()}
+    yield
+    for masker in loaded_secrets_maskers():
+        kept = before.get(id(masker), set())
+        if masker.patterns != kept:
+            masker.patterns = kept
+            masker.replacer = re.compile("|".join(kept)) if kept else None
 
 
 @pytest.fixture

@@ -23,8 +23,9 @@
 ``--part`` picks the parts (default: scale, many, parse).
 
 Nothing here asserts a timing; figures are printed beside their targets. Run it through
-``dev/run.py``, which installs the virtualenvs; directly it needs the Airflow 3 venv's Python
-and ``--official-python``/``--airflow2-python`` for the other parts.
+``python3 dev/run.py bench`` (the nox session ``bench``), which installs the virtualenvs;
+directly it needs the Airflow 3 venv's Python and ``--official-python``/``--airflow2-python``
+for the other parts.
 """
 
 from __future__ import annotations

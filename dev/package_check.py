@@ -1,6 +1,6 @@
 """Build the sdist and the wheel and check what a user would download: ``dev/run.py test`` runs it.
 
-Run with the Python of ``.venvs/package`` (pinned by ``constraints/package.txt``). It builds
+Run by the nox session ``package``, in its venv (pinned by ``constraints/package.txt``). It builds
 offline with the pinned backend (``python -m build --no-isolation``) into a temporary folder,
 runs ``twine check --strict`` on both files, and checks that:
 

@@ -36,11 +36,11 @@ def tools_python() -> Path:
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
     print(f"dev/run.py: installing nox and uv ({PINS.relative_to(ROOT)}) into {TOOLS.relative_to(ROOT)}", flush=True)
-    venv.create(TOOLS, with_pip=True, clear=True)
+    pip = make_venv(python)
     log = TOOLS / "install.log"
     with log.open("w") as out:
         done = subprocess.run(
-            [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-r", PINS],
+            [*pip, "install", "--disable-pip-version-check", "--no-input", "-r", PINS],
             stdout=out,
             stderr=subprocess.STDOUT,
             check=False,
@@ -50,6 +50,20 @@ def tools_python() -> Path:
         sys.exit(f"dev/run.py: pip could not install the tools; the end of {log}:\n{tail}")
     stamp.write_text(wanted)
     return python
+
+
+def make_venv(python: Path) -> list[str | Path]:
+    """Create the tools venv; the pip command that installs into it.
+
+    A Python without ensurepip (Debian's, without python3-venv) makes the venv without pip and
+    lends it its own pip.
+    """
+    try:
+        venv.create(TOOLS, with_pip=True, clear=True)
+    except subprocess.CalledProcessError:
+        venv.create(TOOLS, with_pip=False, clear=True)
+        return [sys.executable, "-m", "pip", "--python", python]
+    return [python, "-m", "pip"]
 
 
 def nox_args(argv: list[str]) -> list[str]:

@@ -5,7 +5,7 @@ offline with the pinned backend (``python -m build --no-isolation``) into a temp
 runs ``twine check --strict`` on both files, and checks that:
 
 - the wheel holds the package with ``py.typed`` and nothing else (no tests, no example DAGs,
-  no dev scripts), and its provider entry point;
+  no dev scripts), its provider entry point and the license text;
 - the metadata has the project URLs and a ``Requires-Python`` (hatchling itself refuses
   classifiers PyPI does not know, since ``trove-classifiers`` is installed beside it);
 - the sdist holds the sources, the tests and the example DAGs, so the suite runs from it.
@@ -54,6 +54,8 @@ def wheel_problems(wheel: Path) -> list[str]:
     problems = [f"wheel: {name} is not part of the package" for name in names if not _belongs_in_wheel(name)]
     if f"{PACKAGE}/py.typed" not in names:
         problems.append(f"wheel: no {PACKAGE}/py.typed, so type checkers ignore the package's types")
+    if not any(name.endswith(".dist-info/licenses/LICENSE") for name in names):
+        problems.append("wheel: no LICENSE under .dist-info/licenses, though the metadata names Apache-2.0")
     if "[apache_airflow_provider]" not in entry_points:
         problems.append("wheel: no apache_airflow_provider entry point, so Airflow does not find the provider")
     if "pytest11" in entry_points:
@@ -77,7 +79,7 @@ def metadata_problems(metadata: object) -> list[str]:
 def sdist_problems(sdist: Path) -> list[str]:
     with tarfile.open(sdist) as archive:
         top_levels = {name.split("/", 2)[1] for name in archive.getnames() if name.count("/") >= 1}
-    wanted = {PACKAGE, "tests", "example_dags", "README.md", "pyproject.toml"}
+    wanted = {PACKAGE, "tests", "example_dags", "README.md", "pyproject.toml", "LICENSE"}
     return [f"sdist: no {name}" for name in sorted(wanted - top_levels)]
 
 

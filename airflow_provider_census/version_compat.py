@@ -7,7 +7,8 @@ names and falls back to their Airflow 2 homes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow import __version__ as _airflow_version
 from airflow.exceptions import AirflowProviderDeprecationWarning
@@ -17,6 +18,13 @@ from packaging.version import Version
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 AIRFLOW_V_3_0_PLUS = AIRFLOW_VERSION >= Version("3.0.0")
 AIRFLOW_V_3_3_PLUS = AIRFLOW_VERSION >= Version("3.3.0")
+
+try:  # Airflow 3.3+: shared trigger streams, whose ack mode tells a producer its events are stored
+    from airflow.triggers.shared_stream import SharedStreamProducer
+except ImportError:  # Airflow 2.11-3.2: a base that nothing on those lines instantiates
+    SharedStreamProducer = object  # type: ignore[misc,assignment]
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from airflow.sdk import (
@@ -28,6 +36,7 @@ if TYPE_CHECKING:
         Connection,
         Context,
         PokeReturnValue,
+        Variable,
         conf,
     )
     from airflow.sdk.exceptions import (
@@ -51,6 +60,7 @@ else:
         BaseSensorOperator,
         Context,
         PokeReturnValue,
+        Variable,
         XCom,
         conf,
         mask_secret,
@@ -70,9 +80,29 @@ async def aget_connection(conn_id: str) -> Connection:
     """
     if hasattr(BaseHook, "aget_connection"):
         return await BaseHook.aget_connection(conn_id)
+    return await off_the_event_loop(BaseHook.get_connection, conn_id)
+
+
+async def off_the_event_loop(func: Callable[..., _T], *args: Any) -> _T:
+    """Make a blocking call in a worker thread of the loop, for async code such as a trigger.
+
+    In a triggerer the Task SDK's blocking calls (a Variable, ``mask_secret``) wait on the
+    supervisor: Airflow 3.0 and 3.1 raise when one is made on the event loop, and later
+    releases would stall every trigger while it waits. Any thread will do: the call only waits.
+    """
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(BaseHook.get_connection)(conn_id)
+    return await sync_to_async(func, thread_sensitive=False)(*args)
+
+
+async def aget_variable(key: str) -> str | None:
+    """An Airflow Variable's text, or None when there is none, without blocking the event loop."""
+    value = await off_the_event_loop(Variable.get, key, None)
+    return None if value is None else str(value)
+
+
+async def aset_variable(key: str, text: str) -> None:
+    await off_the_event_loop(Variable.set, key, text)
 
 
 __all__ = [
@@ -92,8 +122,13 @@ __all__ = [
     "BaseSensorOperator",
     "Context",
     "PokeReturnValue",
+    "SharedStreamProducer",
+    "Variable",
     "XCom",
     "aget_connection",
+    "aget_variable",
+    "aset_variable",
     "default_deferrable",
     "mask_secret",
+    "off_the_event_loop",
 ]

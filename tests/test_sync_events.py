@@ -3,9 +3,11 @@
 Each watcher runs in an asyncio task as a triggerer runs it and polls the bundled emulator
 over real HTTP, on both API versions; runs are started "from outside" with the emulator's
 own trigger (as Census's schedule or the app's "Sync now" would) and moved on with its
-workspace. A restart is a new trigger instance with the same kwargs and, where the design
-keeps one, the same asset state store. Waits are for conditions (so many more polls), never
-for an amount of time.
+workspace. Most tests run once per way a triggerer runs a watcher (the ``line`` fixture):
+its own loop with the mark in a Variable (Airflow 3.0-3.2), and a shared stream in ack mode
+through Airflow's own ``SharedStreamManager`` with the mark in the asset state store
+(Airflow 3.3+). A restart is a new trigger instance with the same kwargs and the same store.
+Waits are for conditions (so many more polls), never for an amount of time.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ QUICK_POLL = 0.01
 GIVE_UP_SECONDS = 30.0
 ENDS_AT_ONCE = RunScript(queued_polls=0, working_polls=0)
 ALL_OUTCOMES = ["succeeded", "failed", "canceled", "skipped"]
+TRIGGER_ID = 1
 
 needs_airflow_3 = pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="AssetWatcher and BaseEventTrigger are Airflow 3")
+needs_airflow_3_3 = pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason="shared streams and ack mode are Airflow 3.3")
 
 
 @pytest.fixture(autouse=True)
@@ -67,11 +71,33 @@ class SharedAssetStore(FakeAssetStore):
         raise ValueError("Task has 2 concrete inlets and outlets")
 
 
-class Watcher:
-    """A trigger run in a task as the triggerer runs a watcher, its event payloads collected."""
+class FakeVariables:
+    """Airflow Variables as the triggerer's supervisor keeps them: text by name, durable."""
 
-    def __init__(self, trigger: CensusSyncRunFinishedTrigger, store: FakeAssetStore | None) -> None:
-        trigger.asset_state_store = store
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    async def set(self, key: str, text: str) -> None:
+        assert isinstance(text, str), "a Variable holds text"
+        self.values[key] = text
+
+
+@pytest.fixture(autouse=True)
+def variables(monkeypatch: pytest.MonkeyPatch) -> FakeVariables:
+    """The Variables every watcher reads and writes here (the real ones: tests/test_sync_events_triggerer.py)."""
+    fake = FakeVariables()
+    monkeypatch.setattr(sync_events, "aget_variable", fake.get)
+    monkeypatch.setattr(sync_events, "aset_variable", fake.set)
+    return fake
+
+
+class Watcher:
+    """A trigger run in a task as a triggerer of Airflow 3.0-3.2 runs a watcher, its event payloads collected."""
+
+    def __init__(self, trigger: CensusSyncRunFinishedTrigger) -> None:
         self.trigger = trigger
         self.events: list[dict[str, Any]] = []
         self.task = asyncio.create_task(self._collect())
@@ -91,13 +117,93 @@ class Watcher:
             await self.task
 
 
-def watcher(sync_id: int, store: FakeAssetStore | None = None, **kwargs: Any) -> Watcher:
-    kwargs.setdefault("poll_interval", QUICK_POLL)
-    return Watcher(CensusSyncRunFinishedTrigger(sync_id, **kwargs), store)
+class AckedWatcher(Watcher):
+    """The trigger as Airflow 3.3's triggerer runs a watcher: a shared stream in ack mode, through Airflow's manager.
+
+    As ``run_trigger`` does, each event is bound to the stream as it leaves the filter; the
+    supervisor's confirmation that it stored the asset event comes a little later, for the
+    first ``stores`` events only (all when None: then the database stops taking them).
+    """
+
+    def __init__(
+        self, trigger: CensusSyncRunFinishedTrigger, *, stores: int | None = None, ack_timeout: float = GIVE_UP_SECONDS
+    ) -> None:
+        from airflow.triggers.shared_stream import SharedStreamManager
+
+        self.manager = SharedStreamManager(ack_timeout=ack_timeout)
+        self.stores = stores
+        super().__init__(trigger)
+
+    async def _collect(self) -> None:
+        key = self.trigger.shared_stream_key()
+        stream = self.manager.subscribe(trigger_id=TRIGGER_ID, trigger=self.trigger, key=key)
+        try:
+            async for event in self.trigger.filter_shared_stream(stream):
+                seq = self.manager.bind_pending_event(trigger_id=TRIGGER_ID, key=key)
+                assert seq is not None, "the stream is in ack mode: each event waits to be stored"
+                self.events.append(event.payload)
+                if self.stores is None or len(self.events) <= self.stores:
+                    asyncio.get_running_loop().call_soon(self.manager.confirm_persisted, [seq])
+        finally:
+            await self.manager.unsubscribe(TRIGGER_ID, key)
 
 
-def listings(emulator: CensusEmulator, sync_id: int) -> int:
-    return len(emulator.requests_for("GET", f"/syncs/{sync_id}/sync_runs"))
+class Line:
+    """How the triggerer of one Airflow line runs a watcher, and where the watcher's mark lives.
+
+    ``loop`` (Airflow 3.0-3.2): the trigger's own ``run()``, no asset state store, the mark in
+    a Variable. ``acked`` (Airflow 3.3+): an ack-mode shared stream, the mark in the asset
+    state store.
+    """
+
+    def __init__(self, kind: str, variables: FakeVariables) -> None:
+        self.kind = kind
+        self.asset_store = FakeAssetStore()
+        self.variables = variables
+
+    @property
+    def stored(self) -> dict[str, str]:
+        """The marks kept across restarts, as JSON text by key."""
+        return self.asset_store.values if self.kind == "acked" else self.variables.values
+
+    def covers(self, sync_id: int, run_id: int) -> bool:
+        """Whether the kept mark of ``sync_id``'s default watch covers ``run_id`` (fired or passed over)."""
+        text = self.stored.get(mark_key(sync_id))
+        return text is not None and WatchMark.from_json(json.loads(text)).covers(run_id)
+
+    def watcher(self, sync_id: int, **kwargs: Any) -> Watcher:
+        trigger = CensusSyncRunFinishedTrigger(sync_id, **{"poll_interval": QUICK_POLL, **kwargs})
+        if self.kind == "loop":
+            return Watcher(trigger)
+        trigger.asset_state_store = self.asset_store
+        return AckedWatcher(trigger)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("loop", marks=needs_airflow_3, id="own-loop-3.0-3.2"),
+        pytest.param("acked", marks=needs_airflow_3_3, id="ack-stream-3.3"),
+    ]
+)
+def line(request: pytest.FixtureRequest, variables: FakeVariables) -> Line:
+    return Line(str(request.param), variables)
+
+
+def mark_key(sync_id: int, outcomes: str = "succeeded") -> str:
+    return f"census_sync_watch:census_default:{sync_id}:{outcomes}"
+
+
+def acked_watcher(
+    sync_id: int, store: Any, *, stores: int | None = None, ack_timeout: float = GIVE_UP_SECONDS, **kwargs: Any
+) -> AckedWatcher:
+    trigger = CensusSyncRunFinishedTrigger(sync_id, **{"poll_interval": QUICK_POLL, **kwargs})
+    trigger.asset_state_store = store
+    return AckedWatcher(trigger, stores=stores, ack_timeout=ack_timeout)
+
+
+def store_covers(store: FakeAssetStore, sync_id: int, run_id: int) -> bool:
+    text = store.values.get(mark_key(sync_id))
+    return text is not None and WatchMark.from_json(json.loads(text)).covers(run_id)
 
 
 async def wait_until(condition: Callable[[], bool], watch: Watcher | None = None) -> None:
@@ -142,11 +248,12 @@ def finish(emulator: CensusEmulator, run_id: int) -> None:
 # -- firing ------------------------------------------------------------------------------
 
 
-@needs_airflow_3
-async def test_fires_once_per_run_ended_outside_and_never_for_runs_ended_before(census_conn: CensusEmulator) -> None:
+async def test_fires_once_per_run_ended_outside_and_never_for_runs_ended_before(
+    census_conn: CensusEmulator, line: Line
+) -> None:
     sync_id = census_conn.add_sync(RunScript(queued_polls=0, working_polls=0, records_processed=7, records_failed=2))
     before = [ended_run(census_conn, sync_id), ended_run(census_conn, sync_id)]
-    watch = watcher(sync_id, FakeAssetStore())
+    watch = line.watcher(sync_id)
     await polls_pass(census_conn, watch)
     assert watch.events == [], "runs that ended before the watch began never fire"
 
@@ -166,7 +273,10 @@ async def test_fires_once_per_run_ended_outside_and_never_for_runs_ended_before(
     )
     assert (event["records_processed"], event["records_failed"]) == (7, 2)
     assert event["url"].endswith(f"/syncs/{sync_id}/history?sync_run_id={later[0]}")
-    assert census_conn.token_for(census_conn_version(census_conn)) not in json.dumps(watch.events)
+    token = census_conn.token_for(census_conn_version(census_conn))
+    assert token not in json.dumps(watch.events)
+    assert line.stored, "the mark is kept"
+    assert token not in json.dumps(line.stored), "the mark (key and value) never holds the token"
 
 
 def census_conn_version(emulator: CensusEmulator) -> str:
@@ -176,11 +286,10 @@ def census_conn_version(emulator: CensusEmulator) -> str:
     return str(json.loads(os.environ["AIRFLOW_CONN_CENSUS_DEFAULT"])["extra"]["api_version"])
 
 
-@needs_airflow_3
-async def test_a_run_going_when_the_watch_began_fires_when_it_ends(census_conn: CensusEmulator) -> None:
+async def test_a_run_going_when_the_watch_began_fires_when_it_ends(census_conn: CensusEmulator, line: Line) -> None:
     sync_id = census_conn.add_sync(RunScript(queued_polls=1, working_polls=1))
     going = census_conn.trigger(sync_id)
-    watch = watcher(sync_id, FakeAssetStore())
+    watch = line.watcher(sync_id)
     await polls_pass(census_conn, watch)
     assert watch.events == []
     finish(census_conn, going)
@@ -190,10 +299,9 @@ async def test_a_run_going_when_the_watch_began_fires_when_it_ends(census_conn: 
     assert watch.fired == [going]
 
 
-@needs_airflow_3
-async def test_runs_that_end_out_of_order_each_fire_once(census_conn: CensusEmulator) -> None:
+async def test_runs_that_end_out_of_order_each_fire_once(census_conn: CensusEmulator, line: Line) -> None:
     first = census_conn.add_sync(RunScript(queued_polls=1, working_polls=1))
-    watch = watcher(first, FakeAssetStore(), outcomes=ALL_OUTCOMES)
+    watch = line.watcher(first, outcomes=ALL_OUTCOMES)
     await polls_pass(census_conn, watch)
     older = census_conn.trigger(first)
     newer = census_conn.trigger(first)  # skipped at once by Census: the older run is still going
@@ -206,12 +314,12 @@ async def test_runs_that_end_out_of_order_each_fire_once(census_conn: CensusEmul
     assert [event["outcome"] for event in watch.events] == ["skipped", "succeeded"]
 
 
-@needs_airflow_3
-async def test_outcomes_choose_what_fires_and_the_payload_tells_them_apart(census_conn: CensusEmulator) -> None:
+async def test_outcomes_choose_what_fires_and_the_payload_tells_them_apart(
+    census_conn: CensusEmulator, line: Line
+) -> None:
     sync_id = census_conn.add_sync(ENDS_AT_ONCE)
-    store = FakeAssetStore()
-    successes = watcher(sync_id, store)
-    failures = watcher(sync_id, store, outcomes=["failed", "canceled"])
+    successes = line.watcher(sync_id)
+    failures = line.watcher(sync_id, outcomes=["failed", "canceled"])
     await polls_pass(census_conn, successes)
     await polls_pass(census_conn, failures)
     completed = ended_run(census_conn, sync_id)
@@ -231,15 +339,16 @@ async def test_outcomes_choose_what_fires_and_the_payload_tells_them_apart(censu
         ("canceled", None),
     ]
     assert failures.events[1]["canceled"] is True
-    assert len(store.values) == 2, "each filter keeps its own mark"
+    assert len(line.stored) == 2, "each filter keeps its own mark"
 
 
-@needs_airflow_3
-async def test_a_run_in_an_unknown_state_never_fires_and_holds_no_later_run_back(census_conn: CensusEmulator) -> None:
+async def test_a_run_in_an_unknown_state_never_fires_and_holds_no_later_run_back(
+    census_conn: CensusEmulator, line: Line
+) -> None:
     sync_id = census_conn.add_sync(
         RunScript(outcome="unknown", status_name="exploded", queued_polls=0, working_polls=0)
     )
-    watch = watcher(sync_id, FakeAssetStore(), outcomes=ALL_OUTCOMES)
+    watch = line.watcher(sync_id, outcomes=ALL_OUTCOMES)
     await polls_pass(census_conn, watch)
     odd = ended_run(census_conn, sync_id)
     assert census_conn.run(odd)["status"] == "exploded"
@@ -256,11 +365,9 @@ async def test_a_run_in_an_unknown_state_never_fires_and_holds_no_later_run_back
 # -- restarts ----------------------------------------------------------------------------
 
 
-@needs_airflow_3
-async def test_a_restart_fires_what_ended_while_down_and_nothing_twice(census_conn: CensusEmulator) -> None:
+async def test_a_restart_fires_what_ended_while_down_and_nothing_twice(census_conn: CensusEmulator, line: Line) -> None:
     sync_id = census_conn.add_sync(ENDS_AT_ONCE)
-    store = FakeAssetStore()
-    first = watcher(sync_id, store, outcomes=["succeeded", "failed"])
+    first = line.watcher(sync_id, outcomes=["succeeded", "failed"])
     await polls_pass(census_conn, first)
     fired_before = ended_run(census_conn, sync_id)
     await wait_until(lambda: bool(first.events), first)
@@ -271,85 +378,179 @@ async def test_a_restart_fires_what_ended_while_down_and_nothing_twice(census_co
     census_conn.script_sync(sync_id, RunScript(outcome="failed", queued_polls=0, working_polls=0))
     while_down.append(ended_run(census_conn, sync_id))
 
-    second = watcher(sync_id, store, outcomes=["failed", "succeeded"])  # the same watch, listed in another order
+    second = line.watcher(sync_id, outcomes=["failed", "succeeded"])  # the same watch, listed in another order
     await wait_until(lambda: len(second.events) >= 2, second)
     await polls_pass(census_conn, second, 3)
     await second.stop()
     assert first.fired == [fired_before]
     assert second.fired == while_down
-    assert list(store.values) == [f"census_sync_watch:census_default:{sync_id}:failed+succeeded"]
+    assert list(line.stored) == [mark_key(sync_id, "failed+succeeded")]
 
 
-@needs_airflow_3
-async def test_a_restart_before_the_first_run_ends_still_fires_it(census_conn: CensusEmulator) -> None:
+async def test_a_restart_before_the_first_run_ends_still_fires_it(census_conn: CensusEmulator, line: Line) -> None:
     """The mark of a new watch is stored at once, so what ends before a restart is not taken as old."""
     sync_id = census_conn.add_sync(ENDS_AT_ONCE)
-    store = FakeAssetStore()
-    first = watcher(sync_id, store)
+    first = line.watcher(sync_id)
     await polls_pass(census_conn, first)
     await first.stop()
     while_down = ended_run(census_conn, sync_id)
-    second = watcher(sync_id, store)
+    second = line.watcher(sync_id)
     await wait_until(lambda: bool(second.events), second)
     await polls_pass(census_conn, second)
     await second.stop()
     assert second.fired == [while_down]
 
 
-@needs_airflow_3
-async def test_a_stop_right_after_firing_fires_that_run_again(
-    census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+async def test_a_stop_right_after_firing(
+    census_conn: CensusEmulator, line: Line, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The documented limit: the mark trails the events, so a stop within the delay means at least once."""
+    """On its own loop the mark trails the events by the delay: a stop within it fires that run again.
+
+    In ack mode the mark is written as soon as Airflow stored the event, whatever the delay.
+    """
     monkeypatch.setattr(sync_events, "MARK_DELAY_SECONDS", 3600.0)
     sync_id = census_conn.add_sync(ENDS_AT_ONCE)
-    store = FakeAssetStore()
-    first = watcher(sync_id, store)
+    first = line.watcher(sync_id)
     await polls_pass(census_conn, first)
     run_id = ended_run(census_conn, sync_id)
     await wait_until(lambda: bool(first.events), first)
+    if line.kind == "acked":
+        await wait_until(lambda: line.covers(sync_id, run_id), first)
     await first.stop()
     monkeypatch.setattr(sync_events, "MARK_DELAY_SECONDS", 0.0)
-    second = watcher(sync_id, store)
-    await wait_until(lambda: bool(second.events), second)
-    await polls_pass(census_conn, second)
+    second = line.watcher(sync_id)
+    if line.kind == "loop":
+        await wait_until(lambda: bool(second.events), second)
+    await polls_pass(census_conn, second, 3)
     await second.stop()
-    assert (first.fired, second.fired) == ([run_id], [run_id])
+    assert first.fired == [run_id]
+    assert second.fired == ([run_id] if line.kind == "loop" else [])
 
 
-@needs_airflow_3
-@pytest.mark.parametrize("store_kind", ["none", "shared"])
-async def test_without_a_single_store_a_restart_starts_afresh(census_conn: CensusEmulator, store_kind: str) -> None:
-    """Airflow 3.0-3.2, or one trigger shared by several assets: never twice, but what ended while down is missed."""
+@needs_airflow_3_3
+@pytest.mark.parametrize("end", ["stopped", "ack timeout"])
+async def test_events_airflow_did_not_store_fire_again_after_a_restart(census_conn: CensusEmulator, end: str) -> None:
+    """Ack mode: the mark covers an event once Airflow confirmed storing it and the ones before, never sooner.
+
+    Three runs fire in one poll and Airflow stores the first event only; then the triggerer
+    stops, or its ack timeout fails the watcher (the triggerer then starts it again).
+    """
+    from airflow.triggers.shared_stream import AckTimeout
+
     sync_id = census_conn.add_sync(ENDS_AT_ONCE)
-    store = None if store_kind == "none" else SharedAssetStore()
-    first = watcher(sync_id, store)
+    store = FakeAssetStore()
+    first = acked_watcher(sync_id, store, stores=1, ack_timeout=0.5 if end == "ack timeout" else GIVE_UP_SECONDS)
+    await polls_pass(census_conn, first)
+    runs = [ended_run(census_conn, sync_id) for _ in range(3)]
+    await wait_until(lambda: len(first.events) == 3, first)
+    await wait_until(lambda: store_covers(store, sync_id, runs[0]), first)
+    if end == "stopped":
+        await polls_pass(census_conn, first, 3)
+        await first.stop()
+    else:
+        await wait_until(first.task.done)
+        with pytest.raises(AckTimeout):
+            first.task.result()
+    assert [store_covers(store, sync_id, run_id) for run_id in runs] == [True, False, False]
+
+    second = acked_watcher(sync_id, store)
+    await wait_until(lambda: len(second.events) >= 2, second)
+    await polls_pass(census_conn, second, 3)
+    await second.stop()
+    third = acked_watcher(sync_id, store)
+    await polls_pass(census_conn, third, 3)
+    await third.stop()
+    assert (first.fired, second.fired, third.fired) == (runs, runs[1:], [])
+    assert all(store_covers(store, sync_id, run_id) for run_id in runs)
+
+
+@needs_airflow_3_3
+async def test_a_trigger_shared_by_several_assets_keeps_its_mark_in_a_variable(
+    census_conn: CensusEmulator, variables: FakeVariables
+) -> None:
+    """Airflow's accessor has no single store then; the Variable of the same key keeps the watch durable."""
+    sync_id = census_conn.add_sync(ENDS_AT_ONCE)
+    first = acked_watcher(sync_id, SharedAssetStore())
     await polls_pass(census_conn, first)
     fired_before = ended_run(census_conn, sync_id)
     await wait_until(lambda: bool(first.events), first)
+    await polls_pass(census_conn, first)
     await first.stop()
-    ended_run(census_conn, sync_id)  # ends while no watcher runs
-    second = watcher(sync_id, store)
-    await polls_pass(census_conn, second)
-    after_restart = ended_run(census_conn, sync_id)
+    while_down = ended_run(census_conn, sync_id)
+    second = acked_watcher(sync_id, SharedAssetStore())
     await wait_until(lambda: bool(second.events), second)
-    await polls_pass(census_conn, second)
+    await polls_pass(census_conn, second, 3)
     await second.stop()
-    assert (first.fired, second.fired) == ([fired_before], [after_restart])
+    assert (first.fired, second.fired) == ([fired_before], [while_down])
+    assert list(variables.values) == [mark_key(sync_id)]
 
 
-@needs_airflow_3
-async def test_catching_up_stops_at_the_newest_runs(
-    census_conn: CensusEmulator, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("garbage", ['{"settled_through": "12", "decided": []}', "[1, 2]", "not json {"])
+async def test_an_unreadable_stored_mark_starts_the_watch_afresh(
+    census_conn: CensusEmulator, line: Line, capsys: pytest.CaptureFixture[str], garbage: str
 ) -> None:
     sync_id = census_conn.add_sync(ENDS_AT_ONCE)
-    store = FakeAssetStore()
-    first = watcher(sync_id, store)
+    line.stored[mark_key(sync_id)] = written = as_stored(line, garbage)
+    old = ended_run(census_conn, sync_id)
+    log = LogText(capsys)
+    watch = line.watcher(sync_id)
+    await wait_until(lambda: line.stored[mark_key(sync_id)] != written, watch)
+    later = ended_run(census_conn, sync_id)
+    await wait_until(lambda: bool(watch.events), watch)
+    await polls_pass(census_conn, watch)
+    await watch.stop()
+    assert watch.fired == [later], "what ended before the new start does not fire"
+    assert old not in watch.fired
+    assert f"The stored mark {mark_key(sync_id)} cannot be read" in log.text
+    assert line.covers(sync_id, later)
+
+
+def as_stored(line: Line, text: str) -> str:
+    """``text`` as the line's store holds it: a Variable any text, the asset store JSON only (else as a JSON string)."""
+    if line.kind == "loop":
+        return text
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps(text)
+    return text
+
+
+@needs_airflow_3_3
+async def test_a_failed_mark_write_is_tried_again(census_conn: CensusEmulator) -> None:
+    """Until it is written, a stop fires the run again: the store's failure, not Airflow's, is the limit."""
+
+    class FlakyStore(FakeAssetStore):
+        failures_left = 2
+
+        async def aset(self, key: str, value: Any) -> None:
+            if self.failures_left:
+                self.failures_left -= 1
+                raise ConnectionError("the supervisor did not answer")
+            await super().aset(key, value)
+
+    sync_id = census_conn.add_sync(ENDS_AT_ONCE)
+    store = FlakyStore()
+    watch = acked_watcher(sync_id, store)
+    await wait_until(lambda: bool(store.values), watch)
+    assert store.failures_left == 0
+    run_id = ended_run(census_conn, sync_id)
+    await wait_until(lambda: bool(watch.events), watch)
+    await polls_pass(census_conn, watch)
+    await watch.stop()
+    assert WatchMark.from_json(json.loads(store.values[mark_key(sync_id)])).covers(run_id)
+
+
+async def test_catching_up_stops_at_the_newest_runs(
+    census_conn: CensusEmulator, line: Line, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sync_id = census_conn.add_sync(ENDS_AT_ONCE)
+    first = line.watcher(sync_id)
     await polls_pass(census_conn, first)
     await first.stop()
     while_down = [ended_run(census_conn, sync_id) for _ in range(sync_events.CATCH_UP_RUNS + 30)]
     log = LogText(capsys)
-    second = watcher(sync_id, store)
+    second = line.watcher(sync_id)
     await wait_until(lambda: len(second.events) >= sync_events.CATCH_UP_RUNS, second)
     await polls_pass(census_conn, second, 3)
     await second.stop()
@@ -357,7 +558,7 @@ async def test_catching_up_stops_at_the_newest_runs(
     assert f"More than {sync_events.CATCH_UP_RUNS} runs of Census sync {sync_id}" in log.text
 
 
-async def test_an_unreadable_stored_mark_starts_the_watch_afresh() -> None:
+async def test_a_mark_survives_json() -> None:
     with pytest.raises(ValueError, match="not a watch mark"):
         WatchMark.from_json({"settled_through": "12", "decided": []})
     assert WatchMark.from_json(WatchMark(12, frozenset({14, 15})).to_json()) == WatchMark(12, frozenset({14, 15}))
@@ -366,11 +567,10 @@ async def test_an_unreadable_stored_mark_starts_the_watch_afresh() -> None:
 # -- faults ------------------------------------------------------------------------------
 
 
-@needs_airflow_3
-async def test_passing_faults_neither_lose_nor_repeat_a_run(census_conn: CensusEmulator) -> None:
+async def test_passing_faults_neither_lose_nor_repeat_a_run(census_conn: CensusEmulator, line: Line) -> None:
     sync_id = census_conn.add_sync(ENDS_AT_ONCE)
     listing = f"/syncs/{sync_id}/sync_runs"
-    watch = watcher(sync_id, FakeAssetStore())
+    watch = line.watcher(sync_id)
     await polls_pass(census_conn, watch)
     census_conn.fail_next("503", count=2, path_prefix=listing)
     census_conn.fail_next("429", count=1, path_prefix=listing, retry_after=0.05)
@@ -390,14 +590,13 @@ async def test_passing_faults_neither_lose_nor_repeat_a_run(census_conn: CensusE
     assert watch.fired == [first, *more]
 
 
-@needs_airflow_3
 async def test_a_refused_token_is_logged_without_it_and_the_watch_goes_on(
-    census_conn: CensusEmulator, capsys: pytest.CaptureFixture[str]
+    census_conn: CensusEmulator, line: Line, capsys: pytest.CaptureFixture[str]
 ) -> None:
     version = census_conn_version(census_conn)
     token = census_conn.token_for(version)
     sync_id = census_conn.add_sync(ENDS_AT_ONCE)
-    watch = watcher(sync_id, FakeAssetStore())
+    watch = line.watcher(sync_id)
     await polls_pass(census_conn, watch)
     log = LogText(capsys)
     census_conn.rotate_token(version, "revoked-for-now")

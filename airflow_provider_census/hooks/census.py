@@ -47,6 +47,7 @@ from airflow_provider_census.version_compat import (
     BaseHook,
     aget_connection,
     mask_secret,
+    off_the_event_loop,
 )
 
 if TYPE_CHECKING:
@@ -299,8 +300,10 @@ class CensusHook(BaseHook):
         return self._async_client
 
     async def _aread_settings(self) -> ClientSettings:
+        """The connection's settings, read in a thread: reading them masks the token, a blocking call."""
         with self._connection_must_exist():
-            return self.settings_from_connection(await aget_connection(self.census_conn_id))
+            connection = await aget_connection(self.census_conn_id)
+            return await off_the_event_loop(self.settings_from_connection, connection)
 
     async def aclose(self) -> None:
         """Give the shared client back; the last hook using it closes it."""

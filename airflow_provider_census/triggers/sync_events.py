@@ -26,9 +26,9 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import TriggerEvent
 
@@ -40,7 +40,16 @@ from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.runs import RunSummary
 from airflow_provider_census.triggers.census import MAX_BACKOFF_INTERVALS, MAX_RETRY_AFTER_SECONDS
-from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, BaseEventTrigger
+from airflow_provider_census.version_compat import (
+    AIRFLOW_V_3_0_PLUS,
+    BaseEventTrigger,
+    SharedStreamProducer,
+    aget_variable,
+    aset_variable,
+)
+
+if TYPE_CHECKING:
+    from airflow.triggers.shared_stream import AdvanceItem
 
 EVENT_SCHEMA_VERSION = 1
 FIRING_OUTCOMES = (RunOutcome.SUCCEEDED, RunOutcome.FAILED, RunOutcome.CANCELED, RunOutcome.SKIPPED)
@@ -50,7 +59,7 @@ LIST_PAGE_SIZE = 25
 CATCH_UP_RUNS = 100
 """How many of a sync's newest runs one poll reads at most, looking back for runs not yet decided."""
 MARK_DELAY_SECONDS = 10.0
-"""How long after firing the mark is written: long enough for the triggerer to store the events first."""
+"""Where nothing says when Airflow stored the events (Airflow 3.0-3.2), how long after firing the mark is written."""
 MARK_KEY_PREFIX = "census_sync_watch"
 
 
@@ -111,21 +120,30 @@ class CensusSyncRunFinishedTrigger(BaseEventTrigger):
 
     **Memory across triggerer restarts.** A watcher runs for as long as its asset is watched,
     and the triggerer restarts it from its kwargs alone (a restart, a deploy, a hand-over to
-    another triggerer). What it has fired is a :class:`WatchMark`, kept:
+    another triggerer). What it has fired is a :class:`WatchMark`, stored under the key
+    ``census_sync_watch:<census_conn_id>:<sync_id>:<outcomes joined by +>`` (so a changed
+    ``poll_interval`` keeps it): in the watched asset's state store on Airflow 3.3+ when the
+    trigger watches one asset, else in the Airflow Variable of that name (Airflow 3.0 to 3.2,
+    or one trigger shared by several assets), as JSON. A restarted watcher reads it and fires
+    for every run that ended while no triggerer ran it (up to :data:`CATCH_UP_RUNS` runs back;
+    older ones are logged and not fired). A mark that cannot be read is logged and the watch
+    starts afresh; deleting it does the same. When the mark is written decides what a restart
+    can repeat:
 
-    - on Airflow 3.3 and later, in the watched asset's state store (the metadata database),
-      under the key ``census_sync_watch:<census_conn_id>:<sync_id>:<outcomes joined by +>``, so a changed
-      ``poll_interval`` keeps the mark. A restarted watcher reads it and fires for every run
-      that ended while no triggerer ran it (up to :data:`CATCH_UP_RUNS` runs back; older
-      ones are logged and not fired), and never again for a run it fired before. The mark
-      is written :data:`MARK_DELAY_SECONDS` after the events it covers, once the triggerer
-      has had time to store them: a triggerer that stops within those seconds of firing
-      fires that run again after the restart (at least once, never lost). Deleting the key
-      makes the watch start afresh.
-    - on Airflow 3.0 to 3.2 (no asset state store), and when one trigger watches several
-      assets (the store then has no single place), in the triggerer's memory only. A
-      restarted watcher starts afresh: it never fires twice for a run, but a run that ended
-      while no triggerer ran the watcher is not fired.
+    - On Airflow 3.3+ the triggerer runs the watch as a shared stream in ack mode, the one
+      way Airflow tells a trigger that its events are stored: the mark covering a run is
+      written once Airflow has stored that run's asset event, never before. A run is never
+      lost, and fires again only if the triggerer stops between storing the event and
+      writing the mark (about one state sync of the triggerer, a second or two), or if that
+      write failed and the triggerer stops before the next poll retries it. Airflow offers
+      no way to close that gap: a trigger cannot read asset events back.
+    - On Airflow 3.0 to 3.2 nothing tells a trigger when its events are stored, so the mark
+      is written :data:`MARK_DELAY_SECONDS` after the events it covers: a triggerer that
+      stops within those seconds of firing fires that run again after the restart, and a
+      run whose event Airflow failed to store within them is lost.
+
+    Two watchers of one sync with the same ``outcomes`` and different ``poll_interval`` are two
+    triggers: through a Variable they share one mark, so give them the same interval.
 
     Polls that fail (Census unreachable, 5xx, 429, a refused token) never end the watch,
     since there is no task to fail: they are logged and retried, the wait doubling per
@@ -172,25 +190,66 @@ class CensusSyncRunFinishedTrigger(BaseEventTrigger):
 
     @property
     def mark_key(self) -> str:
-        """The asset state store key of this watch's mark."""
+        """The key of this watch's mark: in the asset state store, or the Variable's name."""
         return f"{MARK_KEY_PREFIX}:{self.census_conn_id}:{self.sync_id}:{'+'.join(self.outcomes)}"
 
+    @property
+    def stream_key(self) -> tuple[str, float]:
+        """The watch's identity (its kwargs), so its shared stream has it as the one subscriber."""
+        return (self.mark_key, self.poll_interval)
+
+    def shared_stream_key(self) -> Hashable:
+        """Airflow 3.3+: have the triggerer run this watch as a shared stream in ack mode.
+
+        The triggerer then calls :meth:`create_shared_stream_producer`, which sees the kwargs
+        alone, not this instance and the asset state store the triggerer gave it; so the
+        watcher waits for its producer under its key.
+        """
+        _AWAITING_PRODUCER[self.stream_key] = self
+        return self.stream_key
+
+    @classmethod
+    def create_shared_stream_producer(cls, kwargs: dict[str, Any]) -> _AckedWatch:
+        """The producer of the stream the triggerer opens for the watcher that just gave its key."""
+        return _AckedWatch(_AWAITING_PRODUCER.pop(cls(**kwargs).stream_key))
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        """One event per run the stream fires; the marks in between fire nothing."""
+        async for summary in shared_stream:
+            if summary is not None:
+                yield self._event(summary)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """The watch as its own loop, where the triggerer has no shared streams (Airflow 3.0-3.2).
+
+        Nothing says when Airflow stored the events, so the mark follows them
+        :data:`MARK_DELAY_SECONDS` later.
+        """
         hook = CensusHook(self.census_conn_id, retry_policy=ONE_TRY)
-        watch = _Watch(self, hook, _MarkStore(getattr(self, "asset_state_store", None), self.mark_key, self.log))
+        watch = _Watch(self, hook)
         try:
-            await asyncio.sleep(random.uniform(0, self.poll_interval))  # noqa: S311 - spread watchers after a restart
-            while True:
-                began = time.monotonic()
-                events = await watch.poll()
-                for event in events:
-                    yield event
-                if events:
+            async for fired in _polls(watch):
+                for summary, _ in fired:
+                    yield self._event(summary)
+                if fired:
                     await asyncio.sleep(MARK_DELAY_SECONDS)
-                await watch.save_mark()
-                await asyncio.sleep(max(0.0, began + watch.next_wait() - time.monotonic()))
+                await watch.save_mark(watch.mark)
         finally:
             await hook.aclose()
+
+    def _event(self, summary: RunSummary) -> TriggerEvent:
+        self.log.info(
+            "Census sync %s run %s ended: %s (%s)",
+            summary.sync_id,
+            summary.sync_run_id,
+            summary.status,
+            summary.outcome.value,
+        )
+        return TriggerEvent({"schema_version": EVENT_SCHEMA_VERSION, **summary.to_json()})  # type: ignore[no-untyped-call]
+
+
+_AWAITING_PRODUCER: dict[Hashable, CensusSyncRunFinishedTrigger] = {}
+"""Watchers whose shared stream the triggerer is opening, by stream key (see ``shared_stream_key``)."""
 
 
 def _checked_outcomes(outcomes: Sequence[str]) -> tuple[str, ...]:
@@ -206,56 +265,105 @@ def _checked_outcomes(outcomes: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(set(given)))
 
 
-class _MarkStore:
-    """Reads and writes the mark in the asset state store, when the triggerer gave the watcher one."""
+class _AckedWatch(SharedStreamProducer):
+    """One watch as a shared stream in ack mode (Airflow 3.3+): its mark is written once its events are stored.
 
-    def __init__(self, store: Any, key: str, log: Any) -> None:
-        self.store = store
+    Each item is a fired run's summary (``None`` for a mark alone) with the mark covering it
+    and everything yielded before it. The triggerer hands the summary to the watcher's
+    filter, stores the event the filter makes in the metadata database, and only then calls
+    :meth:`advance` with the items, in the order they were yielded.
+    """
+
+    def __init__(self, trigger: CensusSyncRunFinishedTrigger) -> None:
+        self.hook = CensusHook(trigger.census_conn_id, retry_policy=ONE_TRY)
+        self.watch = _Watch(trigger, self.hook)
+        self.lost_one = False
+
+    async def open_stream(self) -> AsyncIterator[tuple[RunSummary | None, WatchMark]]:
+        async for fired in _polls(self.watch):
+            for item in fired:
+                yield item
+            if self.watch.mark is not None and self.watch.mark != self.watch.saved:
+                yield None, self.watch.mark
+
+    async def advance(self, batch: Sequence[AdvanceItem]) -> None:
+        """Write the mark of the last item, up to the first item whose event Airflow did not store.
+
+        After such an item no mark is written again: the triggerer fails the watcher (the item
+        timed out or overflowed), and the restarted watcher fires that run again.
+        """
+        mark = None
+        for item in batch:
+            self.lost_one = self.lost_one or not item.outcome.is_clean
+            if self.lost_one:
+                break
+            mark = item.broker_payload
+        await self.watch.save_mark(mark)
+
+    async def aclose(self) -> None:
+        await self.hook.aclose()
+
+
+async def _polls(watch: _Watch) -> AsyncIterator[list[tuple[RunSummary, WatchMark]]]:
+    """What each poll fires, forever: a poll every interval (or backoff), the first after a random part of one.
+
+    The random start spreads the watchers a restarted triggerer starts at once.
+    """
+    await asyncio.sleep(random.uniform(0, watch.trigger.poll_interval))  # noqa: S311
+    while True:
+        began = time.monotonic()
+        yield await watch.poll()
+        await asyncio.sleep(max(0.0, began + watch.next_wait() - time.monotonic()))
+
+
+class _MarkStore:
+    """Where a watch keeps its mark: the asset state store, else an Airflow Variable of the same key.
+
+    The triggerer gives a watcher an asset state store on Airflow 3.3+; for a trigger that
+    several assets share, Airflow's accessor has no single store and raises ValueError.
+    """
+
+    def __init__(self, asset_store: Any, key: str, log: Any) -> None:
+        self.asset_store = asset_store
         self.key = key
         self.log = log
 
     async def load(self) -> WatchMark | None:
-        """The stored mark, or None for a first watch (or no store); store failures propagate, to be retried."""
-        if self.store is None:
-            return None
-        try:
-            stored = await self.store.aget(self.key, None)
-        except ValueError:
-            self._give_up_store()
-            return None
+        """The stored mark, or None for a first watch; store failures propagate, to be retried."""
+        stored = await self._read()
         if stored is None:
             return None
         try:
-            return WatchMark.from_json(stored)
+            return WatchMark.from_json(stored if self.asset_store is not None else json.loads(stored))
         except ValueError as exc:
             self.log.warning("The stored mark %s cannot be read (%s); the watch starts afresh", self.key, exc)
             return None
 
-    async def save(self, mark: WatchMark) -> None:
-        if self.store is None:
-            return
-        try:
-            await self.store.aset(self.key, mark.to_json())
-        except ValueError:
-            self._give_up_store()
+    async def _read(self) -> Any:
+        if self.asset_store is not None:
+            try:
+                return await self.asset_store.aget(self.key, None)
+            except ValueError:
+                self.log.info(
+                    "This Census watcher serves several assets, so its mark is the Airflow Variable %s", self.key
+                )
+                self.asset_store = None
+        return await aget_variable(self.key)
 
-    def _give_up_store(self) -> None:
-        """Several assets share this trigger: Airflow's accessor then has no single store to use."""
-        self.log.warning(
-            "This Census watcher serves several assets, so its mark %s is kept in the triggerer's memory only; "
-            "a triggerer restart then misses runs that end while it is down. Give each asset its own watcher.",
-            self.key,
-        )
-        self.store = None
+    async def save(self, mark: WatchMark) -> None:
+        if self.asset_store is not None:
+            await self.asset_store.aset(self.key, mark.to_json())
+        else:
+            await aset_variable(self.key, json.dumps(mark.to_json()))
 
 
 class _Watch:
     """One watcher's state between polls: the mark, what was saved, failures in a row."""
 
-    def __init__(self, trigger: CensusSyncRunFinishedTrigger, hook: CensusHook, marks: _MarkStore) -> None:
+    def __init__(self, trigger: CensusSyncRunFinishedTrigger, hook: CensusHook) -> None:
         self.trigger = trigger
         self.hook = hook
-        self.marks = marks
+        self.marks = _MarkStore(getattr(trigger, "asset_state_store", None), trigger.mark_key, trigger.log)
         self.mark: WatchMark | None = None
         self.loaded = False
         self.saved: WatchMark | None = None
@@ -263,20 +371,20 @@ class _Watch:
         self.last_error: BaseException | None = None
         self.unknown_noted: set[int] = set()
 
-    async def poll(self) -> list[TriggerEvent]:
-        """The events of one poll, oldest run first; none when Census or the store could not be read."""
+    async def poll(self) -> list[tuple[RunSummary, WatchMark]]:
+        """The runs one poll fires, oldest first; none when Census or the store could not be read."""
         try:
             if not self.loaded:
                 self.mark = self.saved = await self.marks.load()
                 self.loaded = True
-            events = await self._read_runs()
+            fired = await self._read_runs()
         except Exception as exc:  # a watcher outlives every failure; each is logged and retried
             self._note_failure(exc)
             return []
         self.failures, self.last_error = 0, None
-        return events
+        return fired
 
-    async def _read_runs(self) -> list[TriggerEvent]:
+    async def _read_runs(self) -> list[tuple[RunSummary, WatchMark]]:
         sync_id = self.trigger.sync_id
         floor = None if self.mark is None else self.mark.settled_through
         runs, reached = await _runs_above(self.hook, sync_id, floor)
@@ -298,21 +406,24 @@ class _Watch:
             (run for run in runs if not self.mark.covers(run.id) and run.outcome.is_terminal), key=lambda run: run.id
         )
         self._note_unknown(runs)
-        self.mark = self.mark.advanced(runs, (run.id for run in ended), floor_now)
-        base_url = self.hook.base_url
-        return [
-            self._event(RunSummary.of(run, base_url)) for run in ended if run.outcome.value in self.trigger.outcomes
-        ]
+        before, self.mark = self.mark, self.mark.advanced(runs, (run.id for run in ended), floor_now)
+        return self._fired(before, ended)
 
-    def _event(self, summary: RunSummary) -> TriggerEvent:
-        self.trigger.log.info(
-            "Census sync %s run %s ended: %s (%s)",
-            summary.sync_id,
-            summary.sync_run_id,
-            summary.status,
-            summary.outcome.value,
-        )
-        return TriggerEvent({"schema_version": EVENT_SCHEMA_VERSION, **summary.to_json()})  # type: ignore[no-untyped-call]
+    def _fired(self, before: WatchMark, ended: Sequence[SyncRun]) -> list[tuple[RunSummary, WatchMark]]:
+        """Each run of ``ended`` that fires, with the mark of ``before`` plus it and the runs ended before it.
+
+        That mark may be written once this run's event and those before it are stored, not
+        those after. The runs the outcome filter passes over are in it from the first: they
+        never fire.
+        """
+        wanted = self.trigger.outcomes
+        decided = set(before.decided) | {run.id for run in ended if run.outcome.value not in wanted}
+        fired = []
+        for run in (run for run in ended if run.outcome.value in wanted):
+            decided.add(run.id)
+            mark = WatchMark(before.settled_through, frozenset(decided))
+            fired.append((RunSummary.of(run, self.hook.base_url), mark))
+        return fired
 
     def _note_unknown(self, runs: Iterable[SyncRun]) -> None:
         """Log once per run that Census reports a state this provider does not know (it never fires)."""
@@ -326,18 +437,18 @@ class _Watch:
                     run.status,
                 )
 
-    async def save_mark(self) -> None:
-        """Write the mark if it moved; a failed write is logged and tried again after the next poll."""
-        if self.mark is None or self.mark == self.saved:
+    async def save_mark(self, mark: WatchMark | None) -> None:
+        """Write ``mark`` unless it is the one saved; a failed write is logged and tried again after the next poll."""
+        if mark is None or mark == self.saved:
             return
         try:
-            await self.marks.save(self.mark)
+            await self.marks.save(mark)
         except Exception as exc:  # the mark stays in memory and is written next time
             self.trigger.log.warning(
                 "Writing the mark %s failed: %s; trying again after the next poll", self.marks.key, exc
             )
             return
-        self.saved = self.mark
+        self.saved = mark
 
     def _note_failure(self, exc: BaseException) -> None:
         self.failures += 1

@@ -83,7 +83,7 @@ async def aget_connection(conn_id: str) -> Connection:
     return await off_the_event_loop(BaseHook.get_connection, conn_id)
 
 
-async def off_the_event_loop(func: Callable[..., _T], *args: Any) -> _T:
+async def off_the_event_loop(func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     """Make a blocking call in a worker thread of the loop, for async code such as a trigger.
 
     In a triggerer the Task SDK's blocking calls (a Variable, ``mask_secret``) wait on the
@@ -92,7 +92,27 @@ async def off_the_event_loop(func: Callable[..., _T], *args: Any) -> _T:
     """
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(func, thread_sensitive=False)(*args)
+    return await sync_to_async(func, thread_sensitive=False)(*args, **kwargs)
+
+
+async def atask_instance_state(ti: Any) -> str | None:
+    """Airflow's state now of a trigger's task instance (Airflow 3), or None where it has none.
+
+    ``ti`` is the ``task_instance`` the triggerer sets on a trigger; the Task SDK answers by
+    ``task_id``, or ``<task_id>_<map_index>`` for a mapped task.
+    """
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    by_run = await off_the_event_loop(
+        RuntimeTaskInstance.get_task_states,
+        ti.dag_id,
+        map_index=ti.map_index,
+        task_ids=[ti.task_id],
+        run_ids=[ti.run_id],
+    )
+    key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+    state = by_run.get(ti.run_id, {}).get(key)
+    return None if state is None else str(state)
 
 
 async def aget_variable(key: str) -> str | None:
@@ -128,6 +148,7 @@ __all__ = [
     "aget_connection",
     "aget_variable",
     "aset_variable",
+    "atask_instance_state",
     "default_deferrable",
     "mask_secret",
     "off_the_event_loop",

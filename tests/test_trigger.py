@@ -23,6 +23,7 @@ from airflow_provider_census.runs import RunExpectations, RunSummary
 from airflow_provider_census.testing import CensusEmulator, FaultProfile, RunScript
 from airflow_provider_census.triggers import census as trigger_module
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger, RunEvent
+from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.task_context import only_event
 
 QUICK_POLL = 0.01
@@ -508,6 +509,63 @@ async def test_on_kill_leaves_the_run_alone_when_told_to(census_conn: CensusEmul
     assert cancel_requests(census_conn, run_id) == []
     assert census_conn.run(run_id)["canceled"] is False
     assert async_pool.open_clients() == 0
+
+
+class DeferredTaskInstance:
+    """The ids of what the triggerer sets as a trigger's ``task_instance``: a mapped task's third instance."""
+
+    dag_id, run_id, task_id, map_index = "census_dag", "manual__1", "census_sync", 3
+
+
+def task_states_answer(state: str | None) -> Callable[..., dict[str, dict[str, str | None]]]:
+    """Airflow 3's ``RuntimeTaskInstance.get_task_states`` answering ``state`` for that instance (by run id,
+    then ``<task_id>_<map_index>``), and ``None`` for any other instance asked about."""
+
+    def get_task_states(dag_id: str, **criteria: Any) -> dict[str, dict[str, str | None]]:
+        ti = DeferredTaskInstance
+        asked = (dag_id, criteria["task_ids"], criteria["run_ids"], criteria["map_index"])
+        mine = asked == (ti.dag_id, [ti.task_id], [ti.run_id], ti.map_index)
+        return {ti.run_id: {f"{ti.task_id}_{ti.map_index}": state if mine else None}}
+
+    return get_task_states
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the Task SDK answers task states on Airflow 3")
+@pytest.mark.parametrize(
+    ("state", "canceled"),
+    [("deferred", False), ("failed", True), ("success", True), (None, True)],
+    ids=["handed-over", "marked-failed", "marked-success", "cleared"],
+)
+async def test_on_kill_cancels_unless_the_task_is_still_deferred(
+    census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch, state: str | None, canceled: bool
+) -> None:
+    """Airflow 3.3 calls on_kill when a triggerer gives a trigger up to another one, the task still deferred."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(task_states_answer(state)))
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    trigger = make_trigger(run_id, cancel_on_kill=True)
+    trigger.task_instance = DeferredTaskInstance()  # type: ignore[assignment]
+    await killed_while_waiting(census_conn, trigger)
+    assert len(cancel_requests(census_conn, run_id)) == int(canceled)
+    assert census_conn.run(run_id)["canceled"] is canceled
+
+
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the Task SDK answers task states on Airflow 3")
+async def test_on_kill_cancels_when_the_task_state_cannot_be_read(
+    census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("the supervisor is gone")
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(unreachable))
+    run_id = started_run(census_conn, RunScript(outcome="never"))
+    trigger = make_trigger(run_id, cancel_on_kill=True)
+    trigger.task_instance = DeferredTaskInstance()  # type: ignore[assignment]
+    await killed_while_waiting(census_conn, trigger)
+    assert census_conn.run(run_id)["canceled"] is True
 
 
 # -- progress logging -----------------------------------------------------------------------

@@ -42,6 +42,7 @@ from airflow_provider_census.api.retry import ONE_TRY, RetryPolicy, is_transient
 from airflow_provider_census.api.states import RunOutcome, is_retired_state
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.runs import RunExpectations, RunSummary, describe
+from airflow_provider_census.version_compat import atask_instance_state
 
 EVENT_SCHEMA_VERSION = 1
 EVENT_STATUSES = ("finished", "timeout", "error", "stopped")
@@ -237,6 +238,28 @@ class _WaitingTrigger(BaseTrigger):
     def _class_path(self) -> str:
         return f"{type(self).__module__}.{type(self).__qualname__}"
 
+    async def handed_over(self) -> bool:
+        """Whether the task is still deferred, so that ``on_kill`` means this trigger moved, not a kill.
+
+        Airflow 3.3's triggerer calls ``on_kill`` on each trigger it stops running because the
+        database no longer gives it to this triggerer, as it does for a user's kill: a
+        triggerer that missed heartbeats for a while sees its triggers taken over by another,
+        and would cancel runs that the other triggerer is now waiting for. After a kill or a
+        clear, the task is no longer deferred. When its state cannot be read, a kill is assumed.
+        """
+        ti = getattr(self, "task_instance", None)
+        if ti is None:
+            return False
+        try:
+            state = await atask_instance_state(ti)
+        except Exception as exc:  # the promise on a kill is to cancel: keep it when in doubt
+            self.log.warning("Could not read the task's state (%s); canceling its Census runs as for a kill", exc)
+            return False
+        if state != "deferred":
+            return False
+        self.log.info("The task is still deferred: another triggerer took this trigger over; its runs go on")
+        return True
+
     async def cancel_run(self, sync_run_id: int) -> None:
         """Cancel a run, retrying passing faults (unlike polls, a cancel has no next interval)."""
         hook = CensusHook(self.census_conn_id, retry_policy=CANCEL_RETRIES)
@@ -275,7 +298,7 @@ class CensusSyncRunTrigger(_WaitingTrigger):
 
     async def on_kill(self) -> None:
         """Cancel the run when a user kills or clears the deferred task (Airflow 3.3+)."""
-        if not self.cancel_on_kill:
+        if not self.cancel_on_kill or await self.handed_over():
             return
         await self.cancel_run(self.sync_run_id)
         self.log.info("Canceled Census sync run %s because its task was killed", self.sync_run_id)
@@ -349,7 +372,7 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
 
     async def on_kill(self) -> None:
         """Cancel the task's own runs still going when a user kills or clears the task (Airflow 3.3+)."""
-        if not self.cancel_on_kill or not self._open_runs:
+        if not self.cancel_on_kill or not self._open_runs or await self.handed_over():
             return
         open_runs = sorted(self._open_runs)
         await asyncio.gather(*(self.cancel_run(run_id) for run_id in open_runs), return_exceptions=True)

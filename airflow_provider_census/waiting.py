@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 E = TypeVar("E")
 DEFAULT_TIMEOUT = timedelta(hours=24)
 
+
 def positive_seconds(value: float | timedelta, name: str) -> float:
     """Seconds from a number or a timedelta, checked when the DAG is parsed."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value

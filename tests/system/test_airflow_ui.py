@@ -2,9 +2,10 @@
 tests, with the emulator as Census: the connection form of type Census, its Test, and the
 "Census sync run" link of a sync task, while it is deferred and once it has finished.
 
-One deployment per Airflow line, on API V2 (the form and the link do not depend on the version
-the cluster's own connection talks; the hook's tests cover both). Screenshots and the page
-HTML of every step are kept in a folder the test prints when it fails.
+On the session's shared deployment (see conftest.py), its ``census_default`` on API V2 (the
+form and the link do not depend on the version the cluster's own connection talks; the hook's
+tests cover both). Screenshots and the page HTML of every step are kept in a folder the test
+prints when it fails.
 
 What Airflow 3.3.2's UI does with a connection's Test, as found here: the list's Test icon
 posts the stored connection with ``port: 0`` for a connection without a port (every Census
@@ -17,7 +18,6 @@ the REST API's test endpoint, on the stored connection and with a wrong token.
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +30,7 @@ from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.testing import RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.system.browser import Browser
-from tests.system.cluster import POST_DBT_DAG, STARTUP_TIMEOUT_SECONDS, SYNC_TASK, AirflowCluster
+from tests.system.cluster import POST_DBT_DAG, STARTUP_TIMEOUT_SECONDS, SYNC_TASK, SYSTEM_TEST_LABEL, AirflowCluster
 
 pytestmark = pytest.mark.system
 
@@ -64,24 +64,7 @@ def browser(cluster: AirflowCluster, tmp_path: Path) -> Iterator[Browser]:
 
 def api(cluster: AirflowCluster, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     """One call to the API server's REST API, as a user's script would make it: status and JSON."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{cluster.api_port}/api/v2{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-        method=method,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
-def api_is_up(cluster: AirflowCluster) -> bool:
-    try:
-        return api(cluster, "GET", "/monitor/health")[0] == 200
-    except OSError:
-        return False
+    return cluster.rest(method, path, body)
 
 
 # -- the connection form ------------------------------------------------------------------
@@ -154,17 +137,11 @@ def check_test_button_airflow_3(browser: Browser) -> dict[str, Any]:
 @pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Airflow 3's UI; Airflow 2's form has its own test below")
 def test_airflow_3_ui_connection_form_test_and_sync_run_link(cluster: AirflowCluster, browser: Browser) -> None:
     emulator = cluster.emulator
-    sync_id = emulator.add_sync(RunScript(outcome="completed", queued_polls=0, working_polls=WORKING_POLLS))
-    cluster.use_syncs(sync_id)
-    cluster.env["AIRFLOW__CORE__TEST_CONNECTION"] = "Enabled"
-    cluster.start_core()
-    cluster.start_triggerer()
-    cluster.wait("the API server to answer", lambda: api_is_up(cluster))
-    cluster.wait(f"the DAG {POST_DBT_DAG} to be parsed", lambda: cluster.dag_is_parsed(POST_DBT_DAG))
-    # Through the REST API rather than the CLI: the same, without starting two more Airflow processes.
-    assert api(cluster, "PATCH", f"/dags/{POST_DBT_DAG}", {"is_paused": False})[0] == 200
-    status, answer = api(cluster, "POST", f"/dags/{POST_DBT_DAG}/dagRuns", {"dag_run_id": RUN_ID, "logical_date": None})
-    assert status == 200, answer
+    sync_id = emulator.add_sync(
+        RunScript(outcome="completed", queued_polls=0, working_polls=WORKING_POLLS), label=SYSTEM_TEST_LABEL
+    )
+    assert cluster.env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
+    cluster.trigger_dag(POST_DBT_DAG, RUN_ID)  # through the REST API
 
     with browser.kept_on_failure():
         # While the DAG run starts: the form, then Test.
@@ -238,8 +215,9 @@ def test_airflow_2_ui_connection_form_and_its_test_button(cluster: AirflowCluste
     from selenium.webdriver.common.keys import Keys
 
     emulator = cluster.emulator
-    cluster.env["AIRFLOW__CORE__TEST_CONNECTION"] = "Enabled"
-    port = cluster.start_webserver()
+    assert cluster.env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
+    port = cluster.web_port
+    assert port is not None, "the shared deployment starts Airflow 2's web server"
 
     def webserver_is_up() -> bool:
         try:

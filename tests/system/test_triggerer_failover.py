@@ -3,10 +3,13 @@ sync's trigger is killed outright mid-run; the other one takes the trigger over 
 heartbeat is stale, and the task still ends right, with the sync triggered exactly once.
 
 The takeover is Airflow's and the trigger's, the same on either Census API version, and this test
-boots a whole deployment with two triggerers: it runs once per Airflow line, on API V2 on Airflow 3
-and on v1 on Airflow 2.11, so both versions go through a takeover in every CI run while the suite
-stays well inside its time budget. The scheduler-and-triggerer test runs on both versions on
-both lines.
+starts a second triggerer beside the shared deployment's: it runs once per Airflow line, on API V2
+on Airflow 3 and on v1 on Airflow 2.11, so both versions go through a takeover in every CI run
+while the suite stays well inside its time budget. The scheduler-and-triggerer test runs on both
+versions on both lines.
+
+The deployment keeps the surviving triggerer: whichever of the two it is, it has one running
+triggerer again for the tests after this one.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ import pytest
 
 from airflow_provider_census.testing import RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.system.cluster import POST_DBT_DAG, SYNC_TASK, TRIGGERER_HEALTH_CHECK_THRESHOLD, AirflowCluster
+from tests.system.cluster import (
+    POST_DBT_DAG,
+    SYNC_TASK,
+    SYSTEM_TEST_LABEL,
+    TRIGGERER_HEALTH_CHECK_THRESHOLD,
+    AirflowCluster,
+)
 from tests.system.processes import Component
 
 pytestmark = pytest.mark.system
@@ -37,11 +46,16 @@ def census_api_version(request: pytest.FixtureRequest) -> str:
 
 def test_a_killed_triggerers_trigger_moves_to_the_other_triggerer(cluster: AirflowCluster) -> None:
     emulator = cluster.emulator
-    sync_id = emulator.add_sync(RunScript(outcome="completed", queued_polls=0, working_polls=WORKING_POLLS))
-    cluster.use_syncs(sync_id)
-    cluster.start_core()
-    triggerers = [cluster.start_triggerer("triggerer-1"), cluster.start_triggerer("triggerer-2")]
+    sync_id = emulator.add_sync(
+        RunScript(outcome="completed", queued_polls=0, working_polls=WORKING_POLLS), label=SYSTEM_TEST_LABEL
+    )
+    # The deployment's one triggerer, and a second one beside it. (A triggerer stopped or killed
+    # before this test counts as running until it misses its heartbeats.)
+    (first,) = cluster.triggerers()
+    cluster.wait("one triggerer job to heartbeat", lambda: len(cluster.running_triggerer_ids()) == 1)
+    triggerers = [first, cluster.start_triggerer()]
     job_ids = cluster.wait_for_triggerers(2)
+    assert len(job_ids) == 2, cluster.explain()
     cluster.trigger_dag(POST_DBT_DAG, RUN_ID)
 
     def polling_triggerer() -> Component | None:
@@ -76,3 +90,5 @@ def test_a_killed_triggerers_trigger_moves_to_the_other_triggerer(cluster: Airfl
     assert len(emulator.requests_for("POST", f"/syncs/{sync_id}/trigger")) == 1
     (only_run,) = emulator.runs_of(sync_id)
     assert (only_run["id"], only_run["status"]) == (run["id"], "completed")
+    spoken = {request.api_version for request in emulator.requests}
+    assert spoken == {API_VERSION}, spoken

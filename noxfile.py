@@ -6,7 +6,7 @@ runs, side by side. With nox already at hand, ``nox -s <session>`` does the same
 
     tests-3, tests-2        pytest, every test, on Airflow 3.3.2 and 2.11.2
     smoke-3.2/3.1/3.0       pytest -m smoke on the older Airflow 3 releases users still run
-    lint                    ruff and mypy --strict (typed against the Airflow 3 line)
+    lint                    ruff check, ruff format --check, mypy --strict (against Airflow 3)
     docs                    the docs site into site/, warnings as errors
     package                 the sdist and wheel, built and checked (dev/package_check.py)
     demo                    the example DAG in real Airflow 3 against the emulator (not in CI)
@@ -151,9 +151,10 @@ for _line in FULL_LINES + SMOKE_LINES:
 
 @nox.session(allow_parallel=True, tags=["ci"])
 def lint(session: nox.Session) -> None:
-    """Ruff on everything; mypy --strict on the package, typed against Airflow 3's Task SDK (2.11 lacks it)."""
+    """Ruff (lint and format) on everything; mypy --strict on the package, typed against Airflow 3's Task SDK."""
     install_line(session, "3")
     session.run("ruff", "check", *LINT_DIRS)
+    session.run("ruff", "format", "--check", *LINT_DIRS)
     session.run("mypy", "--cache-dir", str(Path(session.virtualenv.location) / ".mypy_cache"))
 
 

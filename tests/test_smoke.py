@@ -48,6 +48,8 @@ both too); the smoke lines prove the Airflow side, on V2, in half the time."""
 def census_api_version(request: pytest.FixtureRequest) -> str:
     """Both API versions on the full lines, V2 on the smoke-only lines (see SMOKE_ONLY_LINE)."""
     return str(request.param)
+
+
 # What Census says about the failed run of each task's sync, distinct so the log tells them apart.
 ERRORS = {
     "sync": ("SMOKE_SOURCE_UNREACHABLE", "The smoke source warehouse did not answer."),

@@ -90,11 +90,15 @@ def install(session: nox.Session, *args: str | os.PathLike[str]) -> None:
     session.log(f"installed; the installer's output is in {log}")
 
 
-def install_line(session: nox.Session, line: str) -> None:
-    """The project (editable, rebuilt every time) with the line's extras, pinned by the line's constraints."""
+def line_install_args(line: str) -> list[str | os.PathLike[str]]:
+    """``uv pip install`` arguments: the project (editable, rebuilt every time) with the line's extras and pins."""
     pins = constraint_file(line)
     extras = SMOKE_EXTRAS if line in SMOKE_LINES else FULL_EXTRAS
-    install(session, "-c", pins, "--build-constraints", pins, "--reinstall-package", PROJECT_NAME, "-e", f".[{extras}]")
+    return ["-c", pins, "--build-constraints", pins, "--reinstall-package", PROJECT_NAME, "-e", f".[{extras}]"]
+
+
+def install_line(session: nox.Session, line: str) -> None:
+    install(session, *line_install_args(line))
 
 
 def airflow_home(session: nox.Session) -> dict[str, str]:
@@ -208,13 +212,9 @@ def side_venv(session: nox.Session, name: str, *packages: str | os.PathLike[str]
 def bench(session: nox.Session) -> None:
     """benchmarks/run.py: this provider on Airflow 3 and 2.11 beside the published 2.1 (figures, no pass/fail)."""
     install_line(session, "3")
-    pins3, pins2 = constraint_file("3"), constraint_file("2")
     airflow3 = f"apache-airflow=={AIRFLOW_VERSIONS['3']}"
-    official = side_venv(session, "official", "-c", pins3, airflow3, OFFICIAL_PROVIDER)
-    airflow2 = side_venv(
-        session, "airflow-2", "-c", pins2, "--build-constraints", pins2, "--reinstall-package", PROJECT_NAME,
-        "-e", f".[{FULL_EXTRAS}]",
-    )  # fmt: skip
+    official = side_venv(session, "official", "-c", constraint_file("3"), airflow3, OFFICIAL_PROVIDER)
+    airflow2 = side_venv(session, "airflow-2", *line_install_args("2"))
     args = ["--official-python", str(official), "--airflow2-python", str(airflow2), *session.posargs]
     session.run("python", "benchmarks/run.py", *args, env=airflow_home(session))
 

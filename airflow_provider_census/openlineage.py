@@ -311,7 +311,7 @@ def _run_facet_class() -> Callable[..., RunFacet]:
 
 def gather(hook: CensusHook, sync_ids: Sequence[int], summaries: Sequence[RunSummary]) -> list[SyncLineage]:
     """Each sync with its configuration and connections, looked up once each; what fails to read is left out."""
-    by_sync = {summary.sync_id: summary for summary in summaries}
+    by_sync = {summary.sync_id: summary for summary in summaries if summary.sync_id is not None}
     sources: dict[int, Source | None] = {}
     activations: dict[int | str, Activation | None] = {}
     gathered = []

@@ -9,7 +9,7 @@ exceptions; its JSON form is what crosses process boundaries.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from airflow_provider_census.api.errors import (
@@ -22,7 +22,7 @@ from airflow_provider_census.api.errors import (
     CensusRunUnknownStateError,
 )
 from airflow_provider_census.api.models import RunDetails, SyncRun
-from airflow_provider_census.api.settings import sync_run_app_url
+from airflow_provider_census.api.settings import sync_run_app_url, syncs_app_url
 from airflow_provider_census.api.states import RunOutcome
 
 XCOM_SYNC_RUN_ID = "sync_run_id"
@@ -37,18 +37,25 @@ waiting), and every run's summary by sync id (at the end); sync ids as text, as 
 
 ON_SKIPPED_CHOICES = ("fail", "succeed", "wait")
 DESCRIBED_COUNTS = ("records_processed", "records_updated", "records_failed", "records_invalid")
+REJECTION_COUNTS = ("records_processed", "records_failed", "records_invalid")
+"""The counts the rejected-records limits read: a limit cannot be checked without them."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunSummary(RunDetails):
-    """One run as a task sees it: ids, states, Census's details of it (counts, error) and its URL."""
+    """One run as a task sees it: ids, states, Census's details of it (counts, error) and its URL.
 
-    sync_id: int
+    ``unread`` names the fields the route that read the run does not carry (see
+    :class:`~airflow_provider_census.api.models.SyncRun`); they are unknown, never guessed.
+    """
+
+    sync_id: int | None
     sync_run_id: int
     status: str
     outcome: RunOutcome
     url: str
-    canceled: bool = False
+    canceled: bool | None = False
+    unread: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, run: SyncRun, base_url: str) -> RunSummary:
@@ -58,8 +65,9 @@ class RunSummary(RunDetails):
             sync_run_id=run.id,
             status=run.status,
             outcome=run.outcome,
-            url=sync_run_app_url(base_url, run.sync_id, run.id),
+            url=run_url(base_url, run.sync_id, run.id),
             canceled=run.canceled,
+            unread=run.unread,
             **details,
         )
 
@@ -67,6 +75,7 @@ class RunSummary(RunDetails):
         """JSON primitives, for XCom and trigger events; ``outcome`` as its text."""
         data = {name: getattr(self, name) for name in _SUMMARY_NAMES}
         data["outcome"] = self.outcome.value
+        data["unread"] = list(self.unread)
         return data
 
     @classmethod
@@ -81,7 +90,17 @@ class RunSummary(RunDetails):
             outcome = RunOutcome(data["outcome"])
         except ValueError:
             raise ValueError(f"unknown outcome {data['outcome']!r}") from None
-        return cls(**{**{key: value for key, value in data.items() if key in _SUMMARY_NAMES}, "outcome": outcome})
+        known = {key: value for key, value in data.items() if key in _SUMMARY_NAMES}
+        return cls(**{**known, "outcome": outcome, "unread": tuple(data.get("unread") or ())})
+
+    def canceled_by_task(self) -> RunSummary:
+        """This run as canceled, when the task itself canceled it and the route that read it does not say.
+
+        Not a guess: the task sent the cancel. A run the task canceled is never reported as a success.
+        """
+        if self.canceled is not None:
+            return self
+        return replace(self, canceled=True, outcome=RunOutcome.CANCELED)
 
     @property
     def rejected(self) -> int:
@@ -90,7 +109,8 @@ class RunSummary(RunDetails):
 
     def describe(self) -> str:
         """One paragraph with everything a user needs to act on a run: ids, state, error, counts, link."""
-        parts = [f"Census sync {self.sync_id} run {self.sync_run_id}: status {self.status!r}"]
+        sync = f"sync {self.sync_id} run" if self.sync_id is not None else "sync run"
+        parts = [f"Census {sync} {self.sync_run_id}: status {self.status!r}"]
         if self.canceled:
             parts.append("canceled")
         if self.error_code or self.error_message:
@@ -99,6 +119,8 @@ class RunSummary(RunDetails):
             parts.append(f"error_detail={self.error_detail!r}")
         counts = ", ".join(f"{name.removeprefix('records_')}={getattr(self, name)}" for name in DESCRIBED_COUNTS)
         parts.append(f"records: {counts}")
+        if self.unread:
+            parts.append(f"not carried by the route that read it: {', '.join(self.unread)}")
         parts.append(f"see {self.url}")
         return "; ".join(parts)
 
@@ -107,6 +129,11 @@ _DETAIL_NAMES = tuple(field.name for field in fields(RunDetails))
 _SUMMARY_NAMES = tuple(field.name for field in fields(RunSummary))
 """Field names, listed once: every field holds a JSON primitive (or the outcome), so the JSON form
 is a flat copy, with no ``dataclasses.asdict`` deep copy (a third of a trigger's work per event)."""
+
+
+def run_url(base_url: str, sync_id: int | None, sync_run_id: int) -> str:
+    """The run's page in the Census app; the syncs page when the run was read without its sync."""
+    return syncs_app_url(base_url) if sync_id is None else sync_run_app_url(base_url, sync_id, sync_run_id)
 
 
 def describe(summary: RunSummary | None, sync_run_id: int) -> str:
@@ -173,6 +200,16 @@ class RunExpectations:
         raise error_class(f"{verdict}. {summary.describe()}", summary.to_json())
 
     def _check_rejected_records(self, summary: RunSummary) -> None:
+        gated = self.max_rejected_records is not None or self.max_rejected_share is not None
+        unread = [name for name in REJECTION_COUNTS if name in summary.unread]
+        if gated and unread:
+            raise CensusRejectedRecordsError(
+                f"The Census sync run completed, but the route that read it does not carry {', '.join(unread)}, so "
+                "max_rejected_records / max_rejected_share cannot be checked and the run is not taken as a success. "
+                "Remove the limits, or use a connection whose Census serves GET /sync_runs/{id} (run "
+                f"`python -m airflow_provider_census check`). {summary.describe()}",
+                summary.to_json(),
+            )
         rejected, limit = summary.rejected, self.max_rejected_records
         if limit is not None and rejected > limit:
             raise CensusRejectedRecordsError(

@@ -24,7 +24,14 @@ from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.assets.census import record_run_in_outlets
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.census import CensusSyncRunLink
-from airflow_provider_census.runs import XCOM_SYNC_RUN, XCOM_SYNC_RUN_ID, XCOM_SYNC_RUN_URL, RunExpectations, RunSummary
+from airflow_provider_census.runs import (
+    XCOM_SYNC_RUN,
+    XCOM_SYNC_RUN_ID,
+    XCOM_SYNC_RUN_URL,
+    RunExpectations,
+    RunSummary,
+    run_url,
+)
 from airflow_provider_census.version_compat import (
     AIRFLOW_V_3_3_PLUS,
     BaseOperator,
@@ -132,6 +139,7 @@ class SyncRunTask(BaseOperator):
         self.max_poll_failures = positive_count(max_poll_failures, "max_poll_failures")
         self.unknown_state_timeout = positive_seconds(unknown_state_timeout, "unknown_state_timeout")
         self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
+        self.canceled_runs: set[int] = set()
 
     @property
     def poll_seconds(self) -> float:
@@ -145,17 +153,17 @@ class SyncRunTask(BaseOperator):
     def hook(self) -> CensusHook:
         return CensusHook(self.census_conn_id)
 
-    def publish(self, context: Context, sync_id: int, sync_run_id: int) -> None:
+    def publish(self, context: Context, sync_id: int | None, sync_run_id: int) -> None:
         """Push the run's id and URL before waiting, so the link works while the task is deferred."""
-        url = self.hook.sync_run_url(sync_id, sync_run_id)
+        url = run_url(self.hook.base_url, sync_id, sync_run_id)
         context["ti"].xcom_push(key=XCOM_SYNC_RUN_ID, value=sync_run_id)
         context["ti"].xcom_push(key=XCOM_SYNC_RUN_URL, value=url)
-        self.log.info("Census sync %s run %s: %s", sync_id, sync_run_id, url)
+        self.log.info("Census sync %s run %s: %s", "?" if sync_id is None else sync_id, sync_run_id, url)
 
     def summary_of(self, run: SyncRun) -> RunSummary:
         return RunSummary.of(run, self.hook.base_url)
 
-    def first_look(self, sync_run_id: int) -> RunSummary | None:
+    def first_look(self, sync_run_id: int, sync_id: int | None) -> RunSummary | None:
         """The run's summary before waiting, or None if Census could not be read just now.
 
         The run exists by then, so a passing fault must not fail the task: the wait that
@@ -163,7 +171,7 @@ class SyncRunTask(BaseOperator):
         out here (capped as between retries), since the wait polls at once.
         """
         try:
-            return self.summary_of(self.hook.get_sync_run(sync_run_id))
+            return self.summary_of(self.hook.get_sync_run(sync_run_id, sync_id=sync_id))
         except CensusError as exc:
             if not is_transient(exc):
                 raise
@@ -173,10 +181,10 @@ class SyncRunTask(BaseOperator):
                 time.sleep(min(retry_after, self.hook.retry_policy.max_retry_after))
             return None
 
-    def make_trigger(self, sync_run_id: int, deadlines: Deadlines) -> CensusSyncRunTrigger:
+    def make_trigger(self, sync_run_id: int, deadlines: Deadlines, sync_id: int | None) -> CensusSyncRunTrigger:
         from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 
-        return CensusSyncRunTrigger(sync_run_id=sync_run_id, **self.waiting_kwargs(deadlines))
+        return CensusSyncRunTrigger(sync_run_id=sync_run_id, sync_id=sync_id, **self.waiting_kwargs(deadlines))
 
     def waiting_kwargs(self, deadlines: Deadlines) -> dict[str, Any]:
         """What every trigger of this task is told about waiting: connection, interval, tolerance, deadlines."""
@@ -212,15 +220,20 @@ class SyncRunTask(BaseOperator):
 
     def finish(self, context: Context, summary: RunSummary) -> int:
         """Publish the summary, log it, and return the run id (the run recorded in the outlets' events) or raise."""
+        if summary.sync_run_id in self.canceled_runs:
+            summary = summary.canceled_by_task()
         context["ti"].xcom_push(key=XCOM_SYNC_RUN, value=summary.to_json())
         self.log.info("%s", summary.describe())
         self.expectations.check(summary)
         record_run_in_outlets(list(self.outlets), context, summary)
         return summary.sync_run_id
 
-    def earlier_run(self, summary: RunSummary) -> SyncRun | None:
-        """The run that made Census skip this one: the newest earlier run of the sync not skipped itself."""
-        for run in self.hook.iter_sync_runs(summary.sync_id, per_page=25):
+    def earlier_run(self, summary: RunSummary, sync_id: int) -> SyncRun | None:
+        """The run that made Census skip this one: the newest earlier run of the sync not skipped itself.
+
+        None when there is none among the sync's 100 newest runs, or its runs cannot be listed.
+        """
+        for run in self.hook.recent_runs_if_listed(sync_id, "earlier_run", per_page=100) or ():
             if run.id < summary.sync_run_id and run.outcome is not RunOutcome.SKIPPED:
                 return run
         return None
@@ -271,7 +284,8 @@ class SyncTriggeringTask(SyncRunTask):
             return None
         if task_state_store(context) is not None:
             return self._run_kept_by_earlier_try(context, kept, sync_id)
-        latest = self.hook.latest_sync_run(sync_id)
+        newest = self.hook.recent_runs_if_listed(sync_id, "reattach")
+        latest = newest[0] if newest else None
         if latest is not None and latest.outcome is RunOutcome.IN_PROGRESS:
             self.log.warning(
                 "Try %s: sync %s already has run %s in progress (most likely from an earlier try); "
@@ -286,7 +300,7 @@ class SyncTriggeringTask(SyncRunTask):
     def _run_kept_by_earlier_try(self, context: Context, kept: object, sync_id: int) -> int | RunSummary | None:
         if kept is None:
             return None
-        run = self.hook.get_sync_run(census_id(kept, "the sync_run_id kept by an earlier try"))
+        run = self.hook.get_sync_run(census_id(kept, "the sync_run_id kept by an earlier try"), sync_id=sync_id)
         try_number = context["ti"].try_number
         if run.sync_id != sync_id:
             return None
@@ -294,7 +308,7 @@ class SyncTriggeringTask(SyncRunTask):
             self.log.warning("Try %s: run %s of an earlier try is still going; waiting for it.", try_number, run.id)
             return run.id
         summary = self.summary_of(run)
-        if run.outcome is RunOutcome.SUCCEEDED and self.expectations.accept(summary):
+        if run.outcome is RunOutcome.SUCCEEDED and self.expectations.accept(summary) and run.canceled is not None:
             self.log.warning("Try %s: run %s of an earlier try completed; it is the result.", try_number, run.id)
             return summary
         self.log.warning(
@@ -302,9 +316,21 @@ class SyncTriggeringTask(SyncRunTask):
             try_number,
             run.id,
             run.status,
-            "" if run.outcome is not RunOutcome.SUCCEEDED else " but failed this task's checks",
+            _why_not_the_result(run, summary, self.expectations),
         )
         return None
+
+
+def _why_not_the_result(run: SyncRun, summary: RunSummary, expectations: RunExpectations) -> str:
+    """Why a completed run of an earlier try is not taken as this try's result ('' when it did not complete)."""
+    if run.outcome is not RunOutcome.SUCCEEDED:
+        return ""
+    if not expectations.accept(summary):
+        return " but failed this task's checks"
+    return (
+        " but whether it was canceled cannot be read (the route that read it does not carry 'canceled'; "
+        "a kill of the earlier try cancels its run)"
+    )
 
 
 def task_state_store(context: Context) -> Any:

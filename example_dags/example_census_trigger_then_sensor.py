@@ -38,6 +38,7 @@ with DAG(
     wait_for_run = CensusSyncRunSensor(
         task_id="wait_for_run",
         sync_run_id="{{ ti.xcom_pull(task_ids='trigger_sync') }}",
+        sync_id=SYNC_ID,  # optional: names the run's sync where Census's answer does not (V2's test_status)
         mode=SENSOR_MODE,
         poke_interval=POLL_INTERVAL,
         timeout=timedelta(hours=2).total_seconds(),

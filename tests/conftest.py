@@ -74,6 +74,27 @@ def forget_secrets_masked_by_the_test() -> Iterator[None]:
             masker.replacer = re.compile("|".join(kept)) if kept else None
 
 
+CORE_FLOW_CONNECTIONS = [
+    pytest.param("v2", "all", id="v2"),
+    pytest.param("v2", "documented", id="v2-documented"),
+    pytest.param("v1", "all", id="v1"),
+]
+"""The Census a core-flow test meets: v1, V2 as the provider assumes it, and V2 as its reference documents it."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``v2_routes`` that use ``census_conn`` run once per :data:`CORE_FLOW_CONNECTIONS`.
+
+    A parametrize mark, added before pytest's own hooks read the marks, so that it replaces the
+    plugin's two-version parametrization of ``census_api_version`` instead of doubling it.
+    """
+    if metafunc.definition.get_closest_marker("v2_routes") and "census_api_version" in metafunc.fixturenames:
+        metafunc.definition.add_marker(
+            pytest.mark.parametrize(("census_api_version", "census_v2_routes"), CORE_FLOW_CONNECTIONS)
+        )
+
+
 @pytest.fixture
 def hook(census_conn: CensusEmulator) -> CensusHook:
     """A hook on ``census_default``, pointed at a fresh emulator, with quick retries."""

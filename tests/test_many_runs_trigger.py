@@ -22,12 +22,16 @@ from tests.test_trigger import (
     HANG_GUARD_SECONDS,
     QUICK_POLL,
     cancel_requests,
+    canceled_outcome,
     constructor_arguments,
     from_classpath,
     polls_of,
+    read_path,
     started_run,
     wait_until,
 )
+
+pytestmark = pytest.mark.v2_routes
 
 
 def many_trigger(run_ids: list[int], **kwargs: Any) -> CensusSyncRunsTrigger:
@@ -119,7 +123,7 @@ async def test_cancel_deadline_cancels_own_runs_and_leaves_watched_ones(census_c
 async def test_one_runs_passing_faults_do_not_end_the_others(census_conn: CensusEmulator) -> None:
     faulty = started_run(census_conn, RunScript(working_polls=3))
     steady = started_run(census_conn, RunScript(working_polls=3))
-    census_conn.fail_next("503", count=2, method="GET", path_prefix=f"/sync_runs/{faulty}")
+    census_conn.fail_next("503", count=2, method="GET", path_prefix=read_path(census_conn, faulty))
     events = await events_of(many_trigger([faulty, steady], fail_fast=True, max_poll_failures=3))
     assert [events[run_id].status for run_id in (faulty, steady)] == ["finished", "finished"]
     assert [request.fault for request in polls_of(census_conn, faulty)][:2] == ["503", "503"]
@@ -150,7 +154,7 @@ async def test_runs_share_one_pooled_client(census_conn: CensusEmulator) -> None
     for run_id in run_ids:
         census_conn.workspace.cancel_run(run_id)
     payload = await waiting
-    assert [event["summary"]["outcome"] for event in payload["runs"]] == ["canceled"] * len(run_ids)
+    assert [event["summary"]["outcome"] for event in payload["runs"]] == [canceled_outcome(census_conn)] * len(run_ids)
 
 
 def test_serialized_kwargs_are_json_and_rebuild_the_same_trigger() -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
+from airflow_provider_census.api import routes
 from airflow_provider_census.api.errors import CensusApiVersionError, CensusConfigurationError
 from airflow_provider_census.api.models import (
     Activation,
@@ -50,7 +51,10 @@ class Request(Generic[T]):
 
     ``safe_to_retry`` is False for calls that act each time they arrive (triggering a sync,
     creating one): those are resent only when Census surely never received them.
-    ``subject`` names what the call is about, for error messages ("sync 61").
+    ``subject`` names what the call is about, for error messages ("sync 61"). ``assumed`` marks
+    a call the reference of the connection's API version does not document (a v1 route sent to
+    V2) that this Census has not answered yet: its 404 may mean that Census does not serve the
+    route at all. ``route`` is the call's name in :mod:`.routes`.
     """
 
     method: str
@@ -60,6 +64,8 @@ class Request(Generic[T]):
     params: tuple[tuple[str, str], ...] = ()
     body: Any = None
     safe_to_retry: bool = True
+    assumed: bool = False
+    route: str = ""
 
     @property
     def label(self) -> str:
@@ -73,7 +79,8 @@ class Endpoint(Generic[T]):
     ``name`` is the hook method that makes it, and ``instead`` the hook method to use on a
     version where it does not exist, so a mismatch fails before sending with what to do.
     ``group`` says whether V2 needs the Fivetran ``group_id`` on it (``required``) or takes it
-    when known (``optional``).
+    when known (``optional``). ``documented_on_v2`` says whether Fivetran's V2 reference (a Public
+    Preview) documents the V2 path; the others are v1's, assumed to exist on V2 as well.
     """
 
     name: str
@@ -84,6 +91,16 @@ class Endpoint(Generic[T]):
     safe_to_retry: bool = True
     group: str = ""
     instead: Mapping[str, str] = field(default_factory=dict)
+    documented_on_v2: bool = False
+
+    def assumed_on(self, api_version: str) -> bool:
+        """Whether this call is sent to ``api_version`` on the belief that it exists, not on its reference."""
+        return api_version == V2 and not self.documented_on_v2
+
+    @property
+    def route(self) -> str:
+        """The call as :mod:`.routes` remembers it: method and path template, V2's where it has one."""
+        return f"{self.method} {self.paths.get(V2) or next(iter(self.paths.values()))}"
 
     def bind(
         self,
@@ -102,14 +119,17 @@ class Endpoint(Generic[T]):
         query = dict(params or {})
         if settings.api_version == V2 and self.group:
             query["group_id"] = self._group(settings, group_id)
+        pairs = _query_pairs(query)
         return Request(
             method=self.method,
             path=template.format(**quoted),
-            subject=self.subject.format(**{key: str(value) for key, value in path_args.items()}),
+            subject=self.subject.format(**dict(pairs), **{key: str(value) for key, value in path_args.items()}),
             read=self.read,
-            params=_query_pairs(query),
+            params=pairs,
             body=body,
             safe_to_retry=self.safe_to_retry,
+            assumed=self.assumed_on(settings.api_version) and not routes.is_served(settings.base_url, self.route),
+            route=self.route,
         )
 
     def _group(self, settings: ClientSettings, group_id: str | None) -> str | None:
@@ -231,21 +251,22 @@ _ACTIVATION_OBJECTS = {version: path + "/objects" for version, path in _ACTIVATI
 _ACTIVATION_OBJECT = {version: path + "/{object_name}" for version, path in _ACTIVATION_OBJECTS.items()}
 
 LIST_ACTIVATIONS: Endpoint[Page[Activation]] = Endpoint(
-    "list_activations", "GET", _ACTIVATIONS, "the activations", _page(_as_dict), group=REQUIRED
+    "list_activations", "GET", _ACTIVATIONS, "the activations", _page(_as_dict), group=REQUIRED, documented_on_v2=True
 )
 GET_ACTIVATION: Endpoint[Activation] = Endpoint(
-    "get_activation", "GET", _ACTIVATION, "activation {activation}", _one(_as_dict)
+    "get_activation", "GET", _ACTIVATION, "activation {activation}", _one(_as_dict), documented_on_v2=True
 )
 LIST_ACTIVATION_OBJECTS: Endpoint[Page[ActivationObject]] = Endpoint(
-    "list_activation_objects", "GET", _ACTIVATION_OBJECTS, "the objects of activation {activation}", _page(_as_dict)
-)
+    "list_activation_objects", "GET", _ACTIVATION_OBJECTS, "the objects of activation {activation}", _page(_as_dict),
+    documented_on_v2=True,
+)  # fmt: skip
 GET_ACTIVATION_OBJECT: Endpoint[ActivationObject] = Endpoint(
     "get_activation_object", "GET", _ACTIVATION_OBJECT, "object {object_name} of activation {activation}",
-    _one(_as_dict),
+    _one(_as_dict), documented_on_v2=True,
 )  # fmt: skip
 LIST_ACTIVATION_TYPES: Endpoint[Page[dict[str, Any]]] = Endpoint(
     "list_activation_types", "GET", {V1: "/connectors", V2: "/activation_types"}, "the activation types",
-    _page(_as_dict),
+    _page(_as_dict), documented_on_v2=True,
 )  # fmt: skip
 
 # The v1 names of the same calls: v1 only, pointing V2 users at the new names.
@@ -280,7 +301,7 @@ CREATE_SYNC_LEGACY: Endpoint[SyncWrite] = Endpoint(
     instead={V2: "create_sync (without legacy_endpoint=True)"},
 )  # fmt: skip
 UPDATE_SYNC: Endpoint[SyncWrite] = Endpoint(
-    "update_sync", "PATCH", _both("/syncs/{sync_id}"), "sync {sync_id}", _sync_write
+    "update_sync", "PATCH", _both("/syncs/{sync_id}"), "sync {sync_id}", _sync_write, documented_on_v2=True
 )
 DELETE_SYNC: Endpoint[SyncWrite] = Endpoint(
     "delete_sync", "DELETE", _both("/syncs/{sync_id}"), "sync {sync_id}", _sync_write
@@ -290,15 +311,21 @@ DELETE_SYNC: Endpoint[SyncWrite] = Endpoint(
 
 TRIGGER_SYNC: Endpoint[int] = Endpoint(
     "trigger_sync_run", "POST", _both("/syncs/{sync_id}/trigger"), "sync {sync_id}", _one(_run_id),
-    safe_to_retry=False,
+    safe_to_retry=False, documented_on_v2=True,
 )  # fmt: skip
-# Reading runs: the V2 reference found so far is silent; V2 is expected to keep v1's path and shape.
+# Reading runs: V2's reference documents only test_status; the other two are v1's, assumed on V2
+# (see hooks/run_routes.py for the order they are tried in, and what is remembered).
 LIST_SYNC_RUNS: Endpoint[Page[SyncRun]] = Endpoint(
     "list_sync_runs", "GET", _both("/syncs/{sync_id}/sync_runs"), "sync {sync_id}", _page(SyncRun.from_api)
 )
 GET_SYNC_RUN: Endpoint[SyncRun] = Endpoint(
     "get_sync_run", "GET", _both("/sync_runs/{sync_run_id}"), "sync run {sync_run_id}", _one(SyncRun.from_api)
 )
+SYNC_RUN_STATUS: Endpoint[SyncRun] = Endpoint(
+    "get_sync_run", "GET", _both("/syncs/test_status"), "sync run {sync_run_id}", _one(SyncRun.from_test_status),
+    documented_on_v2=True,
+)  # fmt: skip
 CANCEL_SYNC_RUN: Endpoint[Envelope] = Endpoint(
-    "cancel_sync_run", "POST", _both("/sync_runs/{sync_run_id}/cancel"), "sync run {sync_run_id}", _whole
-)
+    "cancel_sync_run", "POST", _both("/sync_runs/{sync_run_id}/cancel"), "sync run {sync_run_id}", _whole,
+    documented_on_v2=True,
+)  # fmt: skip

@@ -50,6 +50,8 @@ class CensusApiError(CensusError):
     """Census, or a proxy in front of it, answered with an error.
 
     ``retry_after`` is Census's ``Retry-After`` wish in seconds, when it sent one (429, 503).
+    ``assumed_route`` is True when the request used a route the API version's reference does
+    not document (a v1 route sent to V2), so a 404 may mean the route, not the object, is missing.
     """
 
     def __init__(
@@ -60,12 +62,14 @@ class CensusApiError(CensusError):
         request_label: str,
         census_message: str | None = None,
         retry_after: float | None = None,
+        assumed_route: bool = False,
     ) -> None:
         super().__init__(message)
         self.http_status = http_status
         self.request_label = request_label
         self.census_message = census_message
         self.retry_after = retry_after
+        self.assumed_route = assumed_route
 
 
 class CensusAuthenticationError(CensusApiError):
@@ -73,7 +77,11 @@ class CensusAuthenticationError(CensusApiError):
 
 
 class CensusNotFoundError(CensusApiError):
-    """404: the sync, run, source or destination named in the request does not exist."""
+    """404: the sync, run, source or destination named in the request does not exist.
+
+    On V2, a 404 on a route its reference does not document (``assumed_route``) may instead
+    mean that Census does not serve that route; the message then says both.
+    """
 
 
 class CensusValidationError(CensusApiError):

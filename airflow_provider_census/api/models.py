@@ -9,7 +9,7 @@ payload; sync runs, syncs and pages drive decisions, so they are validated datac
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypedDict, TypeVar
 
 from airflow_provider_census.api.states import RunOutcome, classify_run
@@ -141,46 +141,87 @@ class RunDetails:
 
 @dataclass(frozen=True, kw_only=True)
 class SyncRun(RunDetails):
-    """One run of a sync. Only ``id``, ``sync_id`` and ``status`` are required."""
+    """One run of a sync. Only ``id``, ``sync_id`` and ``status`` are required of a full answer.
+
+    ``unread`` names the fields the route that read the run does not carry (V2's documented
+    ``GET /syncs/test_status`` has no counts, no ``canceled`` and no ``sync_id``): they are
+    None because they are unknown, not because Census said null. ``sync_id`` is None only then,
+    when the reader did not know it either.
+    """
 
     id: int
-    sync_id: int
+    sync_id: int | None
     status: str
-    canceled: bool
+    canceled: bool | None
     updated_at: str | None = None
+    unread: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_api(cls, payload: object) -> SyncRun:
         data = require_mapping(payload, "a sync run")
-        status = data.get("status")
-        if not isinstance(status, str):
-            raise ShapeError(f"sync run {data.get('id')!r} has no text 'status' (got {status!r})")
         full_sync = data.get("full_sync")
         return cls(
-            id=required_int(data, "id", "a sync run"),
+            **_run_basics(data),
             sync_id=required_int(data, "sync_id", "a sync run"),
-            status=status,
             canceled=data.get("canceled") is True,
             records_processed=optional_int(data.get("records_processed")),
             records_updated=optional_int(data.get("records_updated")),
             records_failed=optional_int(data.get("records_failed")),
             records_invalid=first_int(data, "records_invalid", "records_invalids", "source_record_invalids"),
             source_record_count=optional_int(data.get("source_record_count")),
-            error_code=optional_str(data.get("error_code")),
-            error_message=optional_str(data.get("error_message")),
-            error_detail=optional_str(data.get("error_detail")),
             current_step=optional_str(data.get("current_step")),
             full_sync=full_sync if isinstance(full_sync, bool) else None,
-            created_at=optional_str(data.get("created_at")),
-            updated_at=optional_str(data.get("updated_at")),
-            completed_at=optional_str(data.get("completed_at")),
-            raw=dict(data),
         )
+
+    @classmethod
+    def from_test_status(cls, payload: object) -> SyncRun:
+        """A run as V2's ``GET /syncs/test_status`` documents it: state, times and error, nothing else."""
+        data = require_mapping(payload, "a sync run status")
+        run = cls(**_run_basics(data), sync_id=None, canceled=None, unread=TEST_STATUS_UNREAD)
+        return run.with_sync_id(optional_int(data.get("sync_id")))
+
+    def with_sync_id(self, sync_id: int | None) -> SyncRun:
+        """The run with the sync it belongs to, when the caller knows it and the route did not say."""
+        if self.sync_id is not None or sync_id is None:
+            return self
+        return replace(self, sync_id=sync_id, unread=tuple(name for name in self.unread if name != "sync_id"))
 
     @property
     def outcome(self) -> RunOutcome:
         return classify_run(self.status, self.canceled)
+
+
+TEST_STATUS_UNREAD = (
+    "sync_id",
+    "canceled",
+    "records_processed",
+    "records_updated",
+    "records_failed",
+    "records_invalid",
+    "source_record_count",
+    "current_step",
+    "full_sync",
+)
+"""What V2's ``GET /syncs/test_status`` does not carry of a run (its reference lists id, status, times, error)."""
+
+
+def _run_basics(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields every route that reads a run carries: id, state, times, error, and the whole payload."""
+    status = data.get("status")
+    if not isinstance(status, str):
+        raise ShapeError(f"sync run {data.get('id')!r} has no text 'status' (got {status!r})")
+    return {
+        "id": required_int(data, "id", "a sync run"),
+        "status": status,
+        "error_code": optional_str(data.get("error_code")),
+        "error_message": optional_str(data.get("error_message")),
+        "error_detail": optional_str(data.get("error_detail")),
+        "created_at": optional_str(data.get("created_at")),
+        "updated_at": optional_str(data.get("updated_at")),
+        "completed_at": optional_str(data.get("completed_at")),
+        "raw": dict(data),
+    }
 
 
 @dataclass(frozen=True)

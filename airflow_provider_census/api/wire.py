@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from airflow_provider_census import __version__
+from airflow_provider_census.api import routes
 from airflow_provider_census.api.endpoints import Request
 from airflow_provider_census.api.errors import (
     CensusApiError,
@@ -78,6 +79,8 @@ def prepare(settings: ClientSettings, request: Request[Any]) -> tuple[str, dict[
 def parse(settings: ClientSettings, request: Request[T], answer: Answer) -> T:
     """The call's typed result, or the typed error that the answer means."""
     envelope = _envelope(settings, request, answer)
+    if request.assumed:
+        routes.note_served(settings.base_url, request.route)
     try:
         return request.read(envelope, dict(request.params))
     except ShapeError as exc:
@@ -182,12 +185,8 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
             f"Use {_token_owner(settings)}.",
             **common,
         )
-    if status == 404:
-        return CensusNotFoundError(
-            f"Census has no {request.subject} ({where}){said}. Check the id, and that "
-            f"{settings.token_origin} points at the right {_scope(settings)} and region.",
-            **common,
-        )
+    if status == 404 or (status == 405 and request.assumed):
+        return _not_found(settings, request, said, common)
     if status == 429:
         wait = f"; it asked to wait {retry_after:g} s" if retry_after is not None else ""
         return CensusRateLimitError(
@@ -202,6 +201,25 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
             **common,
         )
     return CensusValidationError(f"Census refused the request for {request.subject} ({where}){said}", **common)
+
+
+def _not_found(settings: ClientSettings, request: Request[Any], said: str, common: dict[str, Any]) -> CensusApiError:
+    """A 404, worded for what it can mean: on a route the version's reference documents, a missing object;
+    on one it does not (a v1 route sent to V2), a missing object or a route this Census does not serve."""
+    if request.assumed:
+        return CensusNotFoundError(
+            f"Census answered HTTP {common['http_status']} on {request.label}{said}, a call the API {settings.api_version} reference does "
+            f"not document (it is v1's, assumed to exist on {settings.api_version}): either this Census does not "
+            f"serve it, or {request.subject} does not exist. Check {request.subject} in the Census app, and run "
+            f"`python -m airflow_provider_census check` for {settings.token_origin} to see which calls it serves.",
+            assumed_route=True,
+            **common,
+        )
+    return CensusNotFoundError(
+        f"Census has no {request.subject} (HTTP 404 on {request.label}){said}. Check the id, and that "
+        f"{settings.token_origin} points at the right {_scope(settings)} and region.",
+        **common,
+    )
 
 
 def _scope(settings: ClientSettings) -> str:

@@ -1,7 +1,7 @@
 """``CensusHook``: an Airflow connection turned into a configured Census client.
 
 The hook reads the connection, checks it, and offers one method per Census endpoint. What
-each call sends and how its answer is read lives in :mod:`..api.operations`; the HTTP
+each call sends and how its answer is read lives in :mod:`..api.endpoints`; the HTTP
 clients are imported on first use, so importing this module while parsing a DAG stays cheap.
 """
 
@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -19,16 +19,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_census.api import endpoints as ep
-from airflow_provider_census.api import inputs
+from airflow_provider_census.api import inputs, routes, run_read
 from airflow_provider_census.api.errors import (
     CensusAuthenticationError,
     CensusConfigurationError,
     CensusError,
     CensusInputError,
+    CensusNotFoundError,
     CensusTriggerUnconfirmedError,
 )
 from airflow_provider_census.api.inputs import PageQuery, census_id
-from airflow_provider_census.api.retry import ONE_TRY, RetryPolicy, may_have_acted
+from airflow_provider_census.api.retry import RetryPolicy, may_have_acted
 from airflow_provider_census.api.settings import (
     MIGRATION_STEPS,
     TOKEN_KINDS,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         SyncWrite,
     )
     from airflow_provider_census.api.sync_client import CensusClient
+    from airflow_provider_census.hooks.preflight import PreflightReport
     from airflow_provider_census.selectors import Selection, SelectionInput
 
 T = TypeVar("T")
@@ -242,12 +244,18 @@ class CensusHook(BaseHook):
 
         Hooks (one per trigger) that use the same connection in one event loop share one
         pooled client, so a triggerer keeps a few warm connections instead of one per trigger.
+        """
+        return await self._asend(lambda settings: self._bind(endpoint, settings, arguments))
+
+    async def _asend(self, build: Callable[[ClientSettings], Request[T]]) -> T:
+        """Send the request ``build`` makes for the client's settings.
+
         A 401 re-reads the connection once: if it now holds another token (it was rotated while
-        the task waited), the call is made again with it; otherwise the 401 stands.
+        the task waited), the request is made again with it; otherwise the 401 stands.
         """
         client = await self._aclient()
         try:
-            return await client.run(self._bind(endpoint, client.settings, arguments))
+            return await client.run(build(client.settings))
         except CensusAuthenticationError as exc:
             if exc.http_status != 401:
                 raise
@@ -258,7 +266,7 @@ class CensusHook(BaseHook):
                 "Census refused the token of %s, which now holds another one; trying once more with it.",
                 client.settings.token_origin,
             )
-            return await renewed.run(self._bind(endpoint, renewed.settings, arguments))
+            return await renewed.run(build(renewed.settings))
 
     def _bind(self, endpoint: Endpoint[T], settings: ClientSettings, arguments: dict[str, Any]) -> Request[T]:
         """The call's request, bound once for a run of identical calls: a trigger GETs one run every poll.
@@ -336,22 +344,43 @@ class CensusHook(BaseHook):
             del self.__dict__["client"]
 
     def test_connection(self) -> tuple[bool, str]:
-        """One cheap call (the first sync) to prove the token, the host and the API version.
+        """The preflight's connection checks: the token, host, API version and group, and the list of syncs.
 
-        Tried once, with :data:`TEST_CONNECTION_TIMEOUT` seconds to connect and to answer:
-        a user waiting on the form wants the reason soon, not the retries a task gets.
+        Each call is tried once, with a short timeout: a user waiting on the form wants the
+        reason soon, not the retries a task gets. The checks that need a sync id are in
+        :meth:`preflight` (``python -m airflow_provider_census check``).
         """
         from airflow_provider_census.api.sync_client import CensusClient
+        from airflow_provider_census.hooks.preflight import OK, Preflight
 
         try:
-            settings = replace(
-                self.settings, timeout=TEST_CONNECTION_TIMEOUT, connect_timeout=TEST_CONNECTION_TIMEOUT, retry=ONE_TRY
-            )
-            with CensusClient(settings) as client:
-                client.run(ep.LIST_SYNCS.bind(settings, params=PageQuery(1, 1, "desc").params(), group_id=None))
+            preflight = Preflight(self)
+            with CensusClient(preflight.settings) as client:
+                checks = preflight.connection_checks(client)
         except CensusError as exc:
             return False, str(exc)
-        return True, f"Connected to Census API {settings.api_version} at {settings.base_url}"
+        if checks[0].result != OK:
+            return False, checks[0].advice
+        settings = preflight.settings
+        notes = "; ".join(
+            f"{check.call}: {check.result}{f' ({check.advice})' if check.advice else ''}" for check in checks[1:]
+        )
+        return True, f"Connected to Census API {settings.api_version} at {settings.base_url}. {notes}"
+
+    def preflight(
+        self,
+        sync_ids: Sequence[int | str] = (),
+        select: SelectionInput | None = None,
+        run_ids: Sequence[int | str] = (),
+    ) -> PreflightReport:
+        """Try, read-only, every call the DAGs make on this connection; see :mod:`.preflight`.
+
+        ``sync_ids`` and ``select`` name the syncs to check (their own read, their runs, their
+        newest run read every way); ``run_ids`` reads those runs instead of each sync's newest.
+        """
+        from airflow_provider_census.hooks.preflight import Preflight
+
+        return Preflight(self).report(sync_ids, select, run_ids)
 
     # -- sources, models, tables --
 
@@ -559,11 +588,21 @@ class CensusHook(BaseHook):
 
     # -- runs --
 
-    def get_sync_run(self, sync_run_id: int | str) -> SyncRun:
-        return self.run(ep.GET_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
+    def get_sync_run(self, sync_run_id: int | str, *, sync_id: int | str | None = None) -> SyncRun:
+        """One run, read by the first route this Census serves (see :mod:`..api.run_read`).
 
-    async def aget_sync_run(self, sync_run_id: int | str) -> SyncRun:
-        return await self.arun(ep.GET_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
+        ``sync_id``, when known, lets a V2 without ``GET /sync_runs/{id}`` find the run in its
+        sync's list (with every field) before falling back to ``GET /syncs/test_status``.
+        """
+        run_id, known_sync = census_id(sync_run_id, "sync_run_id"), _optional_sync_id(sync_id)
+        return run_read.drive(run_read.read_run(self.settings, run_id, known_sync), self.client.run)
+
+    async def aget_sync_run(self, sync_run_id: int | str, *, sync_id: int | str | None = None) -> SyncRun:
+        """:meth:`get_sync_run` on the running loop's shared client."""
+        run_id, known_sync = census_id(sync_run_id, "sync_run_id"), _optional_sync_id(sync_id)
+        settings = (await self._aclient()).settings
+        steps = run_read.read_run(settings, run_id, known_sync)
+        return await run_read.adrive(steps, lambda request: self._asend(lambda _settings: request))
 
     def list_sync_runs(
         self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
@@ -587,6 +626,32 @@ class CensusHook(BaseHook):
         runs = self.list_sync_runs(sync_id, page=1, per_page=1, order="desc").items
         return runs[0] if runs else None
 
+    def runs_listed(self) -> bool:
+        """False once this Census was found not to serve a sync's run list (V2 documents none)."""
+        return not run_read.route_missing(self.settings, ep.LIST_SYNC_RUNS)
+
+    def recent_runs_if_listed(self, sync_id: int, purpose: str, per_page: int = 1) -> list[SyncRun] | None:
+        """The sync's newest runs (newest first), or None when this Census does not list a sync's runs.
+
+        A V2 Census may not serve the run list (its reference does not document it); a 404 there
+        cannot tell a missing route from a missing sync, so the caller goes on without the look,
+        and the log says which protection (``purpose``, a key of :data:`LIST_PROTECTIONS`) that costs.
+        """
+        if self.runs_listed():
+            try:
+                return list(self.list_sync_runs(sync_id, page=1, per_page=per_page, order="desc").items)
+            except CensusNotFoundError as exc:
+                if not run_read.is_route_404(exc):
+                    raise
+        self.log.warning(
+            "Census at %s does not list the runs of sync %s (GET /syncs/{id}/sync_runs is v1's, not in the V2 "
+            "reference), so %s is reduced: %s.",
+            self.settings.base_url,
+            sync_id,
+            *LIST_PROTECTIONS[purpose],
+        )
+        return None
+
     def cancel_sync_run(self, sync_run_id: int | str) -> Envelope:
         return self.run(ep.CANCEL_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
 
@@ -607,17 +672,26 @@ class CensusHook(BaseHook):
         Census before trying again.
         """
         checked_id = census_id(sync_id, "sync_id")
-        newest_before = self.latest_sync_run(checked_id)
-        baseline = newest_before.id if newest_before else 0
+        newest_before = self.recent_runs_if_listed(checked_id, "lost_answer")
+        listed = newest_before is not None
+        baseline = newest_before[0].id if newest_before else 0
         deadline = time.monotonic() + self.retry_policy.budget_seconds
         sent_at = time.time()
         attempts = self.retry_policy.max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                return self.run(ep.TRIGGER_SYNC, params={"force_full_sync": bool(force_full_sync)}, sync_id=checked_id)
+                run_id = self.run(
+                    ep.TRIGGER_SYNC, params={"force_full_sync": bool(force_full_sync)}, sync_id=checked_id
+                )
             except CensusError as exc:
                 if not may_have_acted(exc):
                     raise
+                if not listed:
+                    raise CensusTriggerUnconfirmedError(
+                        f"The answer to the trigger of sync {checked_id} was lost ({exc}), and this Census does not "
+                        "list a sync's runs, so whether it started a run cannot be checked; it is not sent again. "
+                        "Check the sync's history in Census before retrying."
+                    ) from exc
                 adopted = self._run_started_after(checked_id, baseline, sent_at, deadline)
                 if adopted is not None:
                     self.log.warning(
@@ -644,7 +718,16 @@ class CensusHook(BaseHook):
                     attempts,
                 )
                 time.sleep(wait)
+            else:
+                if not listed:
+                    self._note_runs_unlisted(checked_id)
+                return run_id
         raise AssertionError("the loop returns or raises")  # pragma: no cover
+
+    def _note_runs_unlisted(self, sync_id: int) -> None:
+        """The trigger found the sync that the run list answered 404 for: the list route is what is missing."""
+        evidence = f"it answered 404 for sync {sync_id}, which {ep.TRIGGER_SYNC.route} found"
+        routes.note_missing(self.settings.base_url, ep.LIST_SYNC_RUNS.route, evidence)
 
     def _run_started_after(self, sync_id: int, baseline: int, sent_at: float, deadline: float) -> int | None:
         """The first run newer than ``baseline`` and created since ``sent_at``, looked for during the settle time.
@@ -704,6 +787,29 @@ class CensusHook(BaseHook):
         """Deprecated (2.1): the Authorization header; never log what it returns."""
         _deprecated("CensusHook.get_auth_headers", "the hook's own calls, which send it themselves")
         return {"Authorization": f"Bearer {self.settings.token}"}
+
+
+LIST_PROTECTIONS: dict[str, tuple[str, str]] = {
+    "lost_answer": (
+        "the never-twice rule",
+        "the trigger is sent once; if its answer is lost, it is not resent and the task fails asking you to "
+        "check the sync's history",
+    ),
+    "reattach": (
+        "reattach_on_retry",
+        "a retry cannot see a run an earlier try left going, and triggers the sync again (Airflow 3.3 and later "
+        "keep the run id in the task's state store and need no list)",
+    ),
+    "earlier_run": (
+        "on_skipped='wait'",
+        "the run that made Census skip this one cannot be found, so the skip stands",
+    ),
+}
+"""What the look at a sync's run list protects, and what happens without it: for the log line."""
+
+
+def _optional_sync_id(sync_id: int | str | None) -> int | None:
+    return None if sync_id is None else census_id(sync_id, "sync_id")
 
 
 def _created_since(run: SyncRun, sent_at: float) -> bool:

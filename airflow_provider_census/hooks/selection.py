@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from airflow_provider_census.api.errors import CensusApiError, CensusNoSyncSelectedError
+from airflow_provider_census.api.errors import CensusApiError, CensusNoSyncSelectedError, CensusNotFoundError
 from airflow_provider_census.api.models import Sync
+from airflow_provider_census.api.run_read import is_route_404
 from airflow_provider_census.selectors import Selection, SyncFacts
 from airflow_provider_census.version_compat import AirflowSkipException
 
@@ -67,10 +68,31 @@ def _candidates(hook: CensusHook, selection: Selection, group_id: str | None) ->
     if ids is None:
         return list(hook.iter_syncs(group_id=group_id))
     if len(ids) <= 1:
-        return [hook.get_sync(sync_id) for sync_id in ids]
+        return [_named_sync(hook, sync_id) for sync_id in ids]
     _ = hook.client  # read the connection and open the session once, before the threads share them
     with ThreadPoolExecutor(max_workers=min(CONCURRENT_READS, len(ids)), thread_name_prefix="census-read") as pool:
-        return list(pool.map(hook.get_sync, ids))
+        return list(pool.map(lambda sync_id: _named_sync(hook, sync_id), ids))
+
+
+def _named_sync(hook: CensusHook, sync_id: int) -> Sync:
+    """The sync named by id; only its id when this Census does not serve ``GET /syncs/{id}``.
+
+    V2's reference does not document reading a sync: there, a 404 cannot tell a missing route
+    from a missing sync, so the sync is taken as named (whether it is paused is then unknown),
+    and a sync that does not exist fails at its trigger, a documented call, as itself.
+    """
+    try:
+        return hook.get_sync(sync_id)
+    except CensusNotFoundError as exc:
+        if not is_route_404(exc):
+            raise
+    log.warning(
+        "Census does not serve GET /syncs/%s (v1's, not in the V2 reference): sync %s is taken as named, "
+        "without checking whether it is paused.",
+        sync_id,
+        sync_id,
+    )
+    return Sync(id=sync_id, label=None, operation=None, paused=None, status=None)
 
 
 def _facts(hook: CensusHook, syncs: Iterable[Sync], selection: Selection, group_id: str | None) -> list[SyncFacts]:

@@ -135,10 +135,11 @@ class CensusTriggerSyncOperator(CensusLineageMixin, SyncTriggeringTask):
     def _wait(self, context: Context, run_id: int, deadlines: Deadlines, skips: int) -> int:
         """Check once, then defer or poll here; the run's end decides the task's."""
         self._sync_run_id = run_id
-        first = self.first_look(run_id)
+        sync_id = census_id(self.sync_id, "sync_id")
+        first = self.first_look(run_id, sync_id)
         if first is not None and first.outcome.is_terminal:
             return self._on_end(context, first, deadlines, skips)
-        trigger = self.make_trigger(run_id, deadlines)
+        trigger = self.make_trigger(run_id, deadlines, sync_id)
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete", kwargs={"skips": skips}, timeout=None)
         return self._on_event(context, self.wait_in_worker(trigger.watch(self.log)), skips)
@@ -160,17 +161,20 @@ class CensusTriggerSyncOperator(CensusLineageMixin, SyncTriggeringTask):
         if summary.outcome is RunOutcome.SKIPPED and self.expectations.waits_out_skips:
             if skips < MAX_RETRIGGERS_AFTER_SKIPS:
                 return self._wait_out_skip(context, summary, deadlines, skips + 1)
-            self.log.warning("Census skipped %d fresh runs of sync %s in a row; giving up.", skips, summary.sync_id)
+            self.log.warning("Census skipped %d fresh runs of sync %s in a row; giving up.", skips, self.sync_id)
         self._sync_run_id = None
         return self.finish(context, summary)
 
     def _wait_out_skip(self, context: Context, skipped: RunSummary, deadlines: Deadlines, skips: int) -> int:
         """Wait for the run that made Census skip ours (never canceling it), then trigger a fresh one."""
         self._sync_run_id = None
-        blocker = self.earlier_run(skipped)
+        sync_id = census_id(self.sync_id, "sync_id")
+        blocker = self.earlier_run(skipped, sync_id)
+        if blocker is None and not self.hook.runs_listed():
+            return self.finish(context, skipped)
         if blocker is None or blocker.outcome.is_terminal:
             self.log.info("Census skipped run %s; the run it yielded to has ended.", skipped.sync_run_id)
-            return self._trigger_after_skip(context, skipped.sync_id, deadlines, skips)
+            return self._trigger_after_skip(context, sync_id, deadlines, skips)
         self.log.info(
             "Census skipped run %s because run %s was going; waiting for run %s, then triggering a fresh run "
             "(%d of at most %d).",
@@ -180,7 +184,7 @@ class CensusTriggerSyncOperator(CensusLineageMixin, SyncTriggeringTask):
             skips,
             MAX_RETRIGGERS_AFTER_SKIPS,
         )
-        trigger = self.make_trigger(blocker.id, deadlines.for_watching)
+        trigger = self.make_trigger(blocker.id, deadlines.for_watching, sync_id)
         trigger.cancel_on_kill = False
         kwargs: dict[str, Any] = {"skips": skips, "wait_deadline": deadlines.wait, "cancel_deadline": deadlines.cancel}
         if self.deferrable:
@@ -204,8 +208,7 @@ class CensusTriggerSyncOperator(CensusLineageMixin, SyncTriggeringTask):
         if parsed.status == "error":
             self.raise_for_unfinished(parsed)
         self.log.info("Run %s, which blocked ours, ended: %s.", parsed.sync_run_id, describe_status(parsed))
-        sync_id = parsed.summary.sync_id if parsed.summary else census_id(self.sync_id, "sync_id")
-        return self._trigger_after_skip(context, sync_id, deadlines, skips)
+        return self._trigger_after_skip(context, census_id(self.sync_id, "sync_id"), deadlines, skips)
 
     def _trigger_after_skip(self, context: Context, sync_id: int, deadlines: Deadlines, skips: int) -> int:
         if deadlines.passed:
@@ -222,6 +225,7 @@ class CensusTriggerSyncOperator(CensusLineageMixin, SyncTriggeringTask):
     def on_kill(self) -> None:
         """Cancel the run this task is waiting for, unless it already ended (never a run it only watches)."""
         if self.cancel_on_kill and self._sync_run_id is not None:
+            self.canceled_runs.add(self._sync_run_id)
             self.hook.cancel_sync_run(self._sync_run_id)
             self.log.info("Canceled Census sync run %s because the task was killed", self._sync_run_id)
 
@@ -406,6 +410,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         trigger = CensusSyncRunsTrigger(
             batch.own_going_run_ids,
             watched_run_ids=batch.watched_run_ids,
+            sync_ids={str(progress.run_id): progress.sync_id for progress in batch.going.values()},
             fail_fast=self.fail_fast,
             on_skipped=self.expectations.on_skipped,
             max_rejected_records=self.expectations.max_rejected_records,
@@ -461,7 +466,10 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
             batch.end(progress.sync_id, summary)
             return False
         progress.skips += 1
-        blocker = self.earlier_run(summary)
+        blocker = self.earlier_run(summary, progress.sync_id)
+        if blocker is None and not self.hook.runs_listed():
+            batch.end(progress.sync_id, summary)
+            return False
         if blocker is None or blocker.outcome.is_terminal:
             return True
         self.log.info(
@@ -534,6 +542,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         if not self.cancel_on_kill or self._batch is None:
             return
         for run_id in self._batch.own_going_run_ids:
+            self.canceled_runs.add(run_id)
             self.hook.cancel_sync_run(run_id)
             self.log.info("Canceled Census sync run %s because the task was killed", run_id)
 

@@ -42,6 +42,10 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
     follows the earlier run that made Census skip this one, and that run decides the task.
 
     :param sync_run_id: the run to wait for (templated), e.g. ``"{{ ti.xcom_pull('trigger') }}"``.
+    :param sync_id: the sync the run belongs to (templated; optional). On a V2 Census that serves
+        only what its reference documents, the run is read by ``GET /syncs/test_status``, which
+        does not say its sync: with ``sync_id`` the run's link and XCom name it, and the run is
+        looked for in the sync's run list first (every field, where that list is served).
     :param census_conn_id: the Airflow connection to Census (templated).
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
     :param on_skipped: ``fail`` (default), ``succeed``, or ``wait`` for the earlier run that
@@ -55,11 +59,12 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
     ``poke_interval`` is the poll interval in every mode; ``timeout`` bounds the wait.
     """
 
-    template_fields: Sequence[str] = ("sync_run_id", "census_conn_id")
+    template_fields: Sequence[str] = ("sync_run_id", "sync_id", "census_conn_id")
 
-    def __init__(self, *, sync_run_id: int | str, **kwargs: Any) -> None:
+    def __init__(self, *, sync_run_id: int | str, sync_id: int | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sync_run_id = sync_run_id
+        self.sync_id = sync_id
 
     @property
     def poll_seconds(self) -> float:
@@ -80,7 +85,8 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
         if run.outcome.is_terminal:
             return self.finish(context, self.summary_of(run))
         deadlines = Deadlines(wait=time.time() + float(self.timeout), cancel=None)
-        self.defer(trigger=self.make_trigger(run.id, deadlines), method_name="execute_complete", timeout=None)
+        trigger = self.make_trigger(run.id, deadlines, run.sync_id)
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One look; a finished run ends the wait with its id as the task's XCom, as in deferrable mode."""
@@ -93,14 +99,17 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
     def _run_id(self) -> int:
         return census_id(self.sync_run_id, "sync_run_id")
 
+    def _given_sync_id(self) -> int | None:
+        return None if self.sync_id in (None, "") else census_id(self.sync_id, "sync_id")
+
     def _current_run(self, context: Context, sync_run_id: int) -> SyncRun:
         """The run to watch: the given one, or the earlier run it was skipped for (on_skipped='wait')."""
-        run = self.hook.get_sync_run(sync_run_id)
-        if self.expectations.waits_out_skips and run.outcome is RunOutcome.SKIPPED:
-            earlier = self.earlier_run(self.summary_of(run))
+        run = self.hook.get_sync_run(sync_run_id, sync_id=self._given_sync_id())
+        if self.expectations.waits_out_skips and run.outcome is RunOutcome.SKIPPED and run.sync_id is not None:
+            earlier = self.earlier_run(self.summary_of(run), run.sync_id)
             if earlier is not None:
                 self.log.info("Census skipped run %s for run %s; following run %s", run.id, earlier.id, earlier.id)
-                run = self.hook.get_sync_run(earlier.id)
+                run = self.hook.get_sync_run(earlier.id, sync_id=run.sync_id)
         self.publish(context, run.sync_id, run.id)
         return run
 

@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VERSION",
         help="an API version to serve (repeat, or separate with commas; default: v1,v2)",
     )
+    parser.add_argument(
+        "--v2-routes",
+        choices=versions.V2_ROUTE_MODES,
+        default="all",
+        help="on API v2, serve every route (default) or only those the V2 reference documents",
+    )
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests given a fault")
     parser.add_argument(
         "--faults", default="429,500", help=f"comma-separated fault kinds, of: {', '.join(FAULT_KINDS)}"
@@ -124,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pat=args.pat,
         group_id=args.group_id,
         api_versions=api_versions,
+        v2_routes=args.v2_routes,
     ) as emulator:
         _announce(emulator)
         if args.control:

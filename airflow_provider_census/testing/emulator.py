@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.testing import versions
 from airflow_provider_census.testing.errors import ApiError
-from airflow_provider_census.testing.faults import FaultPlan, FaultProfile
+from airflow_provider_census.testing.faults import FaultPlan, FaultProfile, PathPrefix
 from airflow_provider_census.testing.requestlog import RecordedRequest, RequestLog
 from airflow_provider_census.testing.runs import RunScript
 from airflow_provider_census.testing.workspace import Workspace
@@ -47,6 +47,11 @@ class CensusEmulator:
     ``sync_source_names=False`` leaves the name of a sync's model, segment or dataset
     out of the sync answers (see :attr:`sync_source_names`); ``refuse_paused_triggers=True``
     makes triggering a paused sync fail (see :attr:`refuse_paused_triggers`).
+    ``v2_routes="documented"`` serves on V2 only the routes Fivetran's V2 reference documents
+    (trigger, cancel, ``GET /syncs/test_status``, ``PATCH /syncs/{id}``, activations, datasets;
+    see ``server.V2_DOCUMENTED``) and answers every other V2 path ``404 {"status": 404}``; the
+    default ``"all"`` also serves v1's routes on V2 (reading runs and syncs), as the provider
+    assumes Census does.
 
     Everything a test adds (models, tables, segments, datasets, destinations, syncs) lives
     in this emulator only; another emulator starts again from the seed.
@@ -65,7 +70,11 @@ class CensusEmulator:
         api_versions: Iterable[str] = versions.API_VERSIONS,
         sync_source_names: bool = True,
         refuse_paused_triggers: bool = False,
+        v2_routes: str = "all",
     ) -> None:
+        if v2_routes not in versions.V2_ROUTE_MODES:
+            raise ValueError(f"v2_routes must be one of {versions.V2_ROUTE_MODES}, got {v2_routes!r}")
+        self.v2_routes = v2_routes
         self.token = token
         self.pat = pat
         self.group_id = group_id
@@ -121,7 +130,14 @@ class CensusEmulator:
         from airflow_provider_census.testing import server
 
         state = self._state = server.EmulatorState(
-            self.token, self.pat, self.group_id, self.api_versions, self.workspace, self._faults, self._log
+            self.token,
+            self.pat,
+            self.group_id,
+            self.api_versions,
+            self.workspace,
+            self._faults,
+            self._log,
+            self.v2_routes,
         )
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -363,14 +379,15 @@ class CensusEmulator:
         count: int = 1,
         *,
         method: str | None = None,
-        path_prefix: str | None = None,
+        path_prefix: PathPrefix = None,
         retry_after: float = 1.0,
         latency: float = 1.0,
     ) -> None:
         """Give the next ``count`` matching requests the fault ``kind``, for certain.
 
         ``path_prefix`` matches the full path or the path after ``/api/vN``: ``/sync_runs/``
-        hits both versions, ``/api/v2/sync_runs/`` only V2.
+        hits both versions, ``/api/v2/sync_runs/`` only V2; a tuple matches any of its prefixes
+        (``faults.RUN_READS`` with ``method="GET"``: every read of one run, whichever route).
         """
         self._faults.fail_next(
             kind, count, method=method, path_prefix=path_prefix, retry_after=retry_after, latency=latency
@@ -392,6 +409,23 @@ class CensusEmulator:
     ) -> list[RecordedRequest]:
         """The requests with this method, path (full, or after ``/api/vN``) and API version."""
         return self._log.matching(method, path, api_version)
+
+    def reads_of(self, run_id: int) -> list[RecordedRequest]:
+        """The polls of one run: ``GET /sync_runs/{id}`` and ``GET /syncs/test_status?sync_run_id={id}``.
+
+        With ``v2_routes="documented"`` a V2 ``GET /sync_runs/{id}`` reaches no route (it answers
+        404 unless a fault was injected): such requests are not counted, as they read nothing.
+        """
+        by_id, by_status = f"/sync_runs/{run_id}", "/syncs/test_status"
+        return [
+            request
+            for request in self.requests_for("GET")
+            if (request.api_path == by_id and not self._unserved_read(request))
+            or (request.api_path == by_status and request.query.get("sync_run_id") == str(run_id))
+        ]
+
+    def _unserved_read(self, request: RecordedRequest) -> bool:
+        return self.v2_routes == "documented" and request.api_version == "v2" and request.fault is None
 
     def clear_requests(self) -> None:
         self._log.clear()

@@ -40,8 +40,15 @@ def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
     return result
 
 
-def _matches(methods: tuple[str, ...] | None, prefix: str | None, method: str, paths: tuple[str, ...]) -> bool:
-    """Whether the method is one of ``methods`` and one of ``paths`` starts with ``prefix``.
+PathPrefix = str | tuple[str, ...] | None
+"""One path prefix, or several (any matches), or None for every path."""
+RUN_READS: tuple[str, ...] = ("/sync_runs/", "/syncs/test_status")
+"""The prefixes of the routes that read one run, by id or by V2's documented status call: with
+``method="GET"``, a fault on every poll whichever route a client reads runs by."""
+
+
+def _matches(methods: tuple[str, ...] | None, prefix: PathPrefix, method: str, paths: tuple[str, ...]) -> bool:
+    """Whether the method is one of ``methods`` and one of ``paths`` starts with ``prefix`` (or one of them).
 
     ``paths`` holds the full path and the path after ``/api/vN``, so one prefix such as
     ``/sync_runs/`` covers both API versions while ``/api/v1/...`` still picks one.
@@ -52,6 +59,8 @@ def _matches(methods: tuple[str, ...] | None, prefix: str | None, method: str, p
 
 
 def _paths(path: str, api_path: str | None) -> tuple[str, ...]:
+    """What a prefix is matched on: the full path, and the path after ``/api/vN`` with its query, if any
+    (so ``/syncs/test_status?sync_run_id=7`` picks the status reads of one run)."""
     return (path,) if api_path is None else (path, api_path)
 
 
@@ -73,7 +82,7 @@ class FaultProfile:
     latency: float = 0.0
     seed: int | None = None
     methods: tuple[str, ...] | None = None
-    path_prefix: str | None = None
+    path_prefix: PathPrefix = None
 
     def __post_init__(self) -> None:
         """Normalise lists to tuples and reject nonsense early, in the test that wrote it."""
@@ -113,7 +122,7 @@ class _Pending:
     kind: str
     remaining: int
     methods: tuple[str, ...] | None
-    path_prefix: str | None
+    path_prefix: PathPrefix
     retry_after: float
     latency: float
 
@@ -138,7 +147,7 @@ class FaultPlan:
         count: int = 1,
         *,
         method: str | None = None,
-        path_prefix: str | None = None,
+        path_prefix: PathPrefix = None,
         retry_after: float = 1.0,
         latency: float = 1.0,
     ) -> None:

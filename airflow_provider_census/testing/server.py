@@ -48,6 +48,7 @@ class EmulatorState:
     workspace: Workspace
     faults: FaultPlan
     log: RequestLog
+    v2_routes: str = "all"
 
     def token_for(self, version: str) -> str:
         return self.token if version == "v1" else self.pat
@@ -221,7 +222,8 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     if authorization != f"Bearer {state.token_for(version)}":
         record(401, None)
         return error(401, _unauthorized(state, version, authorization))
-    decision = state.faults.decide(request.method, request.path, api_path)
+    with_query = f"{api_path}?{request.query_string}" if request.query_string else api_path
+    decision = state.faults.decide(request.method, request.path, with_query)
     if decision.delay > 0:
         await asyncio.sleep(decision.delay)
     kind = decision.kind
@@ -557,13 +559,41 @@ ROUTES: list[tuple[tuple[str, ...], str, str, Handler]] = [
 ]
 
 
+V2_DOCUMENTED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", "/activations"),
+        ("GET", "/activations/{destination}"),
+        ("GET", "/activations/{destination}/objects"),
+        ("GET", "/activations/{destination}/objects/{full_name:.+}"),
+        ("GET", "/activation_types"),
+        ("GET", "/datasets"),
+        ("GET", "/datasets/{dataset}"),
+        ("GET", "/syncs/test_status"),
+        ("PATCH", "/syncs/{sync}"),
+        ("POST", "/syncs/{sync}/trigger"),
+        ("POST", "/sync_runs/{run}/cancel"),
+    }
+)
+"""The V2 routes Fivetran's Activations V2 reference documents (Public Preview, as read in 2026-12).
+
+Every other V2 route here is v1's, assumed to exist on V2 too. With ``v2_routes="documented"``
+the emulator serves only these on V2 and answers the rest with V2's bare ``{"status": 404}``, so
+a client can be tested against a V2 that is exactly what its reference promises."""
+
+
+def _served(state: EmulatorState, version: str, method: str, path: str) -> bool:
+    if version not in state.api_versions:
+        return False
+    return version != "v2" or state.v2_routes == "all" or (method, path) in V2_DOCUMENTED
+
+
 def build_app(state: EmulatorState) -> web.Application:
     """The aiohttp application serving each API version of ``state`` under ``/api/vN``."""
     app = web.Application(middlewares=[pipeline])
     app[STATE] = state
     for route_versions, method, path, handler in ROUTES:
         for version in route_versions:
-            if version in state.api_versions:
+            if _served(state, version, method, path):
                 app.router.add_route(method, versions.prefix(version) + path, handler)
     return app
 

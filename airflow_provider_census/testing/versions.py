@@ -12,6 +12,8 @@ from collections.abc import Iterable
 API_VERSIONS: tuple[str, ...] = ("v1", "v2")
 # What each version takes as its bearer token, in words fit for an error message.
 CREDENTIALS: dict[str, str] = {"v1": "a workspace API key", "v2": "an Activations personal access token"}
+V2_ROUTE_MODES = ("all", "documented")
+"""What V2 serves: every route (v1's too, as the provider assumes) or only those its reference documents."""
 
 
 def prefix(version: str) -> str:

@@ -280,17 +280,24 @@ class CensusSyncRunTrigger(_WaitingTrigger):
     """Wait for a Census sync run to end, without holding a worker slot.
 
     :param sync_run_id: the run to wait for.
+    :param sync_id: the sync it belongs to, when known: a V2 Census that does not serve
+        ``GET /sync_runs/{id}`` is then asked for the sync's run list before ``test_status``.
 
     The other parameters (connection, interval, deadlines, tolerance, cancel on kill) are
     those of every Census wait, documented on the base class :class:`_WaitingTrigger`.
     """
 
-    def __init__(self, sync_run_id: int, **kwargs: Any) -> None:
+    def __init__(self, sync_run_id: int, sync_id: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sync_run_id = int(sync_run_id)
+        self.sync_id = None if sync_id is None else int(sync_id)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return self._class_path(), {"sync_run_id": self.sync_run_id, **self._waiting_kwargs()}
+        return self._class_path(), {
+            "sync_run_id": self.sync_run_id,
+            "sync_id": self.sync_id,
+            **self._waiting_kwargs(),
+        }
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         event = await self.watch(self.log, first_poll_delay=self._first_poll_delay())
@@ -307,7 +314,7 @@ class CensusSyncRunTrigger(_WaitingTrigger):
         """Poll the run until it ends or a deadline passes; the one wait loop of the provider."""
         hook = self._make_hook()
         try:
-            return await _RunWatch(self, self.sync_run_id, hook, log).until_done(first_poll_delay)
+            return await _RunWatch(self, self.sync_run_id, hook, log, sync_id=self.sync_id).until_done(first_poll_delay)
         finally:
             await hook.aclose()
 
@@ -325,6 +332,7 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
     :param sync_run_ids: the task's own runs, canceled at ``cancel_deadline``, on kill and by ``fail_fast``.
     :param watched_run_ids: runs the task waits for but did not start (the earlier run that
         made Census skip one of the task's): never canceled, and their end fails nothing.
+    :param sync_ids: the sync of each run, by run id as text (see ``CensusSyncRunTrigger``'s ``sync_id``).
     :param fail_fast: stop every other wait at the first run that does not succeed.
     :param on_skipped: the task's skipped policy: a skip counts as a failure unless it is
         ``succeed`` or ``wait`` (the task then handles the skip after the event).
@@ -338,6 +346,7 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
         sync_run_ids: list[int],
         *,
         watched_run_ids: list[int] | None = None,
+        sync_ids: dict[str, int] | None = None,
         fail_fast: bool = False,
         on_skipped: str = "fail",
         max_rejected_records: int | None = None,
@@ -349,6 +358,7 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
         self.task_state = task_state
         self.sync_run_ids = [int(run_id) for run_id in sync_run_ids]
         self.watched_run_ids = [int(run_id) for run_id in watched_run_ids or ()]
+        self.sync_ids = {str(run_id): int(sync_id) for run_id, sync_id in (sync_ids or {}).items()}
         self.fail_fast = bool(fail_fast)
         self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
         self._open_runs: set[int] = set(self.sync_run_ids)
@@ -358,6 +368,7 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
         return self._class_path(), {
             "sync_run_ids": self.sync_run_ids,
             "watched_run_ids": self.watched_run_ids,
+            "sync_ids": self.sync_ids,
             "fail_fast": self.fail_fast,
             "on_skipped": expectations.on_skipped,
             "max_rejected_records": expectations.max_rejected_records,
@@ -384,7 +395,14 @@ class CensusSyncRunsTrigger(_WaitingTrigger):
         # A hook per run, as one trigger per run would have: each binds its poll's request once
         # (the hook keeps the last one), and all of them borrow the loop's one pooled client.
         watches = {
-            run_id: _RunWatch(self, run_id, self._make_hook(), log, watch_only=run_id in watched)
+            run_id: _RunWatch(
+                self,
+                run_id,
+                self._make_hook(),
+                log,
+                watch_only=run_id in watched,
+                sync_id=self.sync_ids.get(str(run_id)),
+            )
             for run_id in [*self.sync_run_ids, *self.watched_run_ids]
         }
         tasks = {
@@ -542,9 +560,11 @@ class _RunWatch:
         log: logging.Logger | Any,
         *,
         watch_only: bool = False,
+        sync_id: int | None = None,
     ) -> None:
         self.trigger = trigger
         self.sync_run_id = sync_run_id
+        self.sync_id = sync_id
         self.hook = hook
         self.log = log
         self.failures = 0
@@ -604,7 +624,7 @@ class _RunWatch:
         """
         began = time.monotonic()
         try:
-            run = await self.hook.aget_sync_run(self.sync_run_id)
+            run = await self.hook.aget_sync_run(self.sync_run_id, sync_id=self.sync_id)
         except CensusError as exc:
             return self._after_failure(exc, began)
         self.failures = 0
@@ -715,7 +735,7 @@ class _RunWatch:
             self.log.info("Census reports the retired state %r; reading it as in progress", run.status)
         self.log.info(
             "Census sync %s run %s: %s%s, records processed: %s, %.0f s elapsed%s",
-            run.sync_id,
+            "?" if run.sync_id is None else run.sync_id,
             run.id,
             run.status,
             f" ({run.current_step})" if run.current_step else "",

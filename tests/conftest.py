@@ -29,6 +29,7 @@ import pytest  # noqa: E402
 
 pytest_plugins = ["airflow_provider_census.testing.pytest_plugin"]
 
+from airflow_provider_census.api import routes  # noqa: E402
 from airflow_provider_census.api.retry import RetryPolicy  # noqa: E402
 from airflow_provider_census.hooks.census import CensusHook  # noqa: E402
 from airflow_provider_census.testing import CensusEmulator  # noqa: E402
@@ -55,6 +56,13 @@ def loaded_secrets_maskers() -> list[Any]:
         if masker is not None and hasattr(masker, "patterns"):
             maskers.append(masker)
     return maskers
+
+
+@pytest.fixture(autouse=True)
+def forget_routes_learnt_by_the_test() -> Iterator[None]:
+    """Each test's emulator may reuse an earlier one's port: what that Census served must not carry over."""
+    yield
+    routes.forget()
 
 
 @pytest.fixture(autouse=True)

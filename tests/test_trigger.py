@@ -599,8 +599,10 @@ async def test_progress_is_logged_once_per_change_not_once_per_poll(census_conn:
     assert len(polls_of(census_conn, run_id)) == 5 + 10 + 1
     progress = log.at("info")
     assert len(progress) == 3, progress  # queued, working (its step), completed (its records)
-    assert [": queued," in progress[0], "working (Running sync)" in progress[1]] == [True, True]
-    assert "completed, records processed: 100" in progress[2]
+    working = "working," if census_conn.v2_routes == "documented" else "working (Running sync)"  # no step there
+    assert [": queued," in progress[0], working in progress[1]] == [True, True]
+    records = "-" if census_conn.v2_routes == "documented" else "100"  # test_status carries no counts
+    assert f"completed, records processed: {records}" in progress[2]
     assert "still waiting" not in progress[2]
 
 

@@ -50,3 +50,10 @@ def note_missing(base_url: str, route: str, evidence: str) -> None:
         route,
         evidence,
     )
+
+
+def forget() -> None:
+    """Forget every route learnt: for a process that points the same base URL at another Census (tests)."""
+    with _lock:
+        _served.clear()
+        _missing.clear()

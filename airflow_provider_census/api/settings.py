@@ -32,6 +32,11 @@ TOKEN_KINDS: Mapping[str, str] = {
     V1: "a workspace API key (Census: workspace Settings, API access)",
     V2: "an Activations personal access token (your user settings in Fivetran Activations)",
 }
+GROUP_ID_HELP = (
+    "the Fivetran group id is its destination's id: shown on the destination's Setup tab in Fivetran and "
+    "listed by Fivetran's REST API (GET https://api.fivetran.com/v1/groups); V2's sources and activations "
+    "answer with theirs too"
+)
 MIGRATION_STEPS = (
     "create an Activations personal access token and put it in the connection's password field, "
     "then set the connection's extra api_version to v2"

@@ -33,6 +33,7 @@ from airflow_provider_census.api.errors import (
 from airflow_provider_census.api.models import ShapeError
 from airflow_provider_census.api.retry import parse_retry_after
 from airflow_provider_census.api.settings import (
+    GROUP_ID_HELP,
     MIGRATION_STEPS,
     TOKEN_KINDS,
     V1,
@@ -201,7 +202,28 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
             "retry the task later, and contact Census support if it persists.",
             **common,
         )
-    return CensusValidationError(f"Census refused the request for {request.subject} ({where}){said}", **common)
+    return CensusValidationError(
+        f"Census refused the request for {request.subject} ({where}){said}{_group_advice(settings, request, message)}",
+        **common,
+    )
+
+
+def _group_advice(settings: ClientSettings, request: Request[Any], message: str | None) -> str:
+    """What to do when V2 refuses a request over its Fivetran group.
+
+    The provider sends ``group_id`` only where known and never demands one beforehand (no V2
+    page says which calls need it), so Census's refusal is where a missing or wrong group
+    shows: it names the connection's extra, and how to find the id.
+    """
+    if settings.api_version != V2 or not message or "group" not in message.lower():
+        return ""
+    sent = dict(request.params).get("group_id")
+    fix = "check" if sent else "set"
+    named = f"The request named group {sent!r}; " if sent else "The request named no group; "
+    return (
+        f". {named}{fix} the extra group_id of {settings.token_origin} (or pass group_id= to the hook's "
+        f"method) to the group of your Activations workspace: {GROUP_ID_HELP}."
+    )
 
 
 def _scope(settings: ClientSettings) -> str:

@@ -537,7 +537,6 @@ class CensusHook(BaseHook):
         *,
         validate_only: bool = False,
         legacy_endpoint: bool = False,
-        group_id: str | None = None,
     ) -> SyncWrite:
         """Create a sync (``POST /syncs``), or only validate it with ``validate_only=True``.
 
@@ -549,7 +548,7 @@ class CensusHook(BaseHook):
             body["validate_only"] = True
         if legacy_endpoint:
             return self.run(ep.CREATE_SYNC_LEGACY, body=body)
-        return self.run(ep.CREATE_SYNC, body=body, group_id=group_id)
+        return self.run(ep.CREATE_SYNC, body=body)
 
     def update_sync(self, sync_id: int | str, changes: Mapping[str, Any]) -> SyncWrite:
         return self.run(ep.UPDATE_SYNC, body=dict(inputs.sync_changes(changes)), sync_id=census_id(sync_id, "sync_id"))

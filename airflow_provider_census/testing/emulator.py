@@ -47,6 +47,8 @@ class CensusEmulator:
     ``sync_source_names=False`` leaves the name of a sync's model, segment or dataset
     out of the sync answers (see :attr:`sync_source_names`); ``refuse_paused_triggers=True``
     makes triggering a paused sync fail (see :attr:`refuse_paused_triggers`).
+    ``require_group=True`` makes V2's lists of sources and activations answer 400 without a
+    ``group_id`` (no V2 page says they need one; this shows what users would see if they did).
 
     Everything a test adds (models, tables, segments, datasets, destinations, syncs) lives
     in this emulator only; another emulator starts again from the seed.
@@ -65,10 +67,12 @@ class CensusEmulator:
         api_versions: Iterable[str] = versions.API_VERSIONS,
         sync_source_names: bool = True,
         refuse_paused_triggers: bool = False,
+        require_group: bool = False,
     ) -> None:
         self.token = token
         self.pat = pat
         self.group_id = group_id
+        self.require_group = require_group
         self.api_versions = versions.checked(api_versions)
         self.host = host
         self._requested_port = port
@@ -121,7 +125,14 @@ class CensusEmulator:
         from airflow_provider_census.testing import server
 
         state = self._state = server.EmulatorState(
-            self.token, self.pat, self.group_id, self.api_versions, self.workspace, self._faults, self._log
+            self.token,
+            self.pat,
+            self.group_id,
+            self.api_versions,
+            self.workspace,
+            self._faults,
+            self._log,
+            require_group=self.require_group,
         )
         ready = threading.Event()
         failure: list[BaseException] = []

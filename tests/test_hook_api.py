@@ -419,8 +419,8 @@ def test_a_transport_failure_names_its_root_cause_whole_and_without_the_query() 
     resolution = NameResolutionError(host, HTTPSConnection(host), socket.gaierror(-2, "Name or service not known"))
     url = "/api/v1/syncs?page=1&per_page=1&order=desc"
     wrapped = requests.ConnectionError(MaxRetryError(None, url, resolution))  # type: ignore[arg-type]
-    request = ep.LIST_SYNCS.bind(ClientSettings(base_url=f"https://{host}/api/v1", token="t"), group_id=None)
-    message = str(transport_error(request, wrapped, reached_census=False))
+    settings = ClientSettings(base_url=f"https://{host}/api/v1", token="t")
+    message = str(transport_error(settings, ep.LIST_SYNCS.bind(settings), wrapped, reached_census=False))
     assert "NameResolutionError: Failed to resolve 'app.census-that-does-not-resolve.example'" in message, message
     assert "Name or service not known" in message
     assert "page=" not in message and "object at 0x" not in message and "MaxRetryError" not in message

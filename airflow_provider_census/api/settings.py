@@ -80,13 +80,17 @@ class ClientSettings:
 
     ``token_origin`` names where the token came from (an Airflow connection id), so that an
     authentication error says what to fix. ``group_id`` is the Fivetran group that V2 list
-    requests are scoped to. ``token`` is excluded from ``repr``.
+    requests are scoped to. ``region`` is the Census region the connection names (``us``,
+    ``eu``, or None for a host of no region): usually that of ``base_url``'s host, but a
+    proxy's base_url may stand for a region, so it is kept apart for the errors that
+    depend on it. ``token`` is excluded from ``repr``.
     """
 
     base_url: str
     token: str = field(repr=False)
     api_version: str = DEFAULT_API_VERSION
     group_id: str | None = None
+    region: str | None = None
     token_origin: str = "the Census API token"  # noqa: S105 (a description, not a secret)
     timeout: float = 30.0
     connect_timeout: float = 10.0

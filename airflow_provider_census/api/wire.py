@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+import ssl
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from airflow_provider_census import __version__
@@ -40,6 +41,7 @@ from airflow_provider_census.api.settings import (
     V1_RETIRED_ON,
     V2,
     ClientSettings,
+    region_base_url,
     v1_is_retired,
 )
 
@@ -174,7 +176,7 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
     if status == 401:
         return CensusAuthenticationError(
             f"Census did not accept the API token from {settings.token_origin} ({where}){said}. "
-            f"{_token_advice(settings)}",
+            f"{_token_advice(settings)}{wrong_host_hint(settings, 'unauthorized')}",
             **common,
         )
     if status == 403:
@@ -186,7 +188,8 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
     if status == 404:
         return CensusNotFoundError(
             f"Census has no {request.subject} ({where}){said}. Check the id, and that "
-            f"{settings.token_origin} points at the right {_scope(settings)} and region.",
+            f"{settings.token_origin} points at the right {_scope(settings)} and region."
+            f"{wrong_host_hint(settings, 'not_found')}",
             **common,
         )
     if status == 429:
@@ -284,15 +287,56 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def transport_error(request: Request[Any], cause: BaseException, *, reached_census: bool) -> CensusTransportError:
+def transport_error(
+    settings: ClientSettings, request: Request[Any], cause: BaseException, *, reached_census: bool
+) -> CensusTransportError:
     """A failure to get any answer, worded for the user; never includes the URL's query or headers."""
     kind = "could not connect" if not reached_census else "got no answer"
+    wrong_host = not reached_census or _is_tls_failure(cause)
     return CensusTransportError(
         f"Census {kind} for {request.label} ({reason_of(cause)}). Check that the "
         "connection's region or base_url is right and reachable from here; a passing network fault goes away "
-        "when the task is retried.",
+        f"when the task is retried.{wrong_host_hint(settings, 'unreachable') if wrong_host else ''}",
         reached_census=reached_census,
     )
+
+
+HostFailure = Literal["unreachable", "not_found", "unauthorized"]
+_AS_SEEN: Mapping[HostFailure, str] = {
+    "unreachable": "fails to connect like this (no such name, refused, or a certificate for another name)",
+    "not_found": "answers 404 to every call",
+    "unauthorized": "refuses even a valid personal access token",
+}
+V1_KEY_PREFIX = "secret-token:"  # noqa: S105 (how v1 workspace API keys start, not a secret)
+
+
+def wrong_host_hint(settings: ClientSettings, failure: HostFailure) -> str:
+    """On V2 in the EU region, a failure that a host without V2 would cause also names the US host.
+
+    Whether V2 is served on the EU host is contested (Census's own Terraform V2 client says it
+    has one host, ``app.getcensus.com``; other V2 users document ``app-eu.getcensus.com`` too),
+    so a connection that names the EU region and cannot connect, finds nothing, or has a
+    personal access token refused is told which host to try and how to choose it. A refused
+    token that looks like a v1 key (``secret-token:...``) is the token's fault, not the host's.
+    The provider never tries the other host itself: the token goes only where the connection
+    points. Pure, so the wording is tested without any host.
+    """
+    if settings.api_version != V2 or settings.region != "eu":
+        return ""
+    if failure == "unauthorized" and settings.token.startswith(V1_KEY_PREFIX):
+        return ""
+    us_base_url = region_base_url("us", V2)
+    return (
+        f" {settings.token_origin} talks API v2 in Census's EU region, a host Census's own V2 client does not "
+        f"know (it knows only {us_base_url}); a host without V2 {_AS_SEEN[failure]}. To use the US host, set "
+        f"the connection's extra region to us (or its base_url to {us_base_url}); the token is sent only to "
+        "the host the connection names."
+    )
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """A TLS handshake that failed: a certificate for another name is how a wrong host shows."""
+    return any(isinstance(seen, ssl.SSLError | ssl.CertificateError) for seen in _causes(exc))
 
 
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>:?\s*|\b\w+\(host='[^']*', port=\d+\):\s*")
@@ -316,16 +360,23 @@ def reason_of(exc: BaseException) -> str:
 
 
 def _innermost_cause(exc: BaseException) -> BaseException:
-    """Follow ``reason`` (urllib3), a wrapped first argument (requests), ``__cause__`` and ``__context__``."""
+    *_, innermost = _causes(exc)
+    return innermost
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what it wraps, outermost first: ``reason`` (urllib3), a wrapped first
+    argument (requests), ``__cause__`` and ``__context__``."""
     seen = exc
+    yield seen
     for _ in range(_CAUSE_DEPTH):
         reason = getattr(seen, "reason", None)
         nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
         deeper = reason if isinstance(reason, BaseException) else nested or seen.__cause__ or seen.__context__
         if deeper is None or deeper is seen:
-            return seen
+            return
         seen = deeper
-    return seen
+        yield seen
 
 
 def _cut_at_word(text: str, limit: int) -> str:

@@ -40,7 +40,7 @@ from airflow_provider_census.api.settings import (
     v1_is_retired,
 )
 from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
-from airflow_provider_census.hooks.connection import endpoint_from_connection, extra
+from airflow_provider_census.hooks.connection import endpoint_from_connection, extra, named_region
 from airflow_provider_census.version_compat import (
     AirflowNotFoundException,
     AirflowProviderDeprecationWarning,
@@ -162,6 +162,7 @@ class CensusHook(BaseHook):
             token=token,
             api_version=api_version,
             group_id=inputs.group_id(extra(extras, "group_id")),
+            region=named_region(extras, conn.host, base_url, origin),
             token_origin=origin,
             timeout=self.timeout,
             retry=self.retry_policy,

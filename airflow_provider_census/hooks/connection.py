@@ -46,6 +46,23 @@ def endpoint_from_connection(extras: Mapping[str, Any], host: str | None, origin
     return region_base_url(_region(extras, host_region, origin), version), version
 
 
+def named_region(extras: Mapping[str, Any], host: str | None, base_url: str, origin: str) -> str | None:
+    """The Census region the connection stands for, or None for a host of no region.
+
+    That of the base URL when it is a Census app host; else the ``region`` extra (or a 2.1
+    Census host), since a proxy's base_url may stand in front of a region's host. Errors
+    that depend on the region (V2 on the EU host) read it from here.
+    """
+    served = _region_of_app_host(base_url)
+    if served is not None:
+        return served
+    host = (host or "").strip()
+    host_region = _region_of_app_host(host) if host else None
+    if extra(extras, "region") or host_region:
+        return _region(extras, host_region, origin)
+    return None
+
+
 def _host_address(host: str, host_region: str | None) -> str:
     """A non-Census host given as the address (provider 2.1 read it as ``https://`` + host)."""
     if not host or host_region is not None:

@@ -307,7 +307,8 @@ _AS_SEEN: Mapping[HostFailure, str] = {
     "not_found": "answers 404 to every call",
     "unauthorized": "refuses even a valid personal access token",
 }
-V1_KEY_PREFIX = "secret-token:"  # noqa: S105 (how v1 workspace API keys start, not a secret)
+V1_KEY_PREFIX = "secret-token:"
+"""How v1 workspace API keys usually start; V2's personal access tokens do not."""
 
 
 def wrong_host_hint(settings: ClientSettings, failure: HostFailure) -> str:

@@ -129,12 +129,14 @@ class CensusHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Airflow 2's form, from the same declaration (its form takes text fields only, no choices)."""
+        """Airflow 2's form, from the same declaration: text fields (it offers no choices), a checkbox for a flag."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from wtforms import StringField
+        from wtforms import BooleanField, StringField
 
         return {
-            name: StringField(
+            name: BooleanField(spec["label"], description=spec["description"], default=spec["schema"].get("default"))
+            if "boolean" in spec["schema"]["type"]
+            else StringField(
                 spec["label"],
                 widget=BS3TextFieldWidget(),
                 description=spec["description"],

@@ -3,8 +3,9 @@
 Connections come in every shape users made over the years: provider 2.1's (the host field,
 with or without a scheme, and no extras), this provider's (``region`` or ``base_url`` and
 ``api_version``), and the older prefixed extras of Airflow 2's form. Reading them is pure
-(a mapping and a host in, a URL and a version out), so it lives apart from the hook that
-uses it, and every refusal says what to change.
+(a mapping and a host in, a URL and a version out; the one side effect is the warning about a
+plain http URL the connection allows), so it lives apart from the hook that uses it, and every
+refusal says what to change.
 """
 
 from __future__ import annotations

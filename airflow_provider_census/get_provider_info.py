@@ -23,13 +23,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "region": {
         "label": "Region",
         "description": "Census region: us (app.getcensus.com) or eu (app-eu.getcensus.com). "
-        "Ignored when a base URL is set.",
+        "With a base URL (a proxy), the region it stands for, which error messages use.",
         "schema": {"type": ["string", "null"], "default": "us", "enum": ["us", "eu"]},
     },
     "group_id": {
         "label": "Group ID",
-        "description": "API v2 only: the Fivetran group that list calls (sources, activations) are scoped to, "
-        "e.g. projected_sickle. Triggering and watching syncs do not need it.",
+        "description": "API v2 only, optional: sent with the hook's lists of sources, activations and syncs "
+        "to scope them to one Fivetran group (the destination's id), e.g. projected_sickle. Triggering and "
+        "watching syncs do not use it.",
         "schema": {"type": ["string", "null"]},
     },
     "base_url": {
@@ -38,6 +39,13 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "https://census-proxy.example.com/api/v2 or http://127.0.0.1:8080/api/v2 (https, or http on a "
         "loopback address only). Leave empty to use the region's, e.g. https://app.getcensus.com/api/v2.",
         "schema": {"type": ["string", "null"]},
+    },
+    "allow_insecure_http": {
+        "label": "Allow plain HTTP",
+        "description": "true to allow a base URL (or a provider 2.1 host) with plain http:// to a host that is "
+        "not this machine, such as a proxy on a private network. The token then travels unencrypted: anyone on "
+        "the network path can read it. Every read of the connection logs a warning. Default false.",
+        "schema": {"type": ["boolean", "null"], "default": False},
     },
 }
 

@@ -67,6 +67,10 @@ def census_emulator() -> Iterator[CensusEmulator]:
         yield emulator
 
 
+GROUP_REQUIRED = '{"status": "error", "message": "group_id is required"}'
+"""What Census might answer a V2 list sent without a group (no V2 page says it needs one)."""
+
+
 @dataclass(frozen=True)
 class Canned:
     """One HTTP answer; ``{authorization}`` in the body is replaced by the request's header."""
@@ -376,10 +380,19 @@ ROWS: list[BadInput] = [
         ("create_sync is a Census API v1 call", "without legacy_endpoint=True"),
     ),
     BadInput(
-        "a V2 list that needs a group, with none",
-        lambda scene: (scene.connect_on("v2"), quick_hook().list_sources()),
-        CensusConfigurationError,
-        ("list_sources needs a Fivetran group on API v2", "pass group_id=", "extra group_id"),
+        "a V2 list Census refuses without a group",
+        lambda scene: (
+            scene.connect_on("v2", base_url=scene.canned(Canned(400, GROUP_REQUIRED)).base_url),
+            quick_hook().list_sources(),
+        ),
+        CensusValidationError,
+        (
+            "HTTP 400 on GET /sources",
+            "group_id is required",
+            "The request named no group",
+            "set the extra group_id of Airflow connection 'census_default'",
+            "Setup tab",
+        ),
     ),
     BadInput(
         "403: a token of another workspace",

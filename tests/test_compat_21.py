@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -368,10 +369,105 @@ async def test_the_21_trigger_says_it_resumed_a_21_wait(
     trigger = CensusTrigger(run_id, poll_interval=0.05)
     with caplog.at_level("INFO"):
         event = await only_event(trigger)
-    assert event["summary"]["outcome"] == "succeeded"
+    assert event["census_event"]["summary"]["outcome"] == "succeeded"
     output = capfd.readouterr()  # Airflow 3 logs through structlog to stdout, Airflow 2 through logging
     logged = "\n".join([caplog.text, output.out, output.err])
     assert f"Resuming a wait of airflow-provider-census 2.1 for Census sync run {run_id}" in logged
+
+
+# -- what code written against 2.1's event reads from the 2.1 trigger's event ---------------
+
+
+def reads_as_21s_sensor_did(event: dict[str, Any]) -> bool:
+    """2.1's ``CensusSensor.execute_complete``: True when it would have passed, False when it raised."""
+    return event.get("status") == "completed"
+
+
+def reads_as_failed_only(event: dict[str, Any]) -> bool:
+    """Custom code that fails only on ``status == "failed"`` and takes anything else as done."""
+    return event["status"] != "failed"
+
+
+NO_RUN = 987654
+"""A run id the emulator never made: polling it fails for good, and the trigger reports an error."""
+
+
+@pytest.mark.parametrize(
+    ("script", "wait", "our_error"),
+    [
+        pytest.param(RunScript(**ENDS_AT_FIRST_POLL), {}, None, id="completed"),
+        pytest.param(RunScript(outcome="failed", **ENDS_AT_FIRST_POLL), {}, CensusRunFailedError, id="failed"),
+        pytest.param(
+            RunScript(outcome="canceled", cancel_status="completed", **ENDS_AT_FIRST_POLL),
+            {},
+            CensusRunCanceledError,
+            id="canceled",
+        ),
+        pytest.param(RunScript(outcome="skipped", **ENDS_AT_FIRST_POLL), {}, CensusRunSkippedError, id="skipped"),
+        pytest.param(
+            RunScript(outcome="unknown", status_name="on_hold", **ENDS_AT_FIRST_POLL),
+            {"unknown_state_timeout": 0.1},
+            CensusRunUnknownStateError,
+            id="unknown-state",
+        ),
+        pytest.param(RunScript(outcome="never"), {"wait_deadline": 0.3}, AirflowSensorTimeout, id="timeout"),
+        pytest.param(None, {}, CensusError, id="error"),
+    ],
+)
+def test_no_reader_of_21s_event_takes_a_run_that_did_not_succeed_for_a_success(
+    census_conn: CensusEmulator, script: RunScript | None, wait: dict[str, float], our_error: type[Exception] | None
+) -> None:
+    run_id = NO_RUN if script is None else started_run(census_conn, script)
+    trigger = CensusTrigger(str(run_id), poll_interval=0.05)
+    trigger.unknown_state_timeout = wait.get("unknown_state_timeout", trigger.unknown_state_timeout)
+    if "wait_deadline" in wait:
+        trigger.wait_deadline = time.time() + wait["wait_deadline"]
+    event = asyncio.run(only_event(trigger))
+
+    succeeded = our_error is None
+    assert {"sync_run_id", "status", "error_message"} <= set(event)
+    assert event["sync_run_id"] == run_id
+    assert event["status"] == ("completed" if succeeded else "failed")
+    assert reads_as_21s_sensor_did(event) is succeeded
+    assert reads_as_failed_only(event) is succeeded
+    if not succeeded:
+        assert event["error_message"], "a reader of 2.1's event has a reason to show"
+    if script is not None and script.outcome == "failed":
+        assert event["error_message"] == script.error_message, "2.1 gave Census's error message"
+
+    ti = FakeTaskInstance()
+    task = census_sensor(run_id)
+    if succeeded:
+        assert task.execute_complete(context_for(ti), event) == run_id
+        assert ti.xcom("sync_run")["outcome"] == "succeeded"
+        return
+    with pytest.raises(our_error):
+        task.execute_complete(context_for(ti), event)
+
+
+def test_the_21_events_status_never_contradicts_the_one_inside() -> None:
+    """``completed`` outside only when the event inside says the run succeeded, whatever else it says."""
+    summary = {
+        "sync_id": 1,
+        "sync_run_id": 2,
+        "status": "completed",
+        "url": "https://app.getcensus.com/syncs/1/history?sync_run_id=2",
+    }
+    for status in ("finished", "timeout", "error", "stopped"):
+        for outcome in ("succeeded", "failed", "skipped", "canceled", "unknown"):
+            inner = RunEvent.from_dict(
+                {
+                    "schema_version": 1,
+                    "status": status,
+                    "sync_run_id": 2,
+                    "summary": {**summary, "outcome": outcome},
+                    "message": "m",
+                }
+            )
+            shaped = inner.in_provider_21_shape()
+            expected = "completed" if (status, outcome) == ("finished", "succeeded") else "failed"
+            assert shaped["status"] == expected, (status, outcome)
+            assert RunEvent.from_dict(shaped) == inner
 
 
 # -- an event 2.1's trigger left in a deferred task -----------------------------------------

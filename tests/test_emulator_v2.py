@@ -245,18 +245,31 @@ def test_destination_types_on_both_versions(emu: CensusEmulator, v1: requests.Se
 
 
 @pytest.mark.parametrize("path", ["/sources", "/activations"])
-def test_v2_lists_of_connections_need_our_group(emu: CensusEmulator, v2: requests.Session, path: str) -> None:
-    missing = v2.get(at(emu, "v2", path))
-    assert missing.status_code == 400
-    assert missing.json()["status"] == "error"
-    assert "group_id" in missing.json()["message"]
-    assert v2.get(at(emu, "v2", path), params={"group_id": ""}).status_code == 400
+def test_v2_lists_of_connections_take_an_optional_group_and_refuse_another(
+    emu: CensusEmulator, v2: requests.Session, path: str
+) -> None:
+    """V2's "list activations" documents only page, per_page and order: no group is demanded."""
+    for without in ({}, {"group_id": ""}):
+        listed = data(v2.get(at(emu, "v2", path), params=without))
+        assert len(listed) >= 2
+        assert {item["group_id"] for item in listed} == {GROUP}
     other = v2.get(at(emu, "v2", path), params={"group_id": "another_group"})
     assert other.status_code == 404
     assert other.json() == BARE_404
-    listed = data(v2.get(at(emu, "v2", path), params={"group_id": GROUP}))
-    assert len(listed) >= 2
-    assert {item["group_id"] for item in listed} == {GROUP}
+    assert data(v2.get(at(emu, "v2", path), params={"group_id": GROUP})) == data(v2.get(at(emu, "v2", path)))
+
+
+@pytest.mark.parametrize("path", ["/sources", "/activations"])
+def test_an_emulator_that_requires_a_group_refuses_a_v2_list_without_one(path: str) -> None:
+    with CensusEmulator(pat=PAT, group_id=GROUP, require_group=True) as emulator:
+        v2 = session(PAT)
+        missing = v2.get(at(emulator, "v2", path))
+        assert missing.status_code == 400
+        assert missing.json()["status"] == "error"
+        assert "group_id" in missing.json()["message"]
+        assert v2.get(at(emulator, "v2", path), params={"group_id": ""}).status_code == 400
+        assert len(data(v2.get(at(emulator, "v2", path), params={"group_id": GROUP}))) >= 2
+        assert v2.get(at(emulator, "v2", "/syncs")).status_code == 200, "only sources and activations"
 
 
 def test_v2_sources_carry_the_group_and_v1_sources_do_not(
@@ -277,15 +290,18 @@ def test_v2_syncs_take_an_optional_group(emu: CensusEmulator, v2: requests.Sessi
     assert len(data(v2.get(at(emu, "v2", "/syncs"), params={"group_id": GROUP}))) == 3
     other = v2.get(at(emu, "v2", "/syncs"), params={"group_id": "another_group"})
     assert (other.status_code, other.json()) == (404, BARE_404)
-    in_query = v2.post(at(emu, "v2", "/syncs"), params={"group_id": "another_group"}, json=create_body(BRAZE))
     in_body = v2.post(at(emu, "v2", "/syncs"), json={**create_body(BRAZE), "group_id": "another_group"})
-    for refused in (in_query, in_body):
-        assert (refused.status_code, refused.json()) == (404, BARE_404)
+    assert (in_body.status_code, in_body.json()) == (404, BARE_404)
     assert len(data(v2.get(at(emu, "v2", "/syncs")))) == 3
-    created = v2.post(
-        at(emu, "v2", "/syncs"), params={"group_id": GROUP}, json={**create_body(BRAZE), "group_id": GROUP}
-    )
+    created = v2.post(at(emu, "v2", "/syncs"), json={**create_body(BRAZE), "group_id": GROUP})
     assert created.status_code == 201
+
+
+def test_v2_sync_creation_reads_no_group_from_the_query(emu: CensusEmulator, v2: requests.Session) -> None:
+    """Nothing documents group_id in the query of POST /syncs: like any unknown parameter, it changes nothing."""
+    created = v2.post(at(emu, "v2", "/syncs"), params={"group_id": "another_group"}, json=create_body(BRAZE))
+    assert created.status_code == 201
+    assert len(data(v2.get(at(emu, "v2", "/syncs")))) == 4
 
 
 def test_v2_paging_keeps_the_group_in_next(emu: CensusEmulator, v2: requests.Session) -> None:

@@ -20,6 +20,7 @@ from airflow_provider_census.api.errors import (
     CensusNotFoundError,
     CensusValidationError,
 )
+from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks import census as census_hook_module
 from airflow_provider_census.hooks.census import CensusHook
@@ -83,12 +84,49 @@ def test_v1_names_of_activation_calls_work_on_v1_and_point_v2_at_the_new_names(
 
 def test_v2_lists_send_the_group(hook: CensusHook, census_conn: CensusEmulator, census_api_version: str) -> None:
     hook.list_sources()
+    hook.list_activations()
     hook.list_syncs(group_id="projected_sickle" if census_api_version == "v2" else None)
-    (sources,) = census_conn.requests_for("GET", "/sources")
-    (syncs,) = census_conn.requests_for("GET", "/syncs")
     expected = {"group_id": census_conn.group_id} if census_api_version == "v2" else {}
-    assert {key: sources.query[key] for key in sources.query if key == "group_id"} == expected
-    assert {key: syncs.query[key] for key in syncs.query if key == "group_id"} == expected
+    for path in ("/sources", "/activations" if census_api_version == "v2" else "/destinations", "/syncs"):
+        (sent,) = census_conn.requests_for("GET", path)
+        assert {key: sent.query[key] for key in sent.query if key == "group_id"} == expected, path
+
+
+def connect_v2_without_a_group(monkeypatch: pytest.MonkeyPatch, emulator: CensusEmulator) -> None:
+    extra = {"base_url": emulator.api_base_url("v2"), "api_version": "v2"}
+    conn = {"conn_type": "census", "password": emulator.token_for("v2"), "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_CENSUS_DEFAULT", json.dumps(conn))
+
+
+def test_v2_lists_are_sent_without_a_group_when_none_is_known(
+    census_emulator: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect_v2_without_a_group(monkeypatch, census_emulator)
+    hook = CensusHook(retry_policy=ONE_TRY)
+    assert hook.list_sources().items
+    assert hook.list_activations().items
+    assert hook.list_syncs().items
+    for path in ("/sources", "/activations", "/syncs"):
+        (sent,) = census_emulator.requests_for("GET", path)
+        assert "group_id" not in sent.query, path
+
+
+def test_a_v2_list_census_refuses_for_want_of_a_group_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    with CensusEmulator(require_group=True) as emulator:
+        connect_v2_without_a_group(monkeypatch, emulator)
+        with pytest.raises(CensusValidationError) as info:
+            CensusHook(retry_policy=ONE_TRY).list_activations()
+    message = str(info.value)
+    assert "HTTP 400 on GET /activations" in message
+    assert "The request named no group; set the extra group_id of Airflow connection 'census_default'" in message
+    assert "Setup tab" in message
+
+
+def test_v2_sync_creation_sends_no_group_in_its_query(hook: CensusHook, census_conn: CensusEmulator) -> None:
+    """Nothing documents group_id on V2's POST /syncs: none is sent, though the connection has one."""
+    hook.create_sync(valid_sync(hook.api_version), validate_only=True)
+    (sent,) = census_conn.requests_for("POST", "/syncs")
+    assert "group_id" not in sent.query
 
 
 def test_sync_life_cycle_create_update_delete(
@@ -381,8 +419,8 @@ def test_a_transport_failure_names_its_root_cause_whole_and_without_the_query() 
     resolution = NameResolutionError(host, HTTPSConnection(host), socket.gaierror(-2, "Name or service not known"))
     url = "/api/v1/syncs?page=1&per_page=1&order=desc"
     wrapped = requests.ConnectionError(MaxRetryError(None, url, resolution))  # type: ignore[arg-type]
-    request = ep.LIST_SYNCS.bind(ClientSettings(base_url=f"https://{host}/api/v1", token="t"), group_id=None)
-    message = str(transport_error(request, wrapped, reached_census=False))
+    settings = ClientSettings(base_url=f"https://{host}/api/v1", token="t")
+    message = str(transport_error(settings, ep.LIST_SYNCS.bind(settings), wrapped, reached_census=False))
     assert "NameResolutionError: Failed to resolve 'app.census-that-does-not-resolve.example'" in message, message
     assert "Name or service not known" in message
     assert "page=" not in message and "object at 0x" not in message and "MaxRetryError" not in message

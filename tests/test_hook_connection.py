@@ -15,6 +15,7 @@ from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.testing import CensusEmulator
 
 TOKEN = "secret-token:canary-77d1"
+HTTP_WARNING_LOGGER = "airflow_provider_census.hooks.connection"
 
 
 def use_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str = "census_default", **fields: Any) -> None:
@@ -47,8 +48,20 @@ def test_base_url_from_region_or_url(monkeypatch: pytest.MonkeyPatch, extra: dic
         ({"extra": {}}, ["'census_default' has no API token", "password field"]),
         ({"password": "   ", "extra": {}}, ["has no API token"]),
         ({"password": TOKEN, "extra": {"region": "ap"}}, ["region 'ap'", "eu and us", "base_url"]),
-        ({"password": TOKEN, "extra": {"base_url": "http://census.example.com/api/v1"}}, ["unencrypted", "https"]),
+        (
+            {"password": TOKEN, "extra": {"base_url": "http://census.example.com/api/v1"}},
+            ["unencrypted", "https", "set the connection's extra allow_insecure_http to true"],
+        ),
         ({"password": TOKEN, "extra": {"base_url": "http://10.0.0.5/api/v1"}}, ["unencrypted"]),
+        ({"password": TOKEN, "host": "http://proxy.corp:8080"}, ["plain http base_url to 'proxy.corp'"]),
+        (
+            {"password": TOKEN, "host": "http://proxy.corp:8080", "extra": {"allow_insecure_http": "false"}},
+            ["unencrypted", "allow_insecure_http"],
+        ),
+        (
+            {"password": TOKEN, "host": "http://proxy.corp:8080", "extra": {"allow_insecure_http": "maybe"}},
+            ["allow_insecure_http 'maybe'; use true or false"],
+        ),
         ({"password": TOKEN, "extra": {"base_url": "ftp://x/api"}}, ["not an http(s) URL"]),
         ({"password": TOKEN, "extra": {"base_url": "https://bearer:abc@x.example.com/api/v1"}}, ["credentials"]),
     ],
@@ -134,6 +147,50 @@ class RecordingLog:
         self.warnings.append(message % args)
 
 
+@pytest.mark.parametrize(
+    "allowed",
+    [{"allow_insecure_http": True}, {"allow_insecure_http": " True "}, {"extra__census__allow_insecure_http": "true"}],
+    ids=["json", "text", "airflow-2-form"],
+)
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"host": "http://proxy.corp:8080"}, "http://proxy.corp:8080/api/v1"),
+        ({"extra": {"api_version": "v2", "base_url": "http://10.0.0.5/api/v2"}}, "http://10.0.0.5/api/v2"),
+    ],
+    ids=["21-host", "base-url"],
+)
+def test_plain_http_off_this_machine_is_allowed_when_asked_and_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    allowed: dict[str, Any],
+    fields: dict[str, Any],
+    expected: str,
+) -> None:
+    """Provider 2.1 sent its token to any host: a 2.1 connection through an http proxy works with one extra."""
+    use_connection(monkeypatch, password=TOKEN, **{**fields, "extra": {**fields.get("extra", {}), **allowed}})
+    with caplog.at_level("WARNING", logger=HTTP_WARNING_LOGGER):
+        assert CensusHook().settings.base_url == expected
+    (warning,) = insecure_http_warnings(caplog)
+    assert "'census_default' sends its Census API token in clear text over plain http" in warning
+    assert "allow_insecure_http" in warning
+    assert TOKEN not in warning
+
+
+def test_https_and_loopback_need_no_flag_and_log_no_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for base_url in ("https://census-proxy.example.com/api/v1", "http://127.0.0.1:9/api/v1"):
+        use_connection(monkeypatch, password=TOKEN, extra={"base_url": base_url, "allow_insecure_http": True})
+        with caplog.at_level("WARNING", logger=HTTP_WARNING_LOGGER):
+            assert CensusHook().settings.base_url == base_url
+    assert insecure_http_warnings(caplog) == []
+
+
+def insecure_http_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == HTTP_WARNING_LOGGER]
+
+
 def recorded_warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     log = RecordingLog()
     monkeypatch.setattr(CensusHook, "log", property(lambda _hook: log))
@@ -198,7 +255,8 @@ def test_connection_form_agrees_with_provider_info() -> None:
         "relabeling": behaviour["relabeling"],
         "placeholders": behaviour["placeholders"],
     }
-    assert set(conn_type["conn-fields"]) == {"api_version", "region", "group_id", "base_url"}
+    assert set(conn_type["conn-fields"]) == {"api_version", "region", "group_id", "base_url", "allow_insecure_http"}
+    assert "unencrypted" in conn_type["conn-fields"]["allow_insecure_http"]["description"]
     assert conn_type["conn-fields"]["api_version"]["schema"]["enum"] == ["v2", "v1"]
     for needed in ("personal access token", "workspace API key", "2027-01-15"):
         assert needed in conn_type["conn-fields"]["api_version"]["description"]

@@ -50,9 +50,9 @@ class AsyncCensusClient:
             ) as response:
                 return Answer(response.status, response.headers, await response.read())
         except _NEVER_CONNECTED as exc:
-            raise transport_error(request, exc, reached_census=False) from None
+            raise transport_error(self.settings, request, exc, reached_census=False) from None
         except _NO_ANSWER as exc:
-            raise transport_error(request, exc, reached_census=True) from None
+            raise transport_error(self.settings, request, exc, reached_census=True) from None
 
     def _open_session(self) -> aiohttp.ClientSession:
         """The session, opened on first use: its timeouts count time on the wire only.

@@ -1,7 +1,7 @@
 """Every call of the Census management API, per API version, written once.
 
 An :class:`Endpoint` says what a call sends (method, a path per API version, whether it may
-be resent, whether V2 scopes it to a group) and how its answer becomes a typed result. Bound
+be resent, whether V2 takes a group on it) and how its answer becomes a typed result. Bound
 to a connection's settings it becomes a :class:`Request`, which both HTTP clients send the
 same way. Adding a call means one entry here and one hook method.
 
@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_census.api import routes
-from airflow_provider_census.api.errors import CensusApiVersionError, CensusConfigurationError
+from airflow_provider_census.api.errors import CensusApiVersionError
 from airflow_provider_census.api.models import (
     Activation,
     ActivationObject,
@@ -40,9 +40,6 @@ Envelope = Mapping[str, Any]
 QueryParams = Mapping[str, str | int | bool | None]
 Reader = Callable[[Envelope, Mapping[str, str]], T]
 """Turns Census's envelope (and the query that was sent, for pages) into a typed result."""
-
-REQUIRED = "required"
-OPTIONAL = "optional"
 
 
 @dataclass(frozen=True)
@@ -78,8 +75,10 @@ class Endpoint(Generic[T]):
 
     ``name`` is the hook method that makes it, and ``instead`` the hook method to use on a
     version where it does not exist, so a mismatch fails before sending with what to do.
-    ``group`` says whether V2 needs the Fivetran ``group_id`` on it (``required``) or takes it
-    when known (``optional``). ``documented_on_v2`` says whether Fivetran's V2 reference (a Public
+    ``group`` says whether V2 takes the Fivetran ``group_id`` as a query parameter on it: it is
+    sent when known (the call's argument, else the connection's), never demanded before
+    sending, since no V2 page documents it as required; a refusal that asks for a group names
+    the connection's extra (:func:`~.wire.parse`). ``documented_on_v2`` says whether Fivetran's V2 reference (a Public
     Preview) documents the V2 path; the others are v1's, assumed to exist on V2 as well.
     """
 
@@ -89,7 +88,7 @@ class Endpoint(Generic[T]):
     subject: str
     read: Reader[T]
     safe_to_retry: bool = True
-    group: str = ""
+    group: bool = False
     instead: Mapping[str, str] = field(default_factory=dict)
     documented_on_v2: bool = False
 
@@ -118,7 +117,7 @@ class Endpoint(Generic[T]):
         quoted = {key: quote(str(value), safe="") for key, value in path_args.items()}
         query = dict(params or {})
         if settings.api_version == V2 and self.group:
-            query["group_id"] = self._group(settings, group_id)
+            query["group_id"] = group_id or settings.group_id
         pairs = _query_pairs(query)
         return Request(
             method=self.method,
@@ -131,16 +130,6 @@ class Endpoint(Generic[T]):
             assumed=self.assumed_on(settings.api_version) and not routes.is_served(settings.base_url, self.route),
             route=self.route,
         )
-
-    def _group(self, settings: ClientSettings, group_id: str | None) -> str | None:
-        chosen = group_id or settings.group_id
-        if chosen is None and self.group == REQUIRED:
-            raise CensusConfigurationError(
-                f"CensusHook.{self.name} needs a Fivetran group on API v2, and {settings.token_origin} names none: "
-                "pass group_id=... or set the connection's extra group_id (Fivetran: the group's id, "
-                "shown in its URL and by GET /v1/groups)."
-            )
-        return chosen
 
     def _version_error(self, settings: ClientSettings) -> CensusApiVersionError:
         has = " and ".join(sorted(self.paths))
@@ -220,7 +209,7 @@ def _both(path: str) -> dict[str, str]:
 # -- sources, models, tables -----------------------------------------------------------------
 
 LIST_SOURCES: Endpoint[Page[Source]] = Endpoint(
-    "list_sources", "GET", _both("/sources"), "the sources", _page(_as_dict), group=REQUIRED
+    "list_sources", "GET", _both("/sources"), "the sources", _page(_as_dict), group=True
 )
 GET_SOURCE: Endpoint[Source] = Endpoint(
     "get_source", "GET", _both("/sources/{source}"), "source {source}", _one(_as_dict)
@@ -251,7 +240,7 @@ _ACTIVATION_OBJECTS = {version: path + "/objects" for version, path in _ACTIVATI
 _ACTIVATION_OBJECT = {version: path + "/{object_name}" for version, path in _ACTIVATION_OBJECTS.items()}
 
 LIST_ACTIVATIONS: Endpoint[Page[Activation]] = Endpoint(
-    "list_activations", "GET", _ACTIVATIONS, "the activations", _page(_as_dict), group=REQUIRED, documented_on_v2=True
+    "list_activations", "GET", _ACTIVATIONS, "the activations", _page(_as_dict), group=True, documented_on_v2=True
 )
 GET_ACTIVATION: Endpoint[Activation] = Endpoint(
     "get_activation", "GET", _ACTIVATION, "activation {activation}", _one(_as_dict), documented_on_v2=True
@@ -290,11 +279,11 @@ GET_DESTINATION_OBJECT: Endpoint[ActivationObject] = Endpoint(
 # -- syncs -------------------------------------------------------------------------------------
 
 LIST_SYNCS: Endpoint[Page[Sync]] = Endpoint(
-    "list_syncs", "GET", _both("/syncs"), "the syncs", _page(Sync.from_api), group=OPTIONAL
+    "list_syncs", "GET", _both("/syncs"), "the syncs", _page(Sync.from_api), group=True
 )
 GET_SYNC: Endpoint[Sync] = Endpoint("get_sync", "GET", _both("/syncs/{sync_id}"), "sync {sync_id}", _one(Sync.from_api))
 CREATE_SYNC: Endpoint[SyncWrite] = Endpoint(
-    "create_sync", "POST", _both("/syncs"), "a new sync", _sync_write, safe_to_retry=False, group=OPTIONAL
+    "create_sync", "POST", _both("/syncs"), "a new sync", _sync_write, safe_to_retry=False
 )
 CREATE_SYNC_LEGACY: Endpoint[SyncWrite] = Endpoint(
     "create_sync", "POST", {V1: "/syncs/create"}, "a new sync", _sync_write, safe_to_retry=False,

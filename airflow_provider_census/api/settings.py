@@ -32,6 +32,11 @@ TOKEN_KINDS: Mapping[str, str] = {
     V1: "a workspace API key (Census: workspace Settings, API access)",
     V2: "an Activations personal access token (your user settings in Fivetran Activations)",
 }
+GROUP_ID_HELP = (
+    "the Fivetran group id is its destination's id: shown on the destination's Setup tab in Fivetran and "
+    "listed by Fivetran's REST API (GET https://api.fivetran.com/v1/groups); V2's sources and activations "
+    "answer with theirs too"
+)
 MIGRATION_STEPS = (
     "create an Activations personal access token and put it in the connection's password field, "
     "then set the connection's extra api_version to v2"
@@ -75,13 +80,17 @@ class ClientSettings:
 
     ``token_origin`` names where the token came from (an Airflow connection id), so that an
     authentication error says what to fix. ``group_id`` is the Fivetran group that V2 list
-    requests are scoped to. ``token`` is excluded from ``repr``.
+    requests are scoped to. ``region`` is the Census region the connection names (``us``,
+    ``eu``, or None for a host of no region): usually that of ``base_url``'s host, but a
+    proxy's base_url may stand for a region, so it is kept apart for the errors that
+    depend on it. ``token`` is excluded from ``repr``.
     """
 
     base_url: str
     token: str = field(repr=False)
     api_version: str = DEFAULT_API_VERSION
     group_id: str | None = None
+    region: str | None = None
     token_origin: str = "the Census API token"  # noqa: S105 (a description, not a secret)
     timeout: float = 30.0
     connect_timeout: float = 10.0

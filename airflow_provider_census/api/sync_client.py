@@ -44,7 +44,7 @@ class CensusClient:
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            raise transport_error(request, exc, reached_census=not _never_connected(exc)) from None
+            raise transport_error(self.settings, request, exc, reached_census=not _never_connected(exc)) from None
         return Answer(response.status_code, response.headers, response.content)
 
     def close(self) -> None:

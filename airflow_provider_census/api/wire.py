@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+import ssl
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from airflow_provider_census import __version__
@@ -34,12 +35,14 @@ from airflow_provider_census.api.errors import (
 from airflow_provider_census.api.models import ShapeError
 from airflow_provider_census.api.retry import parse_retry_after
 from airflow_provider_census.api.settings import (
+    GROUP_ID_HELP,
     MIGRATION_STEPS,
     TOKEN_KINDS,
     V1,
     V1_RETIRED_ON,
     V2,
     ClientSettings,
+    region_base_url,
     v1_is_retired,
 )
 
@@ -176,7 +179,7 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
     if status == 401:
         return CensusAuthenticationError(
             f"Census did not accept the API token from {settings.token_origin} ({where}){said}. "
-            f"{_token_advice(settings)}",
+            f"{_token_advice(settings)}{wrong_host_hint(settings, 'unauthorized')}",
             **common,
         )
     if status == 403:
@@ -200,7 +203,28 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
             "retry the task later, and contact Census support if it persists.",
             **common,
         )
-    return CensusValidationError(f"Census refused the request for {request.subject} ({where}){said}", **common)
+    return CensusValidationError(
+        f"Census refused the request for {request.subject} ({where}){said}{_group_advice(settings, request, message)}",
+        **common,
+    )
+
+
+def _group_advice(settings: ClientSettings, request: Request[Any], message: str | None) -> str:
+    """What to do when V2 refuses a request over its Fivetran group.
+
+    The provider sends ``group_id`` only where known and never demands one beforehand (no V2
+    page says which calls need it), so Census's refusal is where a missing or wrong group
+    shows: it names the connection's extra, and how to find the id.
+    """
+    if settings.api_version != V2 or not message or "group" not in message.lower():
+        return ""
+    sent = dict(request.params).get("group_id")
+    fix = "check" if sent else "set"
+    named = f"The request named group {sent!r}; " if sent else "The request named no group; "
+    return (
+        f". {named}{fix} the extra group_id of {settings.token_origin} (or pass group_id= to the hook's "
+        f"method) to the group of your Activations workspace: {GROUP_ID_HELP}."
+    )
 
 
 def _not_found(settings: ClientSettings, request: Request[Any], said: str, common: dict[str, Any]) -> CensusApiError:
@@ -208,16 +232,19 @@ def _not_found(settings: ClientSettings, request: Request[Any], said: str, commo
     on one it does not (a v1 route sent to V2), a missing object or a route this Census does not serve."""
     if request.assumed:
         return CensusNotFoundError(
-            f"Census answered HTTP {common['http_status']} on {request.label}{said}, a call the API {settings.api_version} reference does "
-            f"not document (it is v1's, assumed to exist on {settings.api_version}): either this Census does not "
-            f"serve it, or {request.subject} does not exist. Check {request.subject} in the Census app, and run "
-            f"`python -m airflow_provider_census check` for {settings.token_origin} to see which calls it serves.",
+            f"Census answered HTTP {common['http_status']} on {request.label}{said}, a call the API "
+            f"{settings.api_version} reference does not document (it is v1's, assumed to exist on "
+            f"{settings.api_version}): either this Census does not serve it, or {request.subject} does not exist. "
+            f"Check {request.subject} in the Census app, and run "
+            f"`python -m airflow_provider_census check` for {settings.token_origin} to see which calls it serves."
+            f"{wrong_host_hint(settings, 'not_found')}",
             assumed_route=True,
             **common,
         )
     return CensusNotFoundError(
         f"Census has no {request.subject} (HTTP 404 on {request.label}){said}. Check the id, and that "
-        f"{settings.token_origin} points at the right {_scope(settings)} and region.",
+        f"{settings.token_origin} points at the right {_scope(settings)} and region."
+        f"{wrong_host_hint(settings, 'not_found')}",
         **common,
     )
 
@@ -280,15 +307,57 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def transport_error(request: Request[Any], cause: BaseException, *, reached_census: bool) -> CensusTransportError:
+def transport_error(
+    settings: ClientSettings, request: Request[Any], cause: BaseException, *, reached_census: bool
+) -> CensusTransportError:
     """A failure to get any answer, worded for the user; never includes the URL's query or headers."""
     kind = "could not connect" if not reached_census else "got no answer"
+    wrong_host = not reached_census or _is_tls_failure(cause)
     return CensusTransportError(
         f"Census {kind} for {request.label} ({reason_of(cause)}). Check that the "
         "connection's region or base_url is right and reachable from here; a passing network fault goes away "
-        "when the task is retried.",
+        f"when the task is retried.{wrong_host_hint(settings, 'unreachable') if wrong_host else ''}",
         reached_census=reached_census,
     )
+
+
+HostFailure = Literal["unreachable", "not_found", "unauthorized"]
+_AS_SEEN: Mapping[HostFailure, str] = {
+    "unreachable": "fails to connect like this (no such name, refused, or a certificate for another name)",
+    "not_found": "answers 404 to every call",
+    "unauthorized": "refuses even a valid personal access token",
+}
+V1_KEY_PREFIX = "secret-token:"
+"""How v1 workspace API keys usually start; V2's personal access tokens do not."""
+
+
+def wrong_host_hint(settings: ClientSettings, failure: HostFailure) -> str:
+    """On V2 in the EU region, a failure that a host without V2 would cause also names the US host.
+
+    Whether V2 is served on the EU host is contested (Census's own Terraform V2 client says it
+    has one host, ``app.getcensus.com``; other V2 users document ``app-eu.getcensus.com`` too),
+    so a connection that names the EU region and cannot connect, finds nothing, or has a
+    personal access token refused is told which host to try and how to choose it. A refused
+    token that looks like a v1 key (``secret-token:...``) is the token's fault, not the host's.
+    The provider never tries the other host itself: the token goes only where the connection
+    points. Pure, so the wording is tested without any host.
+    """
+    if settings.api_version != V2 or settings.region != "eu":
+        return ""
+    if failure == "unauthorized" and settings.token.startswith(V1_KEY_PREFIX):
+        return ""
+    us_base_url = region_base_url("us", V2)
+    return (
+        f" {settings.token_origin} talks API v2 in Census's EU region, a host Census's own V2 client does not "
+        f"know (it knows only {us_base_url}); a host without V2 {_AS_SEEN[failure]}. To use the US host, set "
+        f"the connection's extra region to us (or its base_url to {us_base_url}); the token is sent only to "
+        "the host the connection names."
+    )
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """A TLS handshake that failed: a certificate for another name is how a wrong host shows."""
+    return any(isinstance(seen, ssl.SSLError | ssl.CertificateError) for seen in _causes(exc))
 
 
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>:?\s*|\b\w+\(host='[^']*', port=\d+\):\s*")
@@ -312,16 +381,23 @@ def reason_of(exc: BaseException) -> str:
 
 
 def _innermost_cause(exc: BaseException) -> BaseException:
-    """Follow ``reason`` (urllib3), a wrapped first argument (requests), ``__cause__`` and ``__context__``."""
+    *_, innermost = _causes(exc)
+    return innermost
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what it wraps, outermost first: ``reason`` (urllib3), a wrapped first
+    argument (requests), ``__cause__`` and ``__context__``."""
     seen = exc
+    yield seen
     for _ in range(_CAUSE_DEPTH):
         reason = getattr(seen, "reason", None)
         nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
         deeper = reason if isinstance(reason, BaseException) else nested or seen.__cause__ or seen.__context__
         if deeper is None or deeper is seen:
-            return seen
+            return
         seen = deeper
-    return seen
+        yield seen
 
 
 def _cut_at_word(text: str, limit: int) -> str:

@@ -41,7 +41,7 @@ from airflow_provider_census.api.settings import (
     v1_is_retired,
 )
 from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
-from airflow_provider_census.hooks.connection import endpoint_from_connection, extra
+from airflow_provider_census.hooks.connection import endpoint_from_connection, extra, named_region
 from airflow_provider_census.version_compat import (
     AirflowNotFoundException,
     AirflowProviderDeprecationWarning,
@@ -131,12 +131,14 @@ class CensusHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Airflow 2's form, from the same declaration (its form takes text fields only, no choices)."""
+        """Airflow 2's form, from the same declaration: text fields (it offers no choices), a checkbox for a flag."""
         from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from wtforms import StringField
+        from wtforms import BooleanField, StringField
 
         return {
-            name: StringField(
+            name: BooleanField(spec["label"], description=spec["description"], default=spec["schema"].get("default"))
+            if "boolean" in spec["schema"]["type"]
+            else StringField(
                 spec["label"],
                 widget=BS3TextFieldWidget(),
                 description=spec["description"],
@@ -164,6 +166,7 @@ class CensusHook(BaseHook):
             token=token,
             api_version=api_version,
             group_id=inputs.group_id(extra(extras, "group_id")),
+            region=named_region(extras, conn.host, base_url, origin),
             token_origin=origin,
             timeout=self.timeout,
             retry=self.retry_policy,
@@ -566,7 +569,6 @@ class CensusHook(BaseHook):
         *,
         validate_only: bool = False,
         legacy_endpoint: bool = False,
-        group_id: str | None = None,
     ) -> SyncWrite:
         """Create a sync (``POST /syncs``), or only validate it with ``validate_only=True``.
 
@@ -578,7 +580,7 @@ class CensusHook(BaseHook):
             body["validate_only"] = True
         if legacy_endpoint:
             return self.run(ep.CREATE_SYNC_LEGACY, body=body)
-        return self.run(ep.CREATE_SYNC, body=body, group_id=group_id)
+        return self.run(ep.CREATE_SYNC, body=body)
 
     def update_sync(self, sync_id: int | str, changes: Mapping[str, Any]) -> SyncWrite:
         return self.run(ep.UPDATE_SYNC, body=dict(inputs.sync_changes(changes)), sync_id=census_id(sync_id, "sync_id"))

@@ -3,13 +3,15 @@
 Connections come in every shape users made over the years: provider 2.1's (the host field,
 with or without a scheme, and no extras), this provider's (``region`` or ``base_url`` and
 ``api_version``), and the older prefixed extras of Airflow 2's form. Reading them is pure
-(a mapping and a host in, a URL and a version out), so it lives apart from the hook that
-uses it, and every refusal says what to change.
+(a mapping and a host in, a URL and a version out; the one side effect is the warning about a
+plain http URL the connection allows), so it lives apart from the hook that uses it, and every
+refusal says what to change.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +28,11 @@ from airflow_provider_census.api.settings import (
 from airflow_provider_census.get_provider_info import CONNECTION_TYPE
 
 LOOPBACK_NAMES = frozenset({"localhost"})
+INSECURE_HTTP_EXTRA = "allow_insecure_http"
+_TRUE = frozenset({"true", "yes", "1", "on"})
+_FALSE = frozenset({"false", "no", "0", "off", ""})
+
+log = logging.getLogger(__name__)
 
 
 def endpoint_from_connection(extras: Mapping[str, Any], host: str | None, origin: str) -> tuple[str, str]:
@@ -41,9 +48,26 @@ def endpoint_from_connection(extras: Mapping[str, Any], host: str | None, origin
     host_region = _region_of_app_host(host) if host else None
     address = extra(extras, "base_url") or _host_address(host, host_region)
     if address:
-        return checked_base_url(str(address), origin, version)
+        return checked_base_url(str(address), origin, version, allow_http=_flag(extras, INSECURE_HTTP_EXTRA, origin))
     version = version or DEFAULT_API_VERSION
     return region_base_url(_region(extras, host_region, origin), version), version
+
+
+def named_region(extras: Mapping[str, Any], host: str | None, base_url: str, origin: str) -> str | None:
+    """The Census region the connection stands for, or None for a host of no region.
+
+    That of the base URL when it is a Census app host; else the ``region`` extra (or a 2.1
+    Census host), since a proxy's base_url may stand in front of a region's host. Errors
+    that depend on the region (V2 on the EU host) read it from here.
+    """
+    served = _region_of_app_host(base_url)
+    if served is not None:
+        return served
+    host = (host or "").strip()
+    host_region = _region_of_app_host(host) if host else None
+    if extra(extras, "region") or host_region:
+        return _region(extras, host_region, origin)
+    return None
 
 
 def _host_address(host: str, host_region: str | None) -> str:
@@ -98,9 +122,14 @@ def extra(extras: Mapping[str, Any], name: str) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-def checked_base_url(url: str, origin: str, api_version: str | None = None) -> tuple[str, str]:
+def checked_base_url(
+    url: str, origin: str, api_version: str | None = None, *, allow_http: bool = False
+) -> tuple[str, str]:
     """A base URL that is safe to send the token to (https, or http on this machine), and its API version.
 
+    Plain http to another host is refused unless ``allow_http`` (the connection's extra
+    ``allow_insecure_http``: a 2.1 connection through an http proxy), and then warned about
+    each time the connection is read, since the token crosses the network readable.
     A URL without a path gets ``/api/<version>``; one that ends in ``/api/v1`` or ``/api/v2``
     names its version, which must agree with ``api_version`` when that is set.
     """
@@ -114,10 +143,7 @@ def checked_base_url(url: str, origin: str, api_version: str | None = None) -> t
             f"{origin} has credentials inside base_url; remove them and put the token in the password field."
         )
     if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise CensusConfigurationError(
-            f"{origin} has a plain http base_url to {parts.hostname!r}; the token would travel unencrypted. "
-            "Use https (http is allowed only for loopback addresses such as the bundled emulator)."
-        )
+        _plain_http(parts.hostname, origin, allow_http)
     path = parts.path.rstrip("/")
     path_version = next((v for v in API_VERSIONS if path.endswith(f"/api/{v}")), None)
     if path_version and api_version and path_version != api_version:
@@ -127,6 +153,34 @@ def checked_base_url(url: str, origin: str, api_version: str | None = None) -> t
         )
     version = api_version or path_version or DEFAULT_API_VERSION
     return f"{parts.scheme}://{parts.netloc}{path or f'/api/{version}'}", version
+
+
+def _plain_http(hostname: str, origin: str, allowed: bool) -> None:
+    """Refuse plain http off this machine, or, where the connection allows it, warn of the risk."""
+    if not allowed:
+        raise CensusConfigurationError(
+            f"{origin} has a plain http base_url to {hostname!r}; the token would travel unencrypted. "
+            "Use https (http is allowed only for loopback addresses such as the bundled emulator), or, for a "
+            f"proxy you trust on a private network, set the connection's extra {INSECURE_HTTP_EXTRA} to true."
+        )
+    log.warning(
+        "%s sends its Census API token in clear text over plain http to %r (%s is true): anyone on the "
+        "network path can read the token and act in Census with it. Use https unless every hop is trusted.",
+        origin,
+        hostname,
+        INSECURE_HTTP_EXTRA,
+    )
+
+
+def _flag(extras: Mapping[str, Any], name: str, origin: str) -> bool:
+    """A true/false extra: a JSON boolean, or its text as Airflow 2's form stores it."""
+    value = extra(extras, name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise CensusConfigurationError(f"{origin} has {name} {value!r}; use true or false.")
 
 
 def is_loopback(hostname: str) -> bool:

@@ -456,13 +456,8 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
             self.log.info("Run %s, which made Census skip sync %s, ended.", progress.run_id, progress.sync_id)
             return True
         summary = run_event.summary
-        if summary.outcome is not RunOutcome.SKIPPED or not self.expectations.waits_out_skips:
-            batch.end(progress.sync_id, summary)
-            return False
-        if progress.skips >= MAX_RETRIGGERS_AFTER_SKIPS:
-            self.log.warning(
-                "Census skipped %d fresh runs of sync %s in a row; giving up.", progress.skips, progress.sync_id
-            )
+        waits_out = summary.outcome is RunOutcome.SKIPPED and self.expectations.waits_out_skips
+        if not waits_out or self._skips_exhausted(progress):
             batch.end(progress.sync_id, summary)
             return False
         progress.skips += 1
@@ -480,6 +475,14 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         )
         batch.watch(progress.sync_id, blocker.id, progress.skips)
         return False
+
+    def _skips_exhausted(self, progress: SyncProgress) -> bool:
+        if progress.skips < MAX_RETRIGGERS_AFTER_SKIPS:
+            return False
+        self.log.warning(
+            "Census skipped %d fresh runs of sync %s in a row; giving up.", progress.skips, progress.sync_id
+        )
+        return True
 
     def _trigger_after_skips(
         self, context: Context, batch: SyncBatch, fresh: list[tuple[int, int]], deadlines: Deadlines

@@ -52,6 +52,8 @@ class CensusEmulator:
     see ``server.V2_DOCUMENTED``) and answers every other V2 path ``404 {"status": 404}``; the
     default ``"all"`` also serves v1's routes on V2 (reading runs and syncs), as the provider
     assumes Census does.
+    ``require_group=True`` makes V2's lists of sources and activations answer 400 without a
+    ``group_id`` (no V2 page says they need one; this shows what users would see if they did).
 
     Everything a test adds (models, tables, segments, datasets, destinations, syncs) lives
     in this emulator only; another emulator starts again from the seed.
@@ -71,6 +73,7 @@ class CensusEmulator:
         sync_source_names: bool = True,
         refuse_paused_triggers: bool = False,
         v2_routes: str = "all",
+        require_group: bool = False,
     ) -> None:
         if v2_routes not in versions.V2_ROUTE_MODES:
             raise ValueError(f"v2_routes must be one of {versions.V2_ROUTE_MODES}, got {v2_routes!r}")
@@ -78,6 +81,7 @@ class CensusEmulator:
         self.token = token
         self.pat = pat
         self.group_id = group_id
+        self.require_group = require_group
         self.api_versions = versions.checked(api_versions)
         self.host = host
         self._requested_port = port
@@ -137,7 +141,8 @@ class CensusEmulator:
             self.workspace,
             self._faults,
             self._log,
-            self.v2_routes,
+            v2_routes=self.v2_routes,
+            require_group=self.require_group,
         )
         ready = threading.Event()
         failure: list[BaseException] = []

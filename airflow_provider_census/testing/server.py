@@ -38,7 +38,8 @@ class EmulatorState:
     """What the handlers share with the test-facing :class:`CensusEmulator`.
 
     ``token`` is the v1 workspace API key and ``pat`` the V2 personal access token; each
-    is accepted only by its own version, as Census does.
+    is accepted only by its own version, as Census does. ``require_group`` makes V2's lists
+    of sources and activations refuse a request without ``group_id``.
     """
 
     token: str
@@ -49,6 +50,7 @@ class EmulatorState:
     faults: FaultPlan
     log: RequestLog
     v2_routes: str = "all"
+    require_group: bool = False
 
     def token_for(self, version: str) -> str:
         return self.token if version == "v1" else self.pat
@@ -244,12 +246,15 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
 # -- V2's group scope ------------------------------------------------------------------------
 
 
-def _check_group(request: web.Request, given: object, *, required: bool) -> None:
-    """On V2, refuse a request whose ``group_id`` is missing (when ``required``) or not ours.
+def _check_group(request: web.Request, given: object, *, required: bool = False) -> None:
+    """On V2, refuse a request whose ``group_id`` is not ours, or missing when ``required``.
 
-    A missing group is the client's mistake and says so (400); a group the workspace is
-    not in is answered as Census does, as if nothing were there (a bare V2 404). v1 has
-    no groups and ignores the parameter.
+    No V2 page documents a group as required (the token carries its user's access), so a
+    request without one is answered whole; a refusal for a missing group (400, naming
+    ``group_id``) is what an emulator made with ``require_group`` says, for testing what
+    users see if Census does demand one. A group the workspace is not in is answered as
+    Census does, as if nothing were there (a bare V2 404). v1 has no groups and ignores the
+    parameter.
     """
     if api_version(request) != "v2":
         return
@@ -261,8 +266,13 @@ def _check_group(request: web.Request, given: object, *, required: bool) -> None
         raise not_found("Group", given)
 
 
-def _query_group(request: web.Request, *, required: bool) -> None:
+def _query_group(request: web.Request, *, required: bool = False) -> None:
     _check_group(request, request.query.get("group_id"), required=required)
+
+
+def _listing_group(request: web.Request) -> None:
+    """The group of a V2 list of sources or activations: optional, unless the emulator requires one."""
+    _query_group(request, required=request.app[STATE].require_group)
 
 
 # -- handlers: sources and destinations ------------------------------------------------------
@@ -303,7 +313,7 @@ def _shown_destination(request: web.Request, destination: JSON) -> JSON:
 
 
 async def list_sources(request: web.Request) -> web.Response:
-    _query_group(request, required=True)
+    _listing_group(request)
     sources = request.app[STATE].workspace.catalog.sources()
     return listing(request, [_shown_source(request, source) for source in sources])
 
@@ -369,7 +379,7 @@ async def get_dataset(request: web.Request) -> web.Response:
 
 
 async def list_destinations(request: web.Request) -> web.Response:
-    _query_group(request, required=True)
+    _listing_group(request)
     destinations = request.app[STATE].workspace.catalog.destinations()
     return listing(request, [_shown_destination(request, destination) for destination in destinations])
 
@@ -414,12 +424,12 @@ async def _sync_body(request: web.Request) -> object:
     if api_version(request) != "v2":
         return body
     if isinstance(body, dict):
-        _check_group(request, body.get("group_id"), required=False)
+        _check_group(request, body.get("group_id"))
     return v2.sync_body(request.app[STATE].workspace.catalog, body)
 
 
 async def list_syncs(request: web.Request) -> web.Response:
-    _query_group(request, required=False)
+    _query_group(request)
     syncs = request.app[STATE].workspace.list_syncs()
     return listing(request, [_shown_sync(request, sync) for sync in syncs])
 
@@ -430,7 +440,6 @@ async def get_sync(request: web.Request) -> web.Response:
 
 
 async def create_sync(request: web.Request) -> web.Response:
-    _query_group(request, required=False)
     body = await _sync_body(request)
     validate_only = isinstance(body, dict) and body.get("validate_only") is True
     sync_id = request.app[STATE].workspace.create_sync(body, validate_only=validate_only)

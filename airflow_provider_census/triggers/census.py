@@ -19,7 +19,12 @@ The deadlines travel with the event so that a task that waits again (for the ear
 of a skipped one) keeps the deadlines it started with.
 
 ``CensusTrigger``, the trigger of provider 2.1, is kept under its class path so that the
-trigger rows 2.1 wrote before an upgrade run on in this loop and yield this event.
+trigger rows 2.1 wrote before an upgrade run on in this loop. Its event wears 2.1's shape
+(``sync_run_id``, ``status`` ``completed`` or ``failed``, ``error_message``) with this one
+under ``census_event``, so code written against 2.1's event reads it too::
+
+    {"sync_run_id": int, "status": "completed" | "failed", "error_message": str | None,
+     "census_event": {...the event above...}}
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ from airflow_provider_census.version_compat import atask_instance_state
 
 EVENT_SCHEMA_VERSION = 1
 EVENT_STATUSES = ("finished", "timeout", "error", "stopped")
+PROVIDER_21_SUCCESS = "completed"
+PROVIDER_21_FAILURE = "failed"
+"""The two statuses 2.1's trigger yielded; 2.1's sensor took the first as success and failed on any other."""
+NESTED_EVENT_KEY = "census_event"
+"""Where the 2.1-shaped event of :class:`CensusTrigger` carries this provider's event."""
 PROGRESS_HEARTBEAT_SECONDS = 300.0
 MAX_BACKOFF_INTERVALS = 8.0
 """After failed polls in a row, the wait before the next one grows to at most this many intervals."""
@@ -94,6 +104,8 @@ class RunEvent:
 
     @classmethod
     def _read(cls, event: object) -> RunEvent:
+        if isinstance(event, Mapping) and NESTED_EVENT_KEY in event:
+            event = event[NESTED_EVENT_KEY]
         if not isinstance(event, Mapping):
             raise TypeError(f"expected a mapping, got {type(event).__name__}")
         if event.get("schema_version") != EVENT_SCHEMA_VERSION:
@@ -131,6 +143,25 @@ class RunEvent:
 
     def summary_json(self) -> dict[str, Any]:
         return {} if self.summary is None else self.summary.to_json()
+
+    def in_provider_21_shape(self) -> dict[str, Any]:
+        """This event inside the shape 2.1's trigger yielded, for readers written against 2.1.
+
+        Only a run that succeeded says ``completed``; every other end (failed, canceled,
+        skipped, an unknown state, a deadline, an error) says ``failed``, the one other value
+        2.1 yielded, so a reader that checks for either never takes it as success.
+        ``error_message`` holds what 2.1 put there (Census's error message or detail) when
+        Census gave one, else this event's account of the end.
+        """
+        summary = self.summary
+        succeeded = self.status == "finished" and summary is not None and summary.outcome is RunOutcome.SUCCEEDED
+        census_error = None if summary is None else summary.error_message or summary.error_detail
+        return {
+            "sync_run_id": self.sync_run_id,
+            "status": PROVIDER_21_SUCCESS if succeeded else PROVIDER_21_FAILURE,
+            "error_message": census_error if succeeded else census_error or self.described(),
+            NESTED_EVENT_KEY: self.to_dict(),
+        }
 
 
 def _optional_float(value: object) -> float | None:
@@ -476,7 +507,8 @@ class CensusTrigger(CensusSyncRunTrigger):
 
     A row holds this class path and exactly these three kwargs; ``sync_run_id`` is often text
     (2.1's sensor rendered it from a template). The wait is this provider's loop and the event
-    is this provider's, which every sensor's ``execute_complete`` reads. Only 2.1's sensor
+    is this provider's inside 2.1's shape (the module's docstring), which every sensor's
+    ``execute_complete`` reads, and so does code written against 2.1. Only 2.1's sensor
     deferred to this trigger, and a sensor only watches a run, so killing the task never
     cancels the run (as in 2.1). As in 2.1 it has no deadline of its own; a trigger timeout
     Airflow stored with the row still applies. Use :class:`CensusSyncRunTrigger` in new code.
@@ -515,8 +547,8 @@ class CensusTrigger(CensusSyncRunTrigger):
             "Resuming a wait of airflow-provider-census 2.1 for Census sync run %s with this provider's trigger",
             self.sync_run_id,
         )
-        async for event in super().run():
-            yield event
+        event = await self.watch(self.log, first_poll_delay=self._first_poll_delay())
+        yield TriggerEvent(event.in_provider_21_shape())  # type: ignore[no-untyped-call]
 
 
 POLL_SLOT_SECONDS = 0.25

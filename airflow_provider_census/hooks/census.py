@@ -191,11 +191,13 @@ class CensusHook(BaseHook):
         self._warned_v1 = True
         state = "was switched off" if v1_is_retired() else "is deprecated, and Census switches it off"
         self.log.warning(
-            "Census API v1 %s on %s; %s still talks v1. To move to API v2: %s.",
+            "Census API v1 %s on %s; %s still talks v1. To move to API v2: %s. Then check it before the day: "
+            "python -m airflow_provider_census check --conn-id %s --sync <a sync id>",
             state,
             V1_RETIRED_ON.isoformat(),
             settings.token_origin,
             MIGRATION_STEPS,
+            self.census_conn_id,
         )
 
     @contextmanager

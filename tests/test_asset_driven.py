@@ -34,6 +34,7 @@ from tests.conftest import EXAMPLE_DAGS
 USERS_URI = "snowflake://xxxxxxx.us-east-1/prod/analytics/dim_users"
 ORDERS_URI = "snowflake://xxxxxxx.us-east-1/prod/analytics/fct_orders"
 CENSUS_DAG = "census_after_dbt"
+ONE_TASK_CENSUS_DAG = "census_after_dbt_one_task"
 
 TABLE = SyncFacts(id=1, source_kind="table", source_catalog="PROD", source_schema="Analytics", source_table="DIM_USERS")
 STAGING = SyncFacts(
@@ -405,6 +406,22 @@ def test_the_census_dag_runs_exactly_the_syncs_reading_the_rebuilt_models(
     assert states.pop(("syncs_to_run", -1)) == "success"
     assert sorted(states.values()) == ["success"] * len(expected)
     assert str(census_run.state) == "success"
+
+
+def test_the_one_task_census_dag_runs_exactly_the_syncs_reading_the_rebuilt_models(
+    example_env: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``select=selection_from_asset_events`` as the docs show it: Airflow renders the task, the task calls it."""
+    _, expected = seed_two_models(example_env)
+    sync_example_dags_unpaused(ONE_TASK_CENSUS_DAG)
+    run_example_dag("dbt_build_models")
+    run_id = schedule_asset_triggered_run(ONE_TASK_CENSUS_DAG)
+    census_run = run_scheduled_run(ONE_TASK_CENSUS_DAG, run_id, monkeypatch)
+    # Its first run also consumes the events of the dbt runs of earlier tests: each table still counts once.
+    assert sorted(set(consumed_uris(census_run))) == [USERS_URI, ORDERS_URI]
+    assert task_states(census_run) == {("census_syncs", -1): "success"}
+    assert sorted(map(int, xcom(census_run, "census_syncs"))) == sorted(expected)
+    assert triggered_syncs(example_env) == sorted(expected)
 
 
 def test_a_manual_run_of_the_census_dag_skips_and_triggers_nothing(example_env: CensusEmulator) -> None:

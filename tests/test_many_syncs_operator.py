@@ -230,6 +230,10 @@ def test_a_callable_select_makes_the_selection_from_the_context(census_conn: Cen
     event = SimpleNamespace(asset=SimpleNamespace(uri=uri), extra={})
     ti = FakeTaskInstance()
     context = {**context_for(ti), "triggering_asset_events": {uri: [event]}}
-    result = run_deferred(operator(selection_from_asset_events), context)
+    task = operator(selection_from_asset_events)
+    assert str(task.select) == "airflow_provider_census.assets.tables.selection_from_asset_events(context)", (
+        "the rendered field names the function, the same on every parse"
+    )
+    result = run_deferred(task, context)
     assert list(result) == [str(reads_users)]
     assert census_conn.runs_of(reads_orders) == []

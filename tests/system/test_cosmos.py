@@ -8,7 +8,8 @@ those two assets runs ``CensusTriggerSyncsOperator(select=selection_from_asset_e
 exactly the syncs that read the rebuilt tables run, once each: not the sync of a same-named
 table in another schema, nor the sync of the model Cosmos did not build.
 
-The DAG file is written into the deployment's test DAG bundle while it runs (see
+The DAG file is the one ``docs/how-to/cosmos.md`` shows, its paths and the warehouse's address
+the test's own. It is written into the deployment's test DAG bundle while it runs (see
 ``cluster.own_dag_bundle_settings``), so that the other system tests do not parse a dbt project.
 Airflow 3 only: the ``cosmos`` extra (Cosmos, dbt) is installed on the full Airflow 3 line only.
 """
@@ -16,12 +17,15 @@ Airflow 3 only: the ``cosmos`` extra (Cosmos, dbt) is installed on the full Airf
 from __future__ import annotations
 
 import contextlib
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
-from airflow_provider_census.testing import CensusEmulator
+from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.docs_blocks import SYSTEM, code_blocks
 from tests.system.cluster import AirflowCluster
 from tests.system.postgres import PostgresServer
 
@@ -34,8 +38,8 @@ DBT_PROJECT = Path(__file__).resolve().parent / "dbt_analytics"
 DBT_DAG = "dbt_analytics"
 CENSUS_DAG = "census_after_cosmos"
 WAREHOUSE_DATABASE = "prod"
-RUN_ID = "system_test_cosmos"
 DBT_RUN_TIMEOUT_SECONDS = 240
+AT_ONCE = RunScript(queued_polls=0, working_polls=0)
 
 PROFILES = """\
 analytics:
@@ -52,50 +56,17 @@ analytics:
       threads: 1
 """
 
-# An Airflow DAG file as a user writes it; only the paths and the warehouse's address are the test's.
-DAG_FILE = """\
-import sys
-from datetime import datetime, timedelta
-from pathlib import Path
+DOCS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "how-to" / "cosmos.md"
 
-from airflow.sdk import DAG, Asset
-from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 
-from airflow_provider_census.assets.tables import selection_from_asset_events
-from airflow_provider_census.operators.census import CensusTriggerSyncsOperator
-
-dbt_analytics = DbtDag(  # a module-level name: Airflow collects DAGs that are not in a `with` block by name
-    dag_id={dbt_dag!r},
-    project_config=ProjectConfig({project!r}),
-    profile_config=ProfileConfig(profile_name="analytics", target_name="prod", profiles_yml_filepath={profiles!r}),
-    execution_config=ExecutionConfig(dbt_executable_path=str(Path(sys.executable).with_name("dbt"))),
-    render_config=RenderConfig(select=["dim_users", "fct_orders"]),
-    schedule=None,
-    start_date=datetime(2025, 1, 1),
-    catchup=False,
-    default_args={{"retries": 0}},
-)
-
-# The tables Cosmos names when it rebuilds the models: Airflow 3's form of their OpenLineage names.
-DIM_USERS = Asset("{warehouse}/prod/analytics/dim_users")
-FCT_ORDERS = Asset("{warehouse}/prod/analytics/fct_orders")
-
-with DAG(
-    {census_dag!r},
-    schedule=[DIM_USERS, FCT_ORDERS],  # once both are rebuilt: one run for the dbt run
-    start_date=datetime(2025, 1, 1),
-    catchup=False,
-    default_args={{"retries": 0}},
-):
-    CensusTriggerSyncsOperator(
-        task_id="census_syncs",
-        select=selection_from_asset_events,
-        on_no_match="fail",
-        deferrable=True,
-        poll_interval=1,
-        timeout=timedelta(minutes=5),
-    )
-"""
+def dag_file_from_the_docs(settings: dict[str, str]) -> str:
+    """The how-to's DAG file (its one ``system`` block), with the test's own value for each setting named."""
+    (block,) = [block for block in code_blocks(DOCS_PAGE) if block.kind == SYSTEM]
+    code = block.code
+    for name, value in settings.items():
+        code, found = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", code, count=1, flags=re.MULTILINE)
+        assert found, f"{block.name} sets no {name}"
+    return code
 
 
 @pytest.fixture
@@ -116,7 +87,10 @@ def warehouse(postgres: PostgresServer, tmp_path: Path) -> Path:
 
 
 def table_syncs(emulator: CensusEmulator) -> dict[str, int]:
-    """A sync per warehouse table, named ``schema.table``: two that Cosmos rebuilds, two it does not."""
+    """A sync per warehouse table, named ``schema.table``: two that Cosmos rebuilds, two it does not.
+
+    Their runs have completed by the task's first look (the docs' DAG polls at the default
+    interval; waiting in the triggerer is what the other system tests check)."""
     syncs = {}
     for schema, table in [
         ("analytics", "dim_users"),
@@ -126,7 +100,7 @@ def table_syncs(emulator: CensusEmulator) -> dict[str, int]:
     ]:
         emulator.add_table(table, catalog=WAREHOUSE_DATABASE, schema=schema)
         source = {"type": "table", "table_catalog": WAREHOUSE_DATABASE, "table_schema": schema, "table_name": table}
-        syncs[f"{schema}.{table}"] = emulator.add_sync(source=source)
+        syncs[f"{schema}.{table}"] = emulator.add_sync(AT_ONCE, source=source)
     return syncs
 
 
@@ -134,11 +108,15 @@ def triggers_per_sync(emulator: CensusEmulator, syncs: dict[str, int]) -> dict[s
     return {name: len(emulator.requests_for("POST", f"/syncs/{sync_id}/trigger")) for name, sync_id in syncs.items()}
 
 
-def asset_triggered_runs(cluster: AirflowCluster, dag_id: str) -> list[tuple[str, str]]:
-    rows = cluster.query(
-        "SELECT run_id, state FROM dag_run WHERE dag_id = %s AND run_type = 'asset_triggered' ORDER BY id", dag_id
-    )
-    return [(str(run_id), str(state)) for run_id, state in rows]
+def dag_runs(cluster: AirflowCluster, dag_id: str) -> list[tuple[str, str, str]]:
+    """Every run of the DAG, oldest first: its id, its type and its state."""
+    rows = cluster.query("SELECT run_id, run_type, state FROM dag_run WHERE dag_id = %s ORDER BY id", dag_id)
+    return [(str(run_id), str(run_type), str(state)) for run_id, run_type, state in rows]
+
+
+def unpause(cluster: AirflowCluster, dag_id: str) -> None:
+    status, answer = cluster.rest("PATCH", f"/dags/{dag_id}?update_mask=is_paused", {"is_paused": False})
+    assert status == 200, (status, answer)
 
 
 def emitted_uris(cluster: AirflowCluster, dag_id: str) -> list[str]:
@@ -154,25 +132,29 @@ def test_census_runs_exactly_the_syncs_reading_the_models_cosmos_rebuilt(
 ) -> None:
     syncs = table_syncs(cluster.emulator)
     address = f"postgres://127.0.0.1:{postgres.port}"
-    dag_file = DAG_FILE.format(
-        dbt_dag=DBT_DAG, census_dag=CENSUS_DAG, project=str(DBT_PROJECT), profiles=str(warehouse), warehouse=address
-    )
-    (cluster.test_dags / "cosmos_then_census.py").write_text(dag_file)
-    cluster.wait(f"the DAG {CENSUS_DAG} to be parsed", lambda: cluster.dag_is_parsed(CENSUS_DAG))
+    settings = {
+        "DBT_PROJECT": str(DBT_PROJECT),
+        "DBT_PROFILES": str(warehouse),
+        "DBT_EXECUTABLE": str(Path(sys.executable).with_name("dbt")),
+        "WAREHOUSE": address,
+    }
+    (cluster.test_dags / "cosmos_then_census.py").write_text(dag_file_from_the_docs(settings))
+    for dag_id in (CENSUS_DAG, DBT_DAG):
+        cluster.wait(f"the DAG {dag_id} to be parsed", lambda dag_id=dag_id: cluster.dag_is_parsed(dag_id))
     cluster.wait_for_rest()
-    status, answer = cluster.rest("PATCH", f"/dags/{CENSUS_DAG}?update_mask=is_paused", {"is_paused": False})
-    assert status == 200, (status, answer)
+    unpause(cluster, CENSUS_DAG)
+    unpause(cluster, DBT_DAG)  # the scheduler starts its daily run (catchup=False: the latest one only)
 
-    cluster.trigger_dag(DBT_DAG, RUN_ID)
-    assert cluster.wait_for_dag_run_end(DBT_DAG, RUN_ID, timeout=DBT_RUN_TIMEOUT_SECONDS) == "success"
+    dbt_runs = cluster.wait(f"{DBT_DAG}'s daily run", lambda: dag_runs(cluster, DBT_DAG) or None)
+    assert [run_type for _, run_type, _ in dbt_runs] == ["scheduled"]
+    assert cluster.wait_for_dag_run_end(DBT_DAG, dbt_runs[0][0], timeout=DBT_RUN_TIMEOUT_SECONDS) == "success"
     assert emitted_uris(cluster, DBT_DAG) == [
         f"{address}/prod/analytics/dim_users",
         f"{address}/prod/analytics/fct_orders",
     ]
 
-    ((census_run, _),) = cluster.wait(
-        f"{CENSUS_DAG}'s asset-triggered run", lambda: asset_triggered_runs(cluster, CENSUS_DAG)
-    )
+    ((census_run, run_type, _),) = cluster.wait(f"{CENSUS_DAG}'s run", lambda: dag_runs(cluster, CENSUS_DAG) or None)
+    assert run_type == "asset_triggered"
     assert cluster.wait_for_dag_run_end(CENSUS_DAG, census_run) == "success", cluster.explain()
     assert triggers_per_sync(cluster.emulator, syncs) == {
         "analytics.dim_users": 1,
@@ -180,4 +162,4 @@ def test_census_runs_exactly_the_syncs_reading_the_models_cosmos_rebuilt(
         "staging.dim_users": 0,
         "analytics.dim_accounts": 0,
     }
-    assert len(asset_triggered_runs(cluster, CENSUS_DAG)) == 1
+    assert len(dag_runs(cluster, CENSUS_DAG)) == 1

@@ -8,6 +8,7 @@ asset-triggered run from them, and that run triggers exactly the syncs reading t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -429,3 +430,31 @@ def test_a_manual_run_of_the_census_dag_skips_and_triggers_nothing(example_env: 
     dag_run = run_example_dag(CENSUS_DAG)
     assert task_states(dag_run) == {("syncs_to_run", -1): "skipped", ("census_sync", -1): "skipped"}
     assert triggered_syncs(example_env) == []
+
+
+# -- the URIs the Cosmos how-to lists --
+
+COSMOS_HOW_TO = EXAMPLE_DAGS.parent / "docs" / "how-to" / "cosmos.md"
+PLACEHOLDERS = {"HOST": "warehouse.example.com", "PORT": "5432", "ACCOUNT": "xy12345.us-east-1.aws"}
+
+
+def cosmos_uri_table() -> list[tuple[str, str]]:
+    """Each warehouse row of the how-to's URI table: its Airflow 3 and Airflow 2 URI, placeholders filled in."""
+    rows = []
+    for line in COSMOS_HOW_TO.read_text().splitlines():
+        uris = re.findall(r"`([a-z]+:?/[^`]*)`", line)
+        if line.startswith("|") and len(uris) == 2:
+            filled = [re.sub("|".join(PLACEHOLDERS), lambda m: PLACEHOLDERS[m.group(0)], uri) for uri in uris]
+            rows.append((filled[0], filled[1]))
+    return rows
+
+
+def test_the_cosmos_how_to_lists_a_uri_per_warehouse_and_airflow_line() -> None:
+    assert len(cosmos_uri_table()) == 5
+
+
+@pytest.mark.parametrize(("airflow_3", "airflow_2"), cosmos_uri_table())
+def test_each_uri_the_cosmos_how_to_lists_selects_its_table(airflow_3: str, airflow_2: str) -> None:
+    (selector,) = table_selectors_from_uris([airflow_3])
+    assert table_selectors_from_uris([airflow_2]) == [selector]
+    assert selector.lower().endswith(".analytics.dim_users"), selector

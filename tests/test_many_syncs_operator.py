@@ -6,6 +6,7 @@ what it did is read back from the emulator: the triggers it received and each ru
 
 from __future__ import annotations
 
+import functools
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -210,6 +211,16 @@ def test_malformed_selectors_fail_when_the_dag_is_parsed() -> None:
         CensusTriggerSyncsOperator(task_id="t", select=["1"], max_concurrent_triggers=0)
     templated = CensusTriggerSyncsOperator(task_id="t", select=["{{ params.selector }}"])
     assert templated.select == ["{{ params.selector }}"], "a template is parsed once it is rendered"
+
+
+def test_a_callable_select_is_shown_by_its_name_as_the_rendered_field() -> None:
+    partial = functools.partial(selection_from_asset_events, extra_select=["label:always_*"])
+    task = CensusTriggerSyncsOperator(task_id="t", select=partial, exclude=lambda context: [])
+    assert str(task.select) == "airflow_provider_census.assets.tables.selection_from_asset_events(context, ...)"
+    assert str(task.exclude) == (
+        "tests.test_many_syncs_operator.test_a_callable_select_is_shown_by_its_name_as_the_rendered_field"
+        ".<locals>.<lambda>(context)"
+    )
 
 
 @pytest.mark.parametrize("task_state", [None, {"going": "x"}, "text"])

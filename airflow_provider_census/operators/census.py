@@ -9,6 +9,7 @@ written against 2.1 keep working unchanged.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -299,16 +300,18 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         self.on_no_match = on_no_match
         self.fail_fast = fail_fast
         self.max_concurrent_triggers = positive_count(max_concurrent_triggers, "max_concurrent_triggers")
-        held_select, held_exclude = self.select, self.exclude
-        if (
-            not isinstance(held_select, CalledWithContext)
-            and not isinstance(held_exclude, CalledWithContext)
-            and not _resolved_when_run(held_select, held_exclude)
-        ):
-            self._parsed(held_select, held_exclude)  # a typo fails the DAG's import, not its run
+        self._parse_what_is_known_now()
         self._batch: SyncBatch | None = None
         self.sync_ids: list[int] = []
         """The selected syncs, once the task has run (OpenLineage reads them)."""
+
+    def _parse_what_is_known_now(self) -> None:
+        """Parse a selection that is known when the DAG file is imported, so that a typo fails the import, not a run."""
+        select, exclude = self.select, self.exclude
+        if isinstance(select, CalledWithContext) or isinstance(exclude, CalledWithContext):
+            return
+        if not _resolved_when_run(select, exclude):
+            self._parsed(select, exclude)
 
     def _selection(self, context: Context) -> Selection:
         """The selection as the task runs: rendered, or made from its context by a callable ``select``/``exclude``."""
@@ -572,9 +575,14 @@ class CalledWithContext(Generic[T]):
     function: Callable[[Context], T]
 
     def __str__(self) -> str:
-        module = getattr(self.function, "__module__", None)
-        name = getattr(self.function, "__qualname__", type(self.function).__qualname__)
-        return f"{module}.{name}(context)" if module else f"{name}(context)"
+        """``module.function(context)``; ``module.function(context, ...)`` for a ``functools.partial`` of it."""
+        function: object = self.function
+        arguments = "context"
+        if isinstance(function, functools.partial):
+            function, arguments = function.func, "context, ..."
+        module = getattr(function, "__module__", None)
+        name = getattr(function, "__qualname__", type(function).__qualname__)
+        return f"{module}.{name}({arguments})" if module else f"{name}({arguments})"
 
 
 def _resolved_when_run(*values: object) -> bool:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(?:python|py)[ \t]*\n(?P<code>.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
-MARKER = re.compile(r"<!--\s*docs-test:\s*(?P<kind>[\w-]+)\s*(?::\s*(?P<why>.*?))?\s*-->")
+MARKER = re.compile(r"^<!--\s*docs-test:\s*(?P<kind>[\w-]+)\s*(?::\s*(?P<why>.*?))?\s*-->[ \t]*$", re.MULTILINE)
+"""A marker is a line of its own (a mention of one inside a sentence is not)."""
 FRAGMENT = "fragment"
 SYSTEM = "system"
 MARKED_KINDS = (FRAGMENT, SYSTEM)

@@ -169,3 +169,9 @@ def test_a_marked_fragment_is_compiled(tmp_path: Path, block_runner: Callable[[C
 def test_a_marker_that_would_skip_nothing_it_should_is_an_error(tmp_path: Path, text: str) -> None:
     with pytest.raises(ValueError, match="is not a marker the tests know"):
         markdown_blocks(tmp_path, text)
+
+
+def test_a_marker_named_in_a_sentence_is_no_marker(tmp_path: Path) -> None:
+    text = "Write `<!-- docs-test: fragment: why -->` before an excerpt.\n\n```python\nx = 1\n```\n"
+    (block,) = markdown_blocks(tmp_path, text)
+    assert block.kind == "script"

@@ -47,11 +47,8 @@ FULL_LINES = ("3", "2")
 SMOKE_LINES = ("3.2", "3.1", "3.0")
 """...and only the tests marked ``smoke`` (real DAG runs) on the latest patch of each older Airflow 3."""
 SMOKE_MARKER = "smoke"
-FULL_EXTRAS = "test,openlineage,browser"
+FULL_EXTRAS = "test,openlineage,browser,cosmos"
 """The extras the full lines install: the optional integrations their tests cover."""
-LINE_EXTRAS: dict[str, str] = {"3": f"{FULL_EXTRAS},cosmos"}
-"""More on one line: Cosmos and dbt for the Cosmos system test, on the full Airflow 3 line only
-(dbt-core 1.11 pins protobuf<7 and pathspec<0.13, which moved that line's protobuf, mypy, ...)."""
 SMOKE_EXTRAS = "test"
 
 LOCK_AS_OF: dict[str, str] = {"3.2": "2026-05-30", "3.1": "2026-03-14", "3.0": "2025-09-02"}
@@ -77,11 +74,6 @@ def constraint_file(line: str) -> Path:
     return CONSTRAINTS / f"airflow-{line}.txt"
 
 
-def line_extras(line: str) -> str:
-    """The project's extras a line installs (and ``lock`` resolves)."""
-    return SMOKE_EXTRAS if line in SMOKE_LINES else LINE_EXTRAS.get(line, FULL_EXTRAS)
-
-
 def install(session: nox.Session, *args: str | os.PathLike[str]) -> None:
     """``uv pip install`` into the session's venv, its output into a log file; the log's end on failure.
 
@@ -101,7 +93,7 @@ def install(session: nox.Session, *args: str | os.PathLike[str]) -> None:
 def line_install_args(line: str) -> list[str | os.PathLike[str]]:
     """``uv pip install`` arguments: the project (editable, rebuilt every time) with the line's extras and pins."""
     pins = constraint_file(line)
-    extras = line_extras(line)
+    extras = SMOKE_EXTRAS if line in SMOKE_LINES else FULL_EXTRAS
     return ["-c", pins, "--build-constraints", pins, "--reinstall-package", PROJECT_NAME, "-e", f".[{extras}]"]
 
 
@@ -246,7 +238,7 @@ def locked_constraints(session: nox.Session, line: str, workdir: Path) -> str:
     """One line's constraint file: Airflow (as of its date), the project's extras, then the build backend."""
     version = AIRFLOW_VERSIONS[line]
     airflow = [f"apache-airflow=={version}", *LOCK_CAPS.get(line, [])]
-    extras = line_extras(line)
+    extras = SMOKE_EXTRAS if line in SMOKE_LINES else FULL_EXTRAS
     runtime, build = workdir / f"runtime-{line}.txt", workdir / f"build-{line}.txt"
     runtime.unlink(missing_ok=True)
     compile_ = ["uv", "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python", sys.executable]

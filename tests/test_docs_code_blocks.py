@@ -83,11 +83,23 @@ def run_dag_file(block: CodeBlock, folder: Path) -> None:
     bag = DagBag(dag_folder=str(path))
     assert not bag.import_errors, bag.import_errors
     assert bag.dag_ids, f"{block.name} calls DAG() but Airflow finds no DAG in it"
-    for dag_id in bag.dag_ids:
-        dag_run = bag.get_dag(dag_id).test()
-        states = task_states(dag_run)
-        assert str(dag_run.state) == "success", f"{block.name}: DAG {dag_id} ended {dag_run.state}: {states}"
-        assert set(states.values()) <= {"success", "skipped"}, f"{block.name}: DAG {dag_id}: {states}"
+    try:
+        for dag_id in bag.dag_ids:
+            dag_run = bag.get_dag(dag_id).test()
+            states = task_states(dag_run)
+            assert str(dag_run.state) == "success", f"{block.name}: DAG {dag_id} ended {dag_run.state}: {states}"
+            assert set(states.values()) <= {"success", "skipped"}, f"{block.name}: DAG {dag_id}: {states}"
+    finally:
+        forget_dags(bag.dag_ids)
+
+
+def forget_dags(dag_ids: list[str]) -> None:
+    """Delete the DAGs from the metadata database the tests share: the docs name some DAGs as the
+    example DAGs are named, and a later test of an example DAG must find the example's own."""
+    from airflow.api.common.delete_dag import delete_dag
+
+    for dag_id in dag_ids:
+        delete_dag(dag_id, keep_records_in_log=False)
 
 
 def run_tests(block: CodeBlock, namespace: dict[str, Any], fixtures: dict[str, Any]) -> None:

@@ -8,10 +8,16 @@ those two assets runs ``CensusTriggerSyncsOperator(select=selection_from_asset_e
 exactly the syncs that read the rebuilt tables run, once each: not the sync of a same-named
 table in another schema, nor the sync of the model Cosmos did not build.
 
-The DAG file is the one ``docs/how-to/cosmos.md`` shows, its paths and the warehouse's address
-the test's own. It is written into the deployment's test DAG bundle while it runs (see
-``cluster.own_dag_bundle_settings``), so that the other system tests do not parse a dbt project.
-Airflow 3 only: the ``cosmos`` extra (Cosmos, dbt) is installed on the full Airflow 3 line only.
+On Airflow 3 the DAG file is the one ``docs/how-to/cosmos.md`` shows, its paths and the
+warehouse's address the test's own, in the session's real deployment: it is written into the
+deployment's test DAG bundle while it runs (see ``cluster.own_dag_bundle_settings``), so that
+the other system tests do not parse a dbt project.
+
+On Airflow 2.11 the same DAGs, in Airflow 2's spelling (datasets, and the dotted URIs Cosmos
+records there), run in the test's process: the dbt DAG with ``dag.test()``, then the
+scheduler's own code makes the Census DAG's dataset-triggered run, which ``dag.test()`` runs
+(as in tests/test_asset_driven.py). Airflow 2's one DAG folder gives a running deployment no
+place for a test's DAG file; the scheduling itself is the scheduler's code either way.
 """
 
 from __future__ import annotations
@@ -25,14 +31,12 @@ import pytest
 
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.airflow_runs import run_scheduled_run, schedule_asset_triggered_run
 from tests.docs_blocks import SYSTEM, code_blocks
 from tests.system.cluster import AirflowCluster
 from tests.system.postgres import PostgresServer
 
-pytestmark = [
-    pytest.mark.system,
-    pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="Cosmos and dbt are installed on the full Airflow 3 line only"),
-]
+pytestmark = pytest.mark.system
 
 DBT_PROJECT = Path(__file__).resolve().parent / "dbt_analytics"
 DBT_DAG = "dbt_analytics"
@@ -127,6 +131,7 @@ def emitted_uris(cluster: AirflowCluster, dag_id: str) -> list[str]:
     return sorted(str(uri) for (uri,) in rows)
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_0_PLUS, reason="the docs' DAG file is written for Airflow 3; see the next test")
 def test_census_runs_exactly_the_syncs_reading_the_models_cosmos_rebuilt(
     cluster: AirflowCluster, postgres: PostgresServer, warehouse: Path
 ) -> None:
@@ -163,3 +168,100 @@ def test_census_runs_exactly_the_syncs_reading_the_models_cosmos_rebuilt(
         "analytics.dim_accounts": 0,
     }
     assert len(dag_runs(cluster, CENSUS_DAG)) == 1
+
+
+AIRFLOW_2_DAG_FILE = """\
+# An Airflow 2.11 DAG file: the how-to's, in Airflow 2's spelling.
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from airflow import DAG
+from airflow.datasets import Dataset
+from cosmos import DbtDag, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+
+from airflow_provider_census.assets.tables import selection_from_asset_events
+from airflow_provider_census.operators.census import CensusTriggerSyncsOperator
+
+dbt_analytics = DbtDag(
+    dag_id={dbt_dag!r},
+    project_config=ProjectConfig({project!r}),
+    profile_config=ProfileConfig(profile_name="analytics", target_name="prod", profiles_yml_filepath={profiles!r}),
+    execution_config=ExecutionConfig(dbt_executable_path=str(Path(sys.executable).with_name("dbt"))),
+    render_config=RenderConfig(select=["dim_users", "fct_orders"]),
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+)
+
+with DAG(
+    {census_dag!r},
+    schedule=[Dataset("{warehouse}/prod.analytics.dim_users"), Dataset("{warehouse}/prod.analytics.fct_orders")],
+    start_date=datetime(2025, 1, 1),
+):
+    CensusTriggerSyncsOperator(task_id="census_syncs", select=selection_from_asset_events, on_no_match="fail")
+"""
+
+
+@pytest.fixture
+def cosmos_without_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cosmos in this process reports nothing to its vendor (it reads the setting when first imported)."""
+    monkeypatch.setenv("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+    from cosmos import settings
+
+    monkeypatch.setattr(settings, "enable_telemetry", False)
+
+
+def recorded_dataset_uris(dag_id: str) -> list[str]:
+    """The URIs of the dataset events the DAG's tasks recorded (Airflow 2.11's metadata database)."""
+    from airflow.models.dataset import DatasetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(DatasetEvent).filter(DatasetEvent.source_dag_id == dag_id).all()
+        return sorted(event.dataset.uri for event in events)
+
+
+@pytest.mark.skipif(AIRFLOW_V_3_0_PLUS, reason="Airflow 3 runs the deployment test above")
+def test_on_airflow_2_cosmos_datasets_select_the_same_syncs(
+    census_conn: CensusEmulator,
+    postgres: PostgresServer,
+    warehouse: Path,
+    airflow_db: None,
+    cosmos_without_telemetry: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.models.dag import DagModel
+    from airflow.models.dagbag import DagBag
+    from airflow.utils.session import create_session
+
+    syncs = table_syncs(census_conn)
+    address = f"postgres://127.0.0.1:{postgres.port}"
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "cosmos_then_census.py").write_text(
+        AIRFLOW_2_DAG_FILE.format(
+            dbt_dag=DBT_DAG, census_dag=CENSUS_DAG, project=str(DBT_PROJECT), profiles=str(warehouse), warehouse=address
+        )
+    )
+    bag = DagBag(dag_folder=str(folder), include_examples=False)
+    assert not bag.import_errors, bag.import_errors
+    bag.sync_to_db()
+    with create_session() as session:  # the scheduler queues dataset events only for an unpaused DAG
+        session.query(DagModel).filter(DagModel.dag_id == CENSUS_DAG).update({DagModel.is_paused: False})
+
+    dbt_run = bag.get_dag(DBT_DAG).test()
+    assert str(dbt_run.state) == "success"
+    assert recorded_dataset_uris(DBT_DAG) == [
+        f"{address}/prod.analytics.dim_users",
+        f"{address}/prod.analytics.fct_orders",
+    ]
+
+    census_run = run_scheduled_run(bag.get_dag(CENSUS_DAG), schedule_asset_triggered_run(CENSUS_DAG), monkeypatch)
+    assert str(census_run.state) == "success"
+    assert triggers_per_sync(census_conn, syncs) == {
+        "analytics.dim_users": 1,
+        "analytics.fct_orders": 1,
+        "staging.dim_users": 0,
+        "analytics.dim_accounts": 0,
+    }

@@ -47,7 +47,7 @@ FULL_LINES = ("3", "2")
 SMOKE_LINES = ("3.2", "3.1", "3.0")
 """...and only the tests marked ``smoke`` (real DAG runs) on the latest patch of each older Airflow 3."""
 SMOKE_MARKER = "smoke"
-FULL_EXTRAS = "test,openlineage,browser"
+FULL_EXTRAS = "test,openlineage,browser,cosmos"
 """The extras the full lines install: the optional integrations their tests cover."""
 SMOKE_EXTRAS = "test"
 

@@ -8,7 +8,8 @@ runs ``twine check --strict`` on both files, and checks that:
   no dev scripts), its provider entry point and the license text;
 - the metadata has the project URLs and a ``Requires-Python`` (hatchling itself refuses
   classifiers PyPI does not know, since ``trove-classifiers`` is installed beside it);
-- the sdist holds the sources, the tests and the example DAGs, so the suite runs from it.
+- the sdist holds the sources, the tests, the example DAGs and the docs (their code blocks are
+  tests), so the suite runs from it.
 
 Exit status 1 with one line per problem, 0 when the distributions are fit to upload.
 """
@@ -79,7 +80,7 @@ def metadata_problems(metadata: object) -> list[str]:
 def sdist_problems(sdist: Path) -> list[str]:
     with tarfile.open(sdist) as archive:
         top_levels = {name.split("/", 2)[1] for name in archive.getnames() if name.count("/") >= 1}
-    wanted = {PACKAGE, "tests", "example_dags", "README.md", "pyproject.toml", "LICENSE"}
+    wanted = {PACKAGE, "tests", "example_dags", "docs", "README.md", "pyproject.toml", "LICENSE"}
     return [f"sdist: no {name}" for name in sorted(wanted - top_levels)]
 
 

@@ -11,6 +11,10 @@ read the rebuilt tables: syncs whose source is the table ``prod.analytics.dim_us
 no triggering events and skips its syncs. Each selected sync is one mapped task that waits in
 the triggerer.
 
+``census_after_dbt_one_task`` is the same on one task: ``CensusTriggerSyncsOperator`` with
+``select=selection_from_asset_events``, which the task calls with its context when it runs,
+triggers every selected sync and waits for all their runs in one deferral.
+
 The poll interval comes from an environment variable only so that the tests can point this
 file at the bundled emulator.
 """
@@ -23,7 +27,7 @@ from typing import Any
 
 from airflow_provider_census.assets.tables import selection_from_asset_events
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.operators.census import CensusTriggerSyncOperator
+from airflow_provider_census.operators.census import CensusTriggerSyncOperator, CensusTriggerSyncsOperator
 from airflow_provider_census.version_compat import Asset
 
 try:
@@ -72,3 +76,20 @@ with DAG(
         poll_interval=POLL_INTERVAL,
         timeout=timedelta(hours=2),
     ).expand(sync_id=syncs_to_run())
+
+with DAG(
+    dag_id="census_after_dbt_one_task",
+    start_date=datetime(2025, 1, 1),
+    schedule=DIM_USERS | FCT_ORDERS,
+    catchup=False,
+    tags=["census", "example"],
+    default_args={"retries": 0},
+):
+    CensusTriggerSyncsOperator(
+        task_id="census_syncs",
+        select=selection_from_asset_events,
+        on_no_match="skip",
+        deferrable=True,
+        poll_interval=POLL_INTERVAL,
+        timeout=timedelta(hours=2),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +46,76 @@ def parse_dag_file(path: Path, source: str, dag_id: str) -> Any:
     return dag
 
 
-def run_example_dag(dag_id: str) -> Any:
-    """Parse the example DAG files now (environment included) and run one DAG with ``dag.test()``."""
+def example_dag(dag_id: str) -> Any:
+    """Parse the example DAG files now (environment included); one of their DAGs."""
     from airflow.models.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
     assert not bag.import_errors, bag.import_errors
-    return bag.get_dag(dag_id).test()
+    return bag.get_dag(dag_id)
+
+
+def run_example_dag(dag_id: str) -> Any:
+    """Parse the example DAG files now (environment included) and run one DAG with ``dag.test()``."""
+    return example_dag(dag_id).test()
+
+
+def schedule_asset_triggered_run(dag_id: str) -> str:
+    """Let the scheduler's own code create ``dag_id``'s asset-triggered run and start it; its run id.
+
+    The scheduler finds the DAGs whose asset condition the queued events meet and creates each
+    one's run with the events it consumes: its own steps, run once here instead of in its loop.
+    Starting the queued run is its next step, done here as it does it (state and start date):
+    its query compares ``run_after`` with SQLite's ``now()``, which has whole seconds, so it
+    would pick the run up only in a later second.
+    """
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    runner = SchedulerJobRunner(job=Job())
+    with create_session() as session:
+        earlier = {run.run_id for run in session.query(DagRun).filter(DagRun.dag_id == dag_id)}
+        query, triggered = DagModel.dags_needing_dagruns(session)
+        due = [model for model in query.all() if model.dag_id == dag_id]
+        assert due and dag_id in triggered, "the scheduler does not see the asset events as due"
+        if AIRFLOW_V_3_0_PLUS:
+            runner._create_dag_runs_asset_triggered(dag_models=due, session=session)
+        else:
+            runner._create_dag_runs_dataset_triggered(due, {dag_id: triggered[dag_id]}, session)
+        (run,) = [run for run in session.query(DagRun).filter(DagRun.dag_id == dag_id) if run.run_id not in earlier]
+        assert (str(run.run_type), str(run.state)) == (
+            "asset_triggered" if AIRFLOW_V_3_0_PLUS else "dataset_triggered",
+            "queued",
+        )
+        run.state, run.start_date = DagRunState.RUNNING, datetime.now(timezone.utc)
+        return str(run.run_id)
+
+
+def run_scheduled_run(dag: Any, run_id: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run the tasks of an existing DAG run with ``dag.test()``'s local loop, instead of a new manual run.
+
+    ``dag.test()`` makes its own manual run through one helper; handing it the scheduled run
+    there is the only change. The tasks then read that run's triggering events as a worker
+    would: from the database (through the execution API on Airflow 3).
+    """
+    from airflow.models.dagrun import DagRun
+
+    def the_scheduled_run(*, dag: Any, session: Any, **_: Any) -> Any:
+        run = session.query(DagRun).filter(DagRun.dag_id == dag.dag_id, DagRun.run_id == run_id).one()
+        run.dag = dag
+        return run
+
+    helper = (
+        "airflow.models.dagrun.get_or_create_dagrun"
+        if AIRFLOW_V_3_0_PLUS
+        else "airflow.models.dag._get_or_create_dagrun"
+    )
+    monkeypatch.setattr(helper, the_scheduled_run)
+    return dag.test()
 
 
 def task_states(dag_run: Any) -> dict[tuple[str, int], str]:

@@ -8,8 +8,8 @@ asset-triggered run from them, and that run triggers exactly the syncs reading t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,12 +28,20 @@ from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.selectors import CensusSelectorError, Selection, SyncFacts, parse_selection
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AirflowSkipException, Asset
-from tests.airflow_runs import run_example_dag, task_states, xcom
+from tests.airflow_runs import (
+    example_dag,
+    run_example_dag,
+    run_scheduled_run,
+    schedule_asset_triggered_run,
+    task_states,
+    xcom,
+)
 from tests.conftest import EXAMPLE_DAGS
 
 USERS_URI = "snowflake://xxxxxxx.us-east-1/prod/analytics/dim_users"
 ORDERS_URI = "snowflake://xxxxxxx.us-east-1/prod/analytics/fct_orders"
 CENSUS_DAG = "census_after_dbt"
+ONE_TASK_CENSUS_DAG = "census_after_dbt_one_task"
 
 TABLE = SyncFacts(id=1, source_kind="table", source_catalog="PROD", source_schema="Analytics", source_table="DIM_USERS")
 STAGING = SyncFacts(
@@ -307,64 +315,6 @@ def sync_example_dags_unpaused(dag_id: str) -> None:
         session.query(DagModel).filter(DagModel.dag_id == dag_id).update({DagModel.is_paused: False})
 
 
-def schedule_asset_triggered_run(dag_id: str) -> str:
-    """Let the scheduler's own code create ``dag_id``'s asset-triggered run and start it; its run id.
-
-    The scheduler finds the DAGs whose asset condition the queued events meet and creates each
-    one's run with the events it consumes: its own steps, run once here instead of in its loop.
-    Starting the queued run is its next step, done here as it does it (state and start date):
-    its query compares ``run_after`` with SQLite's ``now()``, which has whole seconds, so it
-    would pick the run up only in a later second.
-    """
-    from airflow.jobs.job import Job
-    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
-    from airflow.models.dag import DagModel
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from airflow.utils.state import DagRunState
-
-    runner = SchedulerJobRunner(job=Job())
-    with create_session() as session:
-        earlier = {run.run_id for run in session.query(DagRun).filter(DagRun.dag_id == dag_id)}
-        query, triggered = DagModel.dags_needing_dagruns(session)
-        due = [model for model in query.all() if model.dag_id == dag_id]
-        assert due and dag_id in triggered, "the scheduler does not see the asset events as due"
-        if AIRFLOW_V_3_0_PLUS:
-            runner._create_dag_runs_asset_triggered(dag_models=due, session=session)
-        else:
-            runner._create_dag_runs_dataset_triggered(due, {dag_id: triggered[dag_id]}, session)
-        (run,) = [run for run in session.query(DagRun).filter(DagRun.dag_id == dag_id) if run.run_id not in earlier]
-        assert (str(run.run_type), str(run.state)) == (
-            "asset_triggered" if AIRFLOW_V_3_0_PLUS else "dataset_triggered",
-            "queued",
-        )
-        run.state, run.start_date = DagRunState.RUNNING, datetime.now(timezone.utc)
-        return str(run.run_id)
-
-
-def run_scheduled_run(dag_id: str, run_id: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Run the tasks of an existing DAG run with ``dag.test()``'s local loop, instead of a new manual run.
-
-    ``dag.test()`` makes its own manual run through one helper; handing it the scheduled run
-    there is the only change. The tasks then read that run's triggering events as a worker
-    would: from the database (through the execution API on Airflow 3).
-    """
-    from airflow.models.dagrun import DagRun
-
-    def the_scheduled_run(*, dag: Any, session: Any, **_: Any) -> Any:
-        run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one()
-        run.dag = dag
-        return run
-
-    helper = (
-        "airflow.models.dagrun.get_or_create_dagrun"
-        if AIRFLOW_V_3_0_PLUS
-        else "airflow.models.dag._get_or_create_dagrun"
-    )
-    monkeypatch.setattr(helper, the_scheduled_run)
-    return run_example_dag(dag_id)
-
-
 def consumed_uris(dag_run: Any) -> list[str]:
     """The URIs of the asset (dataset) events the DAG run consumed, as the database holds them."""
     from airflow.models.dagrun import DagRun
@@ -396,7 +346,7 @@ def test_the_census_dag_runs_exactly_the_syncs_reading_the_rebuilt_models(
     dbt_run = run_example_dag("dbt_build_models")
     assert task_states(dbt_run) == {("dbt_build", -1): "success"}
     run_id = schedule_asset_triggered_run(CENSUS_DAG)
-    census_run = run_scheduled_run(CENSUS_DAG, run_id, monkeypatch)
+    census_run = run_scheduled_run(example_dag(CENSUS_DAG), run_id, monkeypatch)
     assert census_run.run_id == run_id
     assert consumed_uris(census_run) == [USERS_URI, ORDERS_URI]
     assert xcom(census_run, "syncs_to_run") == sorted(expected)
@@ -407,8 +357,52 @@ def test_the_census_dag_runs_exactly_the_syncs_reading_the_rebuilt_models(
     assert str(census_run.state) == "success"
 
 
+def test_the_one_task_census_dag_runs_exactly_the_syncs_reading_the_rebuilt_models(
+    example_env: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``select=selection_from_asset_events`` as the docs show it: Airflow renders the task, the task calls it."""
+    _, expected = seed_two_models(example_env)
+    sync_example_dags_unpaused(ONE_TASK_CENSUS_DAG)
+    run_example_dag("dbt_build_models")
+    run_id = schedule_asset_triggered_run(ONE_TASK_CENSUS_DAG)
+    census_run = run_scheduled_run(example_dag(ONE_TASK_CENSUS_DAG), run_id, monkeypatch)
+    # Its first run also consumes the events of the dbt runs of earlier tests: each table still counts once.
+    assert sorted(set(consumed_uris(census_run))) == [USERS_URI, ORDERS_URI]
+    assert task_states(census_run) == {("census_syncs", -1): "success"}
+    assert sorted(map(int, xcom(census_run, "census_syncs"))) == sorted(expected)
+    assert triggered_syncs(example_env) == sorted(expected)
+
+
 def test_a_manual_run_of_the_census_dag_skips_and_triggers_nothing(example_env: CensusEmulator) -> None:
     seed_two_models(example_env)
     dag_run = run_example_dag(CENSUS_DAG)
     assert task_states(dag_run) == {("syncs_to_run", -1): "skipped", ("census_sync", -1): "skipped"}
     assert triggered_syncs(example_env) == []
+
+
+# -- the URIs the Cosmos how-to lists --
+
+COSMOS_HOW_TO = EXAMPLE_DAGS.parent / "docs" / "how-to" / "cosmos.md"
+PLACEHOLDERS = {"HOST": "warehouse.example.com", "PORT": "5432", "ACCOUNT": "xy12345.us-east-1.aws"}
+
+
+def cosmos_uri_table() -> list[tuple[str, str]]:
+    """Each warehouse row of the how-to's URI table: its Airflow 3 and Airflow 2 URI, placeholders filled in."""
+    rows = []
+    for line in COSMOS_HOW_TO.read_text().splitlines():
+        uris = re.findall(r"`([a-z]+:?/[^`]*)`", line)
+        if line.startswith("|") and len(uris) == 2:
+            filled = [re.sub("|".join(PLACEHOLDERS), lambda m: PLACEHOLDERS[m.group(0)], uri) for uri in uris]
+            rows.append((filled[0], filled[1]))
+    return rows
+
+
+def test_the_cosmos_how_to_lists_a_uri_per_warehouse_and_airflow_line() -> None:
+    assert len(cosmos_uri_table()) == 5
+
+
+@pytest.mark.parametrize(("airflow_3", "airflow_2"), cosmos_uri_table())
+def test_each_uri_the_cosmos_how_to_lists_selects_its_table(airflow_3: str, airflow_2: str) -> None:
+    (selector,) = table_selectors_from_uris([airflow_3])
+    assert table_selectors_from_uris([airflow_2]) == [selector]
+    assert selector.lower().endswith(".analytics.dim_users"), selector

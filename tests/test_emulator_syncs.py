@@ -567,3 +567,10 @@ def test_seeded_syncs_run(api: Api, census_conn: CensusEmulator, seeded: dict[st
     assert answer.status_code == 200, answer.text
     run = api.data(f"/sync_runs/{answer.json()['data']['sync_run_id']}")
     assert (run["sync_id"], run["status"]) == (running, "completed")
+
+
+def test_a_sync_can_take_the_id_a_dag_names(census_emulator: CensusEmulator) -> None:
+    assert census_emulator.add_sync(sync_id=1234) == 1234
+    assert census_emulator.add_sync() == 1235, "the next sync takes the next free id"
+    with pytest.raises(ValueError, match="sync id 1234 is taken"):
+        census_emulator.add_sync(sync_id=1234)

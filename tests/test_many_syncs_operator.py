@@ -6,6 +6,7 @@ what it did is read back from the emulator: the triggers it received and each ru
 
 from __future__ import annotations
 
+import functools
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -212,6 +213,16 @@ def test_malformed_selectors_fail_when_the_dag_is_parsed() -> None:
     assert templated.select == ["{{ params.selector }}"], "a template is parsed once it is rendered"
 
 
+def test_a_callable_select_is_shown_by_its_name_as_the_rendered_field() -> None:
+    partial = functools.partial(selection_from_asset_events, extra_select=["label:always_*"])
+    task = CensusTriggerSyncsOperator(task_id="t", select=partial, exclude=lambda context: [])
+    assert str(task.select) == "airflow_provider_census.assets.tables.selection_from_asset_events(context, ...)"
+    assert str(task.exclude) == (
+        "tests.test_many_syncs_operator.test_a_callable_select_is_shown_by_its_name_as_the_rendered_field"
+        ".<locals>.<lambda>(context)"
+    )
+
+
 @pytest.mark.parametrize("task_state", [None, {"going": "x"}, "text"])
 def test_a_resume_without_readable_state_fails_clearly(task_state: object) -> None:
     task = CensusTriggerSyncsOperator(task_id="t", select=["1"])
@@ -230,6 +241,10 @@ def test_a_callable_select_makes_the_selection_from_the_context(census_conn: Cen
     event = SimpleNamespace(asset=SimpleNamespace(uri=uri), extra={})
     ti = FakeTaskInstance()
     context = {**context_for(ti), "triggering_asset_events": {uri: [event]}}
-    result = run_deferred(operator(selection_from_asset_events), context)
+    task = operator(selection_from_asset_events)
+    assert str(task.select) == "airflow_provider_census.assets.tables.selection_from_asset_events(context)", (
+        "the rendered field names the function, the same on every parse"
+    )
+    result = run_deferred(task, context)
     assert list(result) == [str(reads_users)]
     assert census_conn.runs_of(reads_orders) == []

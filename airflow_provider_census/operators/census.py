@@ -9,10 +9,12 @@ written against 2.1 keep working unchanged.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow_provider_census.api.errors import (
     CensusError,
@@ -37,6 +39,8 @@ from airflow_provider_census.waiting import Deadlines, SyncTriggeringTask, posit
 if TYPE_CHECKING:
     from airflow_provider_census.triggers.census import RunEvent, RunsEvent
     from airflow_provider_census.version_compat import Context
+
+T = TypeVar("T")
 
 MAX_RETRIGGERS_AFTER_SKIPS = 3
 """With ``on_skipped="wait"``, how many fresh runs one task triggers after skipped ones before it fails."""
@@ -253,10 +257,13 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
 
     :param select: selectors (``12``, ``label:crm_*``, ``source:dim_users``, ...), a
         :class:`~airflow_provider_census.selectors.Selection` made by ``parse_selection``, or a
-        callable that makes one from the task's context when it runs, such as
+        callable that makes either from the task's context when it runs, such as
         :func:`~airflow_provider_census.assets.tables.selection_from_asset_events` for the syncs
-        that read the tables this DAG run's triggering asset events name (templated).
-    :param exclude: selectors to leave out (templated).
+        that read the tables this DAG run's triggering asset events name (templated). A
+        callable takes one positional argument, the task's context, and is called by the task
+        itself, never by Airflow's template rendering (see :class:`CalledWithContext`).
+    :param exclude: selectors to leave out, or a callable of the task's context that returns
+        them (templated).
     :param include_paused: also run syncs that are paused in Census.
     :param on_no_match: when nothing is selected: ``fail`` (default), ``skip`` the task, or
         ``empty`` (succeed with no runs).
@@ -276,8 +283,8 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
     def __init__(
         self,
         *,
-        select: SelectionInput | Selection | Callable[[Context], Selection],
-        exclude: SelectionInput | None = None,
+        select: SelectionInput | Selection | Callable[[Context], SelectionInput | Selection],
+        exclude: SelectionInput | Callable[[Context], SelectionInput] | None = None,
         include_paused: bool = False,
         on_no_match: str = "fail",
         fail_fast: bool = False,
@@ -285,30 +292,44 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.select = select
-        self.exclude = exclude
+        self.select: SelectionInput | Selection | CalledWithContext[SelectionInput | Selection] = (
+            CalledWithContext(select) if callable(select) else select
+        )
+        self.exclude: SelectionInput | CalledWithContext[SelectionInput] | None = (
+            CalledWithContext(exclude) if callable(exclude) else exclude
+        )
         self.include_paused = include_paused
         if on_no_match not in ON_NO_MATCH_CHOICES:
             raise CensusInputError(f"on_no_match must be one of {', '.join(ON_NO_MATCH_CHOICES)}, got {on_no_match!r}")
         self.on_no_match = on_no_match
         self.fail_fast = fail_fast
         self.max_concurrent_triggers = positive_count(max_concurrent_triggers, "max_concurrent_triggers")
-        if not callable(select) and not _templated(select, exclude):
-            self._parsed(select)  # a typo fails the DAG's import, not its run
+        self._parse_what_is_known_now()
         self._batch: SyncBatch | None = None
         self.sync_ids: list[int] = []
         """The selected syncs, once the task has run (OpenLineage reads them)."""
 
-    def _selection(self, context: Context) -> Selection:
-        """The selection as the task runs: rendered, or made from its context by a callable ``select``."""
-        return self._parsed(self.select(context) if callable(self.select) else self.select)
+    def _parse_what_is_known_now(self) -> None:
+        """Parse a selection that is known when the DAG file is imported, so that a typo fails the import, not a run."""
+        select, exclude = self.select, self.exclude
+        if isinstance(select, CalledWithContext) or isinstance(exclude, CalledWithContext):
+            return
+        if not _resolved_when_run(select, exclude):
+            self._parsed(select, exclude)
 
-    def _parsed(self, select: SelectionInput | Selection) -> Selection:
+    def _selection(self, context: Context) -> Selection:
+        """The selection as the task runs: rendered, or made from its context by a callable ``select``/``exclude``."""
+        select = self.select.function(context) if isinstance(self.select, CalledWithContext) else self.select
+        exclude = self.exclude.function(context) if isinstance(self.exclude, CalledWithContext) else self.exclude
+        return self._parsed(select, exclude)
+
+    @staticmethod
+    def _parsed(select: SelectionInput | Selection, exclude: SelectionInput | None) -> Selection:
         if isinstance(select, Selection):
-            if self.exclude is not None:
+            if exclude is not None:
                 raise CensusInputError("Pass exclude to parse_selection with the rest of the selection, not beside it.")
             return select
-        return parse_selection(select, self.exclude)
+        return parse_selection(select, exclude)
 
     def execute(self, context: Context) -> dict[str, int]:
         syncs = self.hook.select_syncs(
@@ -550,13 +571,51 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
             self.log.info("Canceled Census sync run %s because the task was killed", run_id)
 
 
-def _templated(*values: object) -> bool:
-    """Whether any string in the values is a Jinja template, rendered only when the task runs."""
-    texts: list[str] = []
+@dataclass(frozen=True)
+class CalledWithContext(Generic[T]):
+    """A callable argument of a task, held so that only the task calls it: ``function(context)``.
+
+    Airflow 2.11 and 3.x render a task's template fields before ``execute``, and a callable
+    found there is called as ``value(context=..., jinja_env=...)``: a function of the context
+    alone, such as ``selection_from_asset_events``, fails with a ``TypeError`` before the task
+    starts. Held in this (not callable) object, the function passes through rendering as it is,
+    and the task calls it with the context when it runs, as the docs promise. Its text is the
+    function's qualified name, which Airflow shows as the rendered field and keeps in the
+    serialized DAG (the same on every parse).
+    """
+
+    function: Callable[[Context], T]
+
+    def __str__(self) -> str:
+        """``module.function(context)``; ``module.function(context, ...)`` for a ``functools.partial`` of it."""
+        function: object = self.function
+        arguments = "context"
+        if isinstance(function, functools.partial):
+            function, arguments = function.func, "context, ..."
+        module = getattr(function, "__module__", None)
+        name = getattr(function, "__qualname__", type(function).__qualname__)
+        return f"{module}.{name}({arguments})" if module else f"{name}({arguments})"
+
+
+def _resolved_when_run(*values: object) -> bool:
+    """Whether any value (or item of a list) is a Jinja template or a value Airflow resolves (an XComArg).
+
+    Such a selection can be parsed only when the task runs; any other is parsed when the DAG is
+    imported, so that a typo fails the import.
+    """
+    items: list[object] = []
     for value in values:
-        items = value if isinstance(value, list | tuple) else [value]
-        texts.extend(item for item in items if isinstance(item, str))
-    return any("{{" in text or "{%" in text for text in texts)
+        items.extend(value if isinstance(value, list | tuple) else [value])
+    return any(_is_template(item) or _resolved_by_airflow(item) for item in items)
+
+
+def _is_template(item: object) -> bool:
+    return isinstance(item, str) and ("{{" in item or "{%" in item)
+
+
+def _resolved_by_airflow(item: object) -> bool:
+    """An XComArg, on every Airflow version: its class has a ``resolve(context, ...)``, which rendering calls."""
+    return not isinstance(item, str | int) and callable(getattr(item, "resolve", None))
 
 
 class CensusOperator(CensusTriggerSyncOperator):

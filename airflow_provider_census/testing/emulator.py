@@ -246,6 +246,7 @@ class CensusEmulator:
         paused: bool = False,
         operation: str = "upsert",
         mappings: list[dict[str, Any]] | None = None,
+        sync_id: int | None = None,
     ) -> int:
         """Add a sync whose runs follow ``script`` (default: complete after a few polls).
 
@@ -260,7 +261,8 @@ class CensusEmulator:
         activation id. ``paused`` and ``operation`` are the sync's; ``mappings`` default to
         EMAIL mapped to the object's first key field. Whatever ``POST /syncs`` would refuse
         raises ValueError with its message. A paused sync still runs when triggered unless
-        :attr:`refuse_paused_triggers`.
+        :attr:`refuse_paused_triggers`. ``sync_id`` gives the sync that id (one your DAG
+        names, say ``1234``) instead of the next free one.
         """
         try:
             return self.workspace.add_sync(
@@ -271,6 +273,7 @@ class CensusEmulator:
                 paused=paused,
                 operation=operation,
                 mappings=mappings,
+                sync_id=sync_id,
             )
         except ApiError as exc:
             raise ValueError(exc.message) from None

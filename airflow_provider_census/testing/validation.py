@@ -9,6 +9,7 @@ in the workspace.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_census.testing.catalog import JSON, Catalog
@@ -95,7 +96,11 @@ def _source_object(catalog: Catalog, source_id: int, attrs: JSON) -> JSON:
         if table is None:
             raise invalid(f"Table {_named(kind, spec)!r} not found in source {source_id}")
         return {key: table[key] for key in ("type", "id", "table_catalog", "table_schema", "table_name")}
-    lookups = {"model": catalog.models, "segment": catalog.segments, "dataset": catalog.datasets}
+    lookups: dict[str, Callable[[int], list[JSON]]] = {
+        "model": catalog.models,
+        "segment": catalog.segments,
+        "dataset": catalog.datasets,
+    }
     if kind in lookups:
         found = _pick(lookups[kind](source_id), spec, ("name",))
         if found is None:

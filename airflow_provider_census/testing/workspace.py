@@ -177,9 +177,12 @@ class Workspace:
             return None
         return self._insert_sync(config, RunScript())
 
-    def _insert_sync(self, config: JSON, script: RunScript) -> int:
+    def _insert_sync(self, config: JSON, script: RunScript, sync_id: int | None = None) -> int:
         with self._lock:
-            sync_id = max(self._syncs, default=0) + 1
+            if sync_id is None:
+                sync_id = max(self._syncs, default=0) + 1
+            elif sync_id in self._syncs or sync_id < 1:
+                raise invalid(f"sync id {sync_id} is taken or not a positive number")
             sync = self._blank_sync(sync_id, iso(utcnow()))
             sync.update(config)
             self._syncs[sync_id] = sync
@@ -208,6 +211,7 @@ class Workspace:
         paused: bool = False,
         operation: str = "upsert",
         mappings: list[JSON] | None = None,
+        sync_id: int | None = None,
     ) -> int:
         """Create a ready-made sync that follows ``script``; see :meth:`CensusEmulator.add_sync`.
 
@@ -225,7 +229,7 @@ class Workspace:
                 "mappings": mappings if mappings is not None else self._default_mappings(destination_attrs),
             },
         )
-        return self._insert_sync(config, script)
+        return self._insert_sync(config, script, sync_id)
 
     def _destination_spec(self, destination: JSON | None) -> JSON:
         """``destination`` with its connection as a v1 id; an activation id (V2's name) is accepted too."""

@@ -143,7 +143,23 @@ def shared_settings() -> dict[str, str]:
         "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.default",
         # The example DAGs map over the syncs a test adds with this label, in whichever emulator.
         "CENSUS_EXAMPLE_SELECT": f"label:{SYSTEM_TEST_LABEL}",
+        # Cosmos (tests/system/test_cosmos.py) would report each task and DAG run to its vendor.
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
     }
+
+
+def own_dag_bundle_settings(folder: Path) -> dict[str, str]:
+    """Airflow 3's DAG bundles: the example DAGs, and ``folder`` for DAG files a test writes while
+    the deployment runs, looked for every second. Airflow 2 has one DAG folder, and no such test."""
+    if not AIRFLOW_V_3_0_PLUS:
+        return {}
+    folder.mkdir(parents=True, exist_ok=True)
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [
+        {"name": "dags-folder", "classpath": local, "kwargs": {}},
+        {"name": "system-test-dags", "classpath": local, "kwargs": {"path": str(folder), "refresh_interval": 1}},
+    ]
+    return {"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles)}
 
 
 class AirflowCluster:
@@ -183,6 +199,8 @@ class AirflowCluster:
             self.env.update(connections_file_settings(connections_file))
         self.env["CENSUS_EXAMPLE_POLL_INTERVAL"] = str(POLL_INTERVAL_SECONDS)
         self._db = postgres.connect(database)
+        self.test_dags = home / "test-dags"
+        """Where a test writes DAG files of its own (Airflow 3: a DAG bundle, see :func:`own_dag_bundle_settings`)."""
         self._names = itertools.count(1)
         self._census: dict[str, Any] | None = None  # census_default as use_census() last stored it
 
@@ -525,6 +543,7 @@ class SharedDeployment:
                     running_cluster(home, self.postgres, self.template, connections_file=connections)
                 )
                 cluster.env.update(shared_settings())
+                cluster.env.update(own_dag_bundle_settings(cluster.test_dags))
                 cluster.start_all()
                 cluster.wait_for_rest()
                 cluster.wait_for_triggerers(1)

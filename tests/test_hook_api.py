@@ -22,7 +22,7 @@ from airflow_provider_census.api.errors import (
 )
 from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.api.states import RunOutcome
-from airflow_provider_census.hooks import census as census_hook_module
+from airflow_provider_census.hooks import preflight as preflight_module
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.testing import CensusEmulator, RunScript
 
@@ -225,7 +225,9 @@ def test_iterators_follow_pages_to_the_end(hook: CensusHook, census_conn: Census
 
 
 def test_test_connection(hook: CensusHook, census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert hook.test_connection() == (True, f"Connected to Census API {hook.api_version} at {hook.base_url}")
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert message.startswith(f"Connected to Census API {hook.api_version} at {hook.base_url}. list syncs"), message
     monkeypatch.setenv(
         "AIRFLOW_CONN_CENSUS_BAD",
         f'{{"conn_type": "census", "password": "wrong-token", "extra": {{"base_url": "{census_conn.base_url}"}}}}',
@@ -382,25 +384,28 @@ async def test_a_request_bound_once_for_repeated_calls_is_never_sent_stale(censu
 
 
 def test_test_connection_tries_once_and_says_why(
-    hook: CensusHook, census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+    hook: CensusHook, census_conn: CensusEmulator, census_api_version: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A user on the connection form wants the reason soon: one request, no retries, no backoff."""
-    census_conn.fail_next("503", count=1, method="GET", path_prefix="/syncs")
+    """A user on the connection form wants the reason soon: one request, no retries, no backoff.
+
+    The first check proves the token on a documented call: V2's list of activations, v1's list of syncs."""
+    proof = "/activations" if census_api_version == "v2" else "/syncs"
+    census_conn.fail_next("503", count=1, method="GET", path_prefix=proof)
     ok, message = hook.test_connection()
     assert not ok
     assert "503" in message
-    assert len(census_conn.requests_for("GET", "/syncs")) == 1
+    assert len(census_conn.requests_for("GET", proof)) == 1
 
-    monkeypatch.setattr(census_hook_module, "TEST_CONNECTION_TIMEOUT", 0.3)
-    census_conn.fail_next("latency", count=1, method="GET", path_prefix="/syncs", latency=1.0)
+    monkeypatch.setattr(preflight_module, "TIMEOUT_SECONDS", 0.3)
+    census_conn.fail_next("latency", count=1, method="GET", path_prefix=proof, latency=1.0)
     ok, message = hook.test_connection()
     assert not ok
     assert "got no answer" in message and "Timeout" in message, message
     give_up_at = time.monotonic() + 10  # the slow request is logged once the emulator has answered it
-    while len(census_conn.requests_for("GET", "/syncs")) < 2 and time.monotonic() < give_up_at:
+    while len(census_conn.requests_for("GET", proof)) < 2 and time.monotonic() < give_up_at:
         time.sleep(0.05)
     time.sleep(0.2)  # room for a retry, had there been one
-    assert len(census_conn.requests_for("GET", "/syncs")) == 2
+    assert len(census_conn.requests_for("GET", proof)) == 2
 
 
 def test_a_transport_failure_names_its_root_cause_whole_and_without_the_query() -> None:

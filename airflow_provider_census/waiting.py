@@ -22,6 +22,7 @@ from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.retry import is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.assets.census import record_run_in_outlets
+from airflow_provider_census.core.events import RunEvent
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.runs import (
@@ -41,7 +42,7 @@ from airflow_provider_census.version_compat import (
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun
-    from airflow_provider_census.triggers.census import CensusSyncRunTrigger, RunEvent
+    from airflow_provider_census.triggers.census import CensusSyncRunTrigger
     from airflow_provider_census.version_compat import Context
 
 E = TypeVar("E")
@@ -205,8 +206,6 @@ class SyncRunTask(BaseOperator):
 
     @staticmethod
     def read_event(event: object) -> RunEvent:
-        from airflow_provider_census.triggers.census import RunEvent
-
         return RunEvent.from_dict(event)
 
     def raise_for_unfinished(self, event: RunEvent) -> NoReturn:

@@ -26,11 +26,12 @@ from airflow_provider_census.api.errors import (
     CensusRunUnknownStateError,
 )
 from airflow_provider_census.api.settings import sync_run_app_url
+from airflow_provider_census.core.events import RunEvent
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.operators.census import CensusOperator, CensusTriggerSyncOperator
 from airflow_provider_census.sensors.census import CensusSensor, CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RunScript
-from airflow_provider_census.triggers.census import CensusSyncRunTrigger, CensusTrigger, RunEvent
+from airflow_provider_census.triggers.census import CensusSyncRunTrigger, CensusTrigger
 from airflow_provider_census.version_compat import AirflowProviderDeprecationWarning
 from tests.airflow_runs import extra_link, run_example_dag, task_states, xcom
 from tests.task_context import FakeTaskInstance, context_for, only_event, run_deferred

@@ -15,8 +15,9 @@ import pytest
 
 from airflow_provider_census.api import async_pool
 from airflow_provider_census.api.errors import CensusError
+from airflow_provider_census.core.events import RunsEvent
 from airflow_provider_census.testing import CensusEmulator, RunScript
-from airflow_provider_census.triggers.census import CensusSyncRunsTrigger, RunsEvent
+from airflow_provider_census.triggers.census import CensusSyncRunsTrigger
 from tests.task_context import only_event
 from tests.test_trigger import (
     HANG_GUARD_SECONDS,

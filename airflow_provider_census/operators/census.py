@@ -37,7 +37,7 @@ from airflow_provider_census.version_compat import AirflowProviderDeprecationWar
 from airflow_provider_census.waiting import Deadlines, SyncTriggeringTask, positive_count, task_state_store
 
 if TYPE_CHECKING:
-    from airflow_provider_census.triggers.census import RunEvent, RunsEvent
+    from airflow_provider_census.core.events import RunEvent, RunsEvent
     from airflow_provider_census.version_compat import Context
 
 T = TypeVar("T")
@@ -445,7 +445,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
 
     def execute_complete(self, context: Context, event: object = None) -> dict[str, int]:
         """Resume after the trigger's event, which carries where the syncs stand; an unreadable one fails clearly."""
-        from airflow_provider_census.triggers.census import RunsEvent
+        from airflow_provider_census.core.events import RunsEvent
 
         parsed = RunsEvent.from_dict(event)
         try:

@@ -24,8 +24,8 @@ from airflow_provider_census.waiting import Deadlines, SyncRunTask
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun
+    from airflow_provider_census.core.events import RunEvent
     from airflow_provider_census.runs import RunSummary
-    from airflow_provider_census.triggers.census import RunEvent
     from airflow_provider_census.version_compat import Context
 
 PROVIDER_21_EVENT_KEYS = frozenset({"sync_run_id", "status", "error_message"})

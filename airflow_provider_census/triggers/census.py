@@ -1,30 +1,14 @@
 """The wait loop of the provider and the triggers that run it, for one run and for many.
 
 ``CensusSyncRunTrigger`` (the operator's and the sensor's) polls one sync run until it ends
-and yields exactly one event (schema below). ``CensusSyncRunsTrigger`` (the many-syncs
-operator's) runs the same loop once per run in one trigger, so 100 syncs are one deferral and
-one pooled client, not 100. Each trigger's ``watch`` also serves the non-deferrable wait, so
-deadlines, cancellation and failure tolerance are written once, in :class:`_RunWatch`.
-
-Event schema, version 1 (JSON primitives only)::
-
-    {"schema_version": 1, "status": "finished" | "timeout" | "error" | "stopped",
-     "sync_run_id": int, "summary": {...run summary...} | None, "message": str,
-     "canceled_run": bool, "wait_deadline": float | None, "cancel_deadline": float | None}
-
-``stopped`` ends the wait for one run of many when another failed and ``fail_fast`` is set.
-The many-runs event is ``{"schema_version": 1, "runs": [one event per run, as above]}``.
-
-The deadlines travel with the event so that a task that waits again (for the earlier run
-of a skipped one) keeps the deadlines it started with.
+and yields exactly one event (its schema: :mod:`airflow_provider_census.core.events`).
+``CensusSyncRunsTrigger`` (the many-syncs operator's) runs the same loop once per run in one
+trigger, so 100 syncs are one deferral and one pooled client, not 100. Each trigger's ``watch``
+also serves the non-deferrable wait, so deadlines, cancellation and failure tolerance are
+written once, in :class:`_RunWatch`.
 
 ``CensusTrigger``, the trigger of provider 2.1, is kept under its class path so that the
-trigger rows 2.1 wrote before an upgrade run on in this loop. Its event wears 2.1's shape
-(``sync_run_id``, ``status`` ``completed`` or ``failed``, ``error_message``) with this one
-under ``census_event``, so code written against 2.1's event reads it too::
-
-    {"sync_run_id": int, "status": "completed" | "failed", "error_message": str | None,
-     "census_event": {...the event above...}}
+trigger rows 2.1 wrote before an upgrade run on in this loop; its event wears 2.1's shape.
 """
 
 from __future__ import annotations
@@ -34,186 +18,36 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_census.api.errors import CensusApiError, CensusError, is_error_name, rebuild_error
+from airflow_provider_census.api.errors import CensusApiError, CensusError
 from airflow_provider_census.api.inputs import census_id
-from airflow_provider_census.api.models import SyncRun, optional_int
+from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import ONE_TRY, RetryPolicy, is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome, is_retired_state
+from airflow_provider_census.core.events import RunEvent, RunsEvent
+from airflow_provider_census.core.wait import (
+    Finish,
+    Poll,
+    PollFailed,
+    Seen,
+    WaitRules,
+    WaitState,
+    after_look,
+    deadline_due,
+)
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.runs import RunExpectations, RunSummary, describe
+from airflow_provider_census.runs import RunExpectations, RunSummary
 from airflow_provider_census.version_compat import atask_instance_state
 
-EVENT_SCHEMA_VERSION = 1
-EVENT_STATUSES = ("finished", "timeout", "error", "stopped")
-PROVIDER_21_SUCCESS = "completed"
-PROVIDER_21_FAILURE = "failed"
-"""The two statuses 2.1's trigger yielded; 2.1's sensor took the first as success and failed on any other."""
-NESTED_EVENT_KEY = "census_event"
-"""Where the 2.1-shaped event of :class:`CensusTrigger` carries this provider's event."""
 PROGRESS_HEARTBEAT_SECONDS = 300.0
-MAX_BACKOFF_INTERVALS = 8.0
-"""After failed polls in a row, the wait before the next one grows to at most this many intervals."""
-MAX_RETRY_AFTER_SECONDS = 300.0
-"""A ``Retry-After`` longer than this is not waited for in full: the poll comes after this long."""
 CANCEL_RETRIES = RetryPolicy(max_attempts=4, budget_seconds=5.0, initial_wait=0.25, max_wait=2.0, max_retry_after=2.0)
 """A cancel is the trigger's last word and safe to repeat: a passing fault must not leave the run going.
 The waits between tries add up to a few seconds, well inside the triggerer's 30 s ``on_kill`` timeout."""
-
-
-@dataclass(frozen=True)
-class RunEvent:
-    """What the trigger reports, and what ``execute_complete`` checks before trusting it.
-
-    ``error`` names the provider's exception class that ended a wait with status ``error``
-    (``CensusAuthenticationError`` for a 401, ``CensusPollingError`` when polls kept failing),
-    so a deferred task raises the class it would have raised in the worker.
-    """
-
-    status: str
-    sync_run_id: int
-    summary: RunSummary | None
-    message: str
-    canceled_run: bool = False
-    wait_deadline: float | None = None
-    cancel_deadline: float | None = None
-    error: str | None = None
-    http_status: int | None = None
-    schema_version: int = EVENT_SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {field.name: getattr(self, field.name) for field in fields(self)}
-        data["summary"] = None if self.summary is None else self.summary.to_json()
-        return data
-
-    @classmethod
-    def from_dict(cls, event: object) -> RunEvent:
-        """The event, or an error that says it cannot be read (so the task fails loudly, never succeeds)."""
-        try:
-            return cls._read(event)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CensusError(
-                f"The Census trigger's event cannot be read ({exc}): {event!r:.300}. "
-                "The run's outcome is unknown; check it in Census, then clear the task to wait again."
-            ) from None
-
-    @classmethod
-    def _read(cls, event: object) -> RunEvent:
-        if isinstance(event, Mapping) and NESTED_EVENT_KEY in event:
-            event = event[NESTED_EVENT_KEY]
-        if not isinstance(event, Mapping):
-            raise TypeError(f"expected a mapping, got {type(event).__name__}")
-        if event.get("schema_version") != EVENT_SCHEMA_VERSION:
-            raise ValueError(f"schema_version {event.get('schema_version')!r}, expected {EVENT_SCHEMA_VERSION}")
-        if event.get("status") not in EVENT_STATUSES:
-            raise ValueError(f"unknown status {event.get('status')!r}")
-        run_id = event.get("sync_run_id")
-        if isinstance(run_id, bool) or not isinstance(run_id, int):
-            raise ValueError("no integer sync_run_id")
-        raw_summary = event.get("summary")
-        if raw_summary is None and event["status"] == "finished":
-            raise ValueError("a finished run without its summary")
-        error = event.get("error")
-        if error is not None and not is_error_name(error):
-            raise ValueError(f"unknown error {error!r}")
-        return cls(
-            status=event["status"],
-            sync_run_id=run_id,
-            summary=None if raw_summary is None else RunSummary.from_json(raw_summary),
-            message=str(event.get("message", "")),
-            canceled_run=bool(event.get("canceled_run")),
-            wait_deadline=_optional_float(event.get("wait_deadline")),
-            cancel_deadline=_optional_float(event.get("cancel_deadline")),
-            error=error,
-            http_status=optional_int(event.get("http_status")),
-        )
-
-    def described(self) -> str:
-        """The event's message with the run's paragraph."""
-        return f"{self.message} {describe(self.summary, self.sync_run_id)}"
-
-    def error_to_raise(self) -> CensusError:
-        """The exception a wait that ended with ``error`` stands for, of the class the worker path raises."""
-        return rebuild_error(self.error or "CensusPollingError", self.message, self.http_status, self.summary_json())
-
-    def summary_json(self) -> dict[str, Any]:
-        return {} if self.summary is None else self.summary.to_json()
-
-    def in_provider_21_shape(self) -> dict[str, Any]:
-        """This event inside the shape 2.1's trigger yielded, for readers written against 2.1.
-
-        Only a run that succeeded says ``completed``; every other end (failed, canceled,
-        skipped, an unknown state, a deadline, an error) says ``failed``, the one other value
-        2.1 yielded, so a reader that checks for either never takes it as success.
-        ``error_message`` holds what 2.1 put there (Census's error message or detail) when
-        Census gave one, else this event's account of the end.
-        """
-        summary = self.summary
-        succeeded = self.status == "finished" and summary is not None and summary.outcome is RunOutcome.SUCCEEDED
-        census_error = None if summary is None else summary.error_message or summary.error_detail
-        return {
-            "sync_run_id": self.sync_run_id,
-            "status": PROVIDER_21_SUCCESS if succeeded else PROVIDER_21_FAILURE,
-            "error_message": census_error if succeeded else census_error or self.described(),
-            NESTED_EVENT_KEY: self.to_dict(),
-        }
-
-
-def _optional_float(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-@dataclass(frozen=True)
-class RunsEvent:
-    """What the many-runs trigger reports: one :class:`RunEvent` per run, in the order it was given them.
-
-    ``task_state`` is what the task handed the trigger to get back with the event, and the
-    deadlines are the trigger's: both travel in the event rather than in the deferral's kwargs,
-    which Airflow 3's ``dag.test()`` drops when a trigger fires.
-    """
-
-    runs: tuple[RunEvent, ...]
-    task_state: dict[str, Any] | None = None
-    wait_deadline: float | None = None
-    cancel_deadline: float | None = None
-    schema_version: int = EVENT_SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": self.schema_version,
-            "runs": [event.to_dict() for event in self.runs],
-            "task_state": self.task_state,
-            "wait_deadline": self.wait_deadline,
-            "cancel_deadline": self.cancel_deadline,
-        }
-
-    @classmethod
-    def from_dict(cls, event: object) -> RunsEvent:
-        """The events, or an error that says they cannot be read (so the task fails loudly, never succeeds)."""
-        try:
-            if not isinstance(event, Mapping) or event.get("schema_version") != EVENT_SCHEMA_VERSION:
-                raise ValueError("not a many-runs event of schema version 1")
-            runs, task_state = event.get("runs"), event.get("task_state")
-            if not isinstance(runs, list):
-                raise TypeError("no list of runs")
-            if task_state is not None and not isinstance(task_state, dict):
-                raise TypeError("task_state is not a mapping")
-            return cls(
-                tuple(RunEvent._read(run) for run in runs),
-                task_state,
-                _optional_float(event.get("wait_deadline")),
-                _optional_float(event.get("cancel_deadline")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CensusError(
-                f"The Census trigger's event cannot be read ({exc}): {event!r:.300}. "
-                "The runs' outcomes are unknown; check them in Census, then clear the task to wait again."
-            ) from None
 
 
 class _WaitingTrigger(BaseTrigger):
@@ -265,6 +99,16 @@ class _WaitingTrigger(BaseTrigger):
             "cancel_on_kill": self.cancel_on_kill,
             "started_at": self.started_at,
         }
+
+    def wait_rules(self) -> WaitRules:
+        """The rules every run of this trigger is waited for by."""
+        return WaitRules(
+            poll_interval=self.poll_interval,
+            max_poll_failures=self.max_poll_failures,
+            unknown_state_timeout=self.unknown_state_timeout,
+            wait_deadline=self.wait_deadline,
+            cancel_deadline=self.cancel_deadline,
+        )
 
     def _class_path(self) -> str:
         return f"{type(self).__module__}.{type(self).__qualname__}"
@@ -571,6 +415,17 @@ async def _sleep_to_slot(delay: float, poll_interval: float) -> None:
         handle.cancel()
 
 
+def _failed_look(run_id: int, exc: CensusError) -> PollFailed:
+    return PollFailed(
+        run_id=run_id,
+        error=type(exc).__name__,
+        description=str(exc),
+        transient=is_transient(exc),
+        http_status=exc.http_status if isinstance(exc, CensusApiError) else None,
+        retry_after=retry_after_of(exc),
+    )
+
+
 def _wake(woken: asyncio.Future[None]) -> None:
     """Fire a slot, unless its sleeper was cancelled as it came due (a cancelled future takes no result)."""
     if not woken.done():
@@ -578,10 +433,11 @@ def _wake(woken: asyncio.Future[None]) -> None:
 
 
 class _RunWatch:
-    """The state of one run's wait: failures in a row, the last run seen, when an unknown state began.
+    """The driver of one run's wait: it looks at the run, and :mod:`..core.wait` decides what follows.
 
-    A run the task only watches (``watch_only``) is never canceled: at the cancel deadline
-    its wait simply ends, as at the wait deadline.
+    It keeps what a driver needs beyond the decisions: the last run seen (for the event), the
+    progress line last logged, and the hook. A run the task only watches (``watch_only``) is
+    never canceled: at the cancel deadline its wait simply ends, as at the wait deadline.
     """
 
     def __init__(
@@ -599,120 +455,78 @@ class _RunWatch:
         self.sync_id = sync_id
         self.hook = hook
         self.log = log
-        self.failures = 0
-        self.last_run: SyncRun | None = None
-        deadlines = [d for d in (trigger.wait_deadline, trigger.cancel_deadline) if d]
-        self.wait_deadline = min(deadlines, default=None) if watch_only else trigger.wait_deadline
-        self.cancel_deadline = None if watch_only else trigger.cancel_deadline
         self.watch_only = watch_only
-        self.next_deadline = min(deadlines, default=None)
-        self.unknown_since: float | None = None
+        rules = trigger.wait_rules()
+        self.rules = rules.watching_only() if watch_only else rules
+        self.state = WaitState()
+        self.last_run: SyncRun | None = None
         self.last_progress: tuple[Any, ...] | None = None
         self.last_progress_at = 0.0
 
     async def until_done(self, first_poll_delay: float) -> RunEvent:
-        delay = first_poll_delay
+        poll_at = time.time() + first_poll_delay
         while True:
-            deadline_event = await self._sleep_until_next_poll(delay)
-            if deadline_event is not None:
-                return deadline_event
-            event, next_poll_at = await self._poll_once()
-            if event is not None:
-                return event
-            delay = next_poll_at - time.monotonic()
+            delay = self.rules.wake_at(poll_at) - time.time()
+            if delay > 0:
+                await _sleep_to_slot(delay, self.rules.poll_interval)
+            due = deadline_due(self.rules, time.time())
+            if due is not None:
+                return await self._at_deadline(due)
+            decision = await self._look()
+            if isinstance(decision, Finish):
+                return self._finished(decision)
+            poll_at = decision.at
 
-    async def _sleep_until_next_poll(self, delay: float) -> RunEvent | None:
-        """Sleep ``delay`` seconds, or less if a deadline comes first; then act on that deadline."""
-        if self.next_deadline is not None:
-            delay = min(delay, max(0.0, self.next_deadline - time.time()))
-        if delay > 0:
-            await _sleep_to_slot(delay, self.trigger.poll_interval)
-        now = time.time()
-        cancel_due = self.cancel_deadline is not None and now >= self.cancel_deadline
-        wait_due = self.wait_deadline is not None and now >= self.wait_deadline
-        if not (cancel_due or wait_due):
-            return None
-        ended = await self._last_look()
-        if ended is not None:
-            return ended
-        if cancel_due:
+    async def _at_deadline(self, due: str) -> RunEvent:
+        """A last look first: a run that ended since the last poll is neither going nor to cancel."""
+        decision = await self._look()
+        if isinstance(decision, Finish) and decision.status == "finished":
+            return self._finished(decision)
+        if due == "cancel":
             return await self._cancel_at_deadline()
         return self._event(
             "timeout",
             f"Census sync run {self.sync_run_id} did not finish in time; it is still going in Census.",
         )
 
-    async def _last_look(self) -> RunEvent | None:
-        """At a deadline, the run's end if it ended since the last poll: it is then neither going nor to cancel."""
-        event, _ = await self._poll_once()
-        return event if event is not None and event.status == "finished" else None
-
-    async def _poll_once(self) -> tuple[RunEvent | None, float]:
-        """One GET of the run: an event if the wait is over, and if not, when to poll next (monotonic).
-
-        The interval counts from when this poll began, so polls keep their rate however long
-        Census takes to answer. After a failed poll the next one waits longer (see
-        :meth:`_after_failure`).
-        """
-        began = time.monotonic()
+    async def _look(self) -> Poll | Finish:
+        """One read of the run, and the decision on it; the interval counts from when the read began."""
+        began = time.time()
         try:
             run = await self.hook.aget_sync_run(self.sync_run_id, sync_id=self.sync_id)
         except CensusError as exc:
-            return self._after_failure(exc, began)
-        self.failures = 0
-        self.last_run = run
-        self._log_progress(run)
-        if run.outcome.is_terminal:
-            return self._event("finished", f"Census sync run {run.id} ended: {run.status}"), 0
-        if run.outcome is RunOutcome.UNKNOWN and self._unknown_for_too_long():
-            return self._event(
-                "finished",
-                f"Census sync run {run.id} stayed in the unknown state {run.status!r} for "
-                f"{self.trigger.unknown_state_timeout:.0f} s",
-            ), 0
-        if run.outcome is RunOutcome.IN_PROGRESS:
-            self.unknown_since = None
-        return None, began + self.trigger.poll_interval
+            look: Seen | PollFailed = _failed_look(self.sync_run_id, exc)
+        else:
+            self.last_run = run
+            self._log_progress(run)
+            look = Seen(run.id, run.status, run.outcome)
+        jitter = random.uniform(0, self.rules.poll_interval / 10)  # noqa: S311
+        before = self.state
+        self.state, decision = after_look(self.rules, before, look, began=began, now=time.time(), jitter=jitter)
+        self._log_change(before, look)
+        return decision
 
-    def _after_failure(self, exc: CensusError, began: float) -> tuple[RunEvent | None, float]:
-        """End the wait on a failure that will not pass (with its own class), or poll again later.
-
-        Failed polls in a row back off (the interval doubled per failure, up to
-        :data:`MAX_BACKOFF_INTERVALS` intervals, plus up to a tenth of it at random, so waits
-        that failed together do not retry together), and never come sooner than Census's
-        ``Retry-After``, capped at :data:`MAX_RETRY_AFTER_SECONDS`.
-        """
-        run_id = self.sync_run_id
-        if not is_transient(exc):
-            return self._error(f"Polling Census sync run {run_id} failed: {exc}", exc), 0
-        self.failures += 1
-        self.log.warning(
-            "Polling Census sync run %s failed (%d of %d in a row): %s",
-            run_id,
-            self.failures,
-            self.trigger.max_poll_failures,
-            exc,
-        )
-        if self.failures >= self.trigger.max_poll_failures:
-            message = f"Polling Census sync run {run_id} failed {self.failures} times in a row; last error: {exc}"
-            return self._error(message, None), 0
-        interval = self.trigger.poll_interval
-        backoff = interval * min(2.0 ** (self.failures - 1), MAX_BACKOFF_INTERVALS)
-        backoff += random.uniform(0, interval / 10)  # noqa: S311
-        retry_after = min(retry_after_of(exc) or 0.0, MAX_RETRY_AFTER_SECONDS)
-        return None, max(began + backoff, time.monotonic() + retry_after)
-
-    def _unknown_for_too_long(self) -> bool:
-        now = time.time()
-        if self.unknown_since is None:
-            self.unknown_since = now
+    def _log_change(self, before: WaitState, look: Seen | PollFailed) -> None:
+        if isinstance(look, PollFailed) and look.transient:
+            self.log.warning(
+                "Polling Census sync run %s failed (%d of %d in a row): %s",
+                self.sync_run_id,
+                self.state.failures,
+                self.rules.max_poll_failures,
+                look.description,
+            )
+        elif before.unknown_since is None and self.state.unknown_since is not None:
             self.log.warning(
                 "Census reports the unknown state %r for sync run %s; waiting up to %.0f s for a known one",
-                self.last_run.status if self.last_run else None,
+                look.status if isinstance(look, Seen) else None,
                 self.sync_run_id,
-                self.trigger.unknown_state_timeout,
+                self.rules.unknown_state_timeout,
             )
-        return now - self.unknown_since >= self.trigger.unknown_state_timeout
+
+    def _finished(self, decision: Finish) -> RunEvent:
+        return replace(
+            self._event(decision.status, decision.message), error=decision.error, http_status=decision.http_status
+        )
 
     async def stop(self, reason: str) -> RunEvent:
         """End this wait early because of another run (``fail_fast``): cancel the run unless only watched."""
@@ -747,14 +561,6 @@ class _RunWatch:
             wait_deadline=self.trigger.wait_deadline,
             cancel_deadline=self.trigger.cancel_deadline,
         )
-
-    def _error(self, message: str, exc: CensusError | None) -> RunEvent:
-        """An ``error`` event naming the class to raise: the failure's own, or CensusPollingError."""
-        event = self._event("error", message)
-        if exc is None:
-            return replace(event, error="CensusPollingError")
-        status = exc.http_status if isinstance(exc, CensusApiError) else None
-        return replace(event, error=type(exc).__name__, http_status=status)
 
     def _log_progress(self, run: SyncRun) -> None:
         """Log a line when the state, step or count changes, and a heartbeat otherwise."""

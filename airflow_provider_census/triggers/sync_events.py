@@ -37,9 +37,9 @@ from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import ONE_TRY, is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.core.wait import backoff, honoured
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.runs import RunSummary
-from airflow_provider_census.triggers.census import MAX_BACKOFF_INTERVALS, MAX_RETRY_AFTER_SECONDS
 from airflow_provider_census.version_compat import (
     AIRFLOW_V_3_0_PLUS,
     BaseEventTrigger,
@@ -147,8 +147,8 @@ class CensusSyncRunFinishedTrigger(BaseEventTrigger):
 
     Polls that fail (Census unreachable, 5xx, 429, a refused token) never end the watch,
     since there is no task to fail: they are logged and retried, the wait doubling per
-    failure in a row up to :data:`~airflow_provider_census.triggers.census.MAX_BACKOFF_INTERVALS`
-    intervals, and never sooner than Census's ``Retry-After``.
+    failure in a row up to :data:`~airflow_provider_census.core.wait.MAX_BACKOFF_INTERVALS`
+    intervals, and never sooner than Census's ``Retry-After`` (the rules of every wait).
 
     :param sync_id: the sync to watch.
     :param census_conn_id: the Airflow connection to Census.
@@ -466,9 +466,8 @@ class _Watch:
         interval = self.trigger.poll_interval
         if not self.failures:
             return interval
-        backoff = interval * min(2.0 ** (self.failures - 1), MAX_BACKOFF_INTERVALS)
-        backoff += random.uniform(0, interval / 10)  # noqa: S311
-        return max(backoff, min(retry_after_of(self.last_error) or 0.0, MAX_RETRY_AFTER_SECONDS))
+        jitter = random.uniform(0, interval / 10)  # noqa: S311
+        return max(backoff(interval, self.failures, jitter), honoured(retry_after_of(self.last_error)))
 
 
 def _first_mark(runs: Sequence[SyncRun]) -> WatchMark:

@@ -188,17 +188,13 @@ def test_census_sensor_reads_every_state_by_our_rules(
     census_conn: CensusEmulator, deferrable: bool, script: RunScript, error: type[Exception] | None
 ) -> None:
     run_id = started_run(census_conn, script)
-    # Only an unknown state in poke mode waits for the sensor's timeout: it alone is kept short.
-    timeout = 1 if error is CensusRunUnknownStateError and not deferrable else 60
-    task = census_sensor(str(run_id), deferrable=deferrable, mode="poke", timeout=timeout, unknown_state_timeout=0.2)
+    task = census_sensor(str(run_id), deferrable=deferrable, mode="poke", timeout=60, unknown_state_timeout=0.2)
     ti = FakeTaskInstance()
     if error is None:
         assert run_deferred(task, context_for(ti)) == run_id
         assert ti.xcom("sync_run")["outcome"] == "succeeded"
         return
-    if error is CensusRunUnknownStateError and not deferrable:
-        error = AirflowSensorTimeout  # in poke mode the sensor's timeout bounds an unknown state
-    with pytest.raises(error) as info:
+    with pytest.raises(error) as info:  # an unknown state ends after unknown_state_timeout in both modes
         run_deferred(task, context_for(ti))
     if error is CensusRunFailedError:
         assert "error_code=E_DEST" in str(info.value)

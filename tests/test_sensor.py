@@ -12,11 +12,14 @@ from airflow_provider_census.api.errors import (
     CensusApiError,
     CensusAuthenticationError,
     CensusNotFoundError,
+    CensusPollingError,
     CensusRunFailedError,
     CensusRunSkippedError,
 )
+from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import RUN_READS, CensusEmulator, RunScript
+from tests.conftest import QUICK_RETRIES
 from tests.task_context import FakeTaskInstance, context_for, only_event, run_deferred
 
 pytestmark = pytest.mark.v2_routes
@@ -130,11 +133,7 @@ def test_every_way_a_run_ends_through_the_sensor(
         return
     with pytest.raises(Exception) as info:
         run_deferred(task, context_for())
-    if deferrable or error_name != "CensusRunUnknownStateError":
-        assert type(info.value).__name__ == error_name
-    else:
-        # In poke mode an unknown state is waited out until the sensor's own timeout.
-        assert isinstance(info.value, AirflowSensorTimeout)
+    assert type(info.value).__name__ == error_name, "the same rules in poke mode as deferred"
 
 
 @pytest.mark.parametrize(
@@ -163,3 +162,23 @@ def test_a_failure_raises_the_same_class_deferred_or_not(
     assert f"HTTP {fault}" in str(info.value)
     if isinstance(info.value, CensusApiError):
         assert info.value.http_status == int(fault)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferred"])
+def test_passing_failures_are_borne_up_to_max_poll_failures_in_every_mode(
+    census_conn: CensusEmulator, deferrable: bool
+) -> None:
+    """Two failed polls in a row are borne, three end the wait: poking or deferred, one rule."""
+    steady = census_conn.trigger(census_conn.add_sync(RunScript(outcome="completed", working_polls=3)))
+    census_conn.fail_next("503", count=2, method="GET", path_prefix=RUN_READS)
+    task = sensor(steady, deferrable=deferrable, mode="poke", max_poll_failures=3)
+    task.hook = CensusHook(retry_policy=QUICK_RETRIES)
+    assert run_deferred(task, context_for()) in (steady, None)
+    assert census_conn.run(steady)["status"] == "completed"
+
+    going = census_conn.trigger(census_conn.add_sync(RunScript(outcome="never")))
+    census_conn.fail_next("503", count=1000, method="GET", path_prefix=RUN_READS)
+    failing = sensor(going, deferrable=deferrable, mode="poke", max_poll_failures=3)
+    failing.hook = CensusHook(retry_policy=QUICK_RETRIES)  # each poke's own call retries, then counts once
+    with pytest.raises(CensusPollingError, match="failed 3 times in a row"):
+        run_deferred(failing, context_for())

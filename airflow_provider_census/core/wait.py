@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from airflow_provider_census.api.errors import CensusApiError, CensusError
+from airflow_provider_census.api.retry import is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome
 
 MAX_BACKOFF_INTERVALS = 8.0
@@ -77,6 +79,18 @@ class PollFailed:
     transient: bool
     http_status: int | None = None
     retry_after: float | None = None
+
+    @classmethod
+    def of(cls, run_id: int, exc: CensusError) -> PollFailed:
+        """What a failed read of the run tells the rules: its class, whether it may pass, Census's wish."""
+        return cls(
+            run_id=run_id,
+            error=type(exc).__name__,
+            description=str(exc),
+            transient=is_transient(exc),
+            http_status=exc.http_status if isinstance(exc, CensusApiError) else None,
+            retry_after=retry_after_of(exc),
+        )
 
 
 @dataclass(frozen=True)

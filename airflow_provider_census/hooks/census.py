@@ -365,7 +365,7 @@ class CensusHook(BaseHook):
         except CensusError as exc:
             return False, str(exc)
         if checks[0].result != OK:
-            return False, checks[0].advice
+            return False, checks[0].detail or checks[0].advice
         settings = preflight.settings
         notes = "; ".join(
             f"{check.call}: {check.result}{f' ({check.advice})' if check.advice else ''}" for check in checks[1:]

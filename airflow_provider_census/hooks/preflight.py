@@ -45,6 +45,8 @@ class Check:
     result: str
     advice: str = ""
     core: bool = False
+    detail: str = ""
+    """The whole error, where the advice is its first sentence (the connection test shows it)."""
 
     @property
     def sentence(self) -> str:
@@ -216,9 +218,9 @@ class Preflight:
             answer = client.run(endpoint.bind(self.settings, params=params, **path))
         except CensusNotFoundError as exc:
             advice = missing if exc.assumed_route and missing else _first_sentence(exc)
-            return Check(call, endpoint.route, MISSING if exc.assumed_route else FAILED, advice, core)
+            return Check(call, endpoint.route, MISSING if exc.assumed_route else FAILED, advice, core, str(exc))
         except CensusError as exc:
-            return Check(call, endpoint.route, FAILED, _first_sentence(exc), core)
+            return Check(call, endpoint.route, FAILED, _first_sentence(exc), core, str(exc))
         if keep is not None:
             keep(answer.items)
         return Check(call, endpoint.route, OK, "", core)

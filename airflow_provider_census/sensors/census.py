@@ -9,10 +9,13 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
 
+from airflow_provider_census.api.errors import CensusError, rebuild_error
 from airflow_provider_census.api.inputs import census_id
+from airflow_provider_census.api.retry import is_transient
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.core.wait import Poll, PollFailed, Seen, WaitRules, WaitState, after_look
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.version_compat import (
     AirflowProviderDeprecationWarning,
@@ -52,9 +55,10 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
         made Census skip this one.
     :param max_rejected_records: fail a completed run that rejected more records than this.
     :param max_rejected_share: fail a completed run that rejected more than this share (0-1).
-    :param max_poll_failures: failed polls in a row tolerated while deferred.
-    :param unknown_state_timeout: seconds a run may stay in a state the provider does not know
-        while deferred (in poke and reschedule modes the sensor's ``timeout`` bounds it).
+    :param max_poll_failures: failed polls in a row tolerated, in every mode.
+    :param unknown_state_timeout: seconds a run may stay in a state the provider does not know,
+        in every mode (in reschedule mode each poke counts afresh, so the sensor's ``timeout``
+        bounds it there).
 
     ``poke_interval`` is the poll interval in every mode; ``timeout`` bounds the wait.
     """
@@ -65,6 +69,7 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
         super().__init__(**kwargs)
         self.sync_run_id = sync_run_id
         self.sync_id = sync_id
+        self._wait_state = WaitState()
 
     @property
     def poll_seconds(self) -> float:
@@ -78,23 +83,59 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        return self._finish_or_defer(context, self._current_run(context, self._run_id()))
+        run_id = self._run_id()
+        try:
+            run = self._current_run(context, run_id)
+        except CensusError as exc:
+            if not is_transient(exc):
+                raise
+            # The trigger's polls bear passing failures (max_poll_failures), as poking does.
+            self.log.warning("Could not read Census sync run %s yet (%s); waiting for it anyway", run_id, exc)
+            self.publish(context, self._given_sync_id(), run_id)
+            self._defer(run_id, self._given_sync_id())
+        return self._finish_or_defer(context, run)
 
     def _finish_or_defer(self, context: Context, run: SyncRun) -> int:
         """Finish on a run that ended; else wait for it in the triggerer, for at most the sensor's timeout."""
         if run.outcome.is_terminal:
             return self.finish(context, self.summary_of(run))
+        self._defer(run.id, run.sync_id)
+
+    def _defer(self, run_id: int, sync_id: int | None) -> NoReturn:
         deadlines = Deadlines(wait=time.time() + float(self.timeout), cancel=None)
-        trigger = self.make_trigger(run.id, deadlines, run.sync_id)
+        trigger = self.make_trigger(run_id, deadlines, sync_id)
         self.defer(trigger=trigger, method_name="execute_complete", timeout=None)
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """One look; a finished run ends the wait with its id as the task's XCom, as in deferrable mode."""
-        run = self._current_run(context, self._run_id())
-        if not run.outcome.is_terminal:
-            self.log.info("Census sync run %s is %s; waiting", run.id, run.status)
+        """One look, judged by the rules of every wait (:mod:`..core.wait`), as the deferred wait judges its polls.
+
+        Passing failures are borne up to ``max_poll_failures`` in a row, an unknown state up to
+        ``unknown_state_timeout``; a finished run ends the wait with its id as the task's XCom.
+        The count lives on the sensor, so it spans the pokes of one try in poke mode; in
+        reschedule mode each poke starts afresh, and the sensor's ``timeout`` bounds the wait.
+        """
+        began, run_id = time.time(), self._run_id()
+        run: SyncRun | None = None
+        try:
+            run = self._current_run(context, run_id)
+        except CensusError as exc:
+            failure = PollFailed.of(run_id, exc)
+            if not failure.transient:
+                raise
+            look: Seen | PollFailed = failure
+        else:
+            look = Seen(run.id, run.status, run.outcome)
+        self._wait_state, decision = after_look(self._poke_rules, self._wait_state, look, began=began, now=time.time())
+        if isinstance(decision, Poll):
+            self.log.info("Census sync run %s is %s; waiting", run_id, run.status if run else "not read this time")
             return PokeReturnValue(is_done=False)
+        if run is None or decision.status == "error":
+            raise rebuild_error(decision.error or "CensusPollingError", decision.message, decision.http_status)
         return PokeReturnValue(is_done=True, xcom_value=self.finish(context, self.summary_of(run)))
+
+    @property
+    def _poke_rules(self) -> WaitRules:
+        return WaitRules(float(self.poke_interval), self.max_poll_failures, self.unknown_state_timeout)
 
     def _run_id(self) -> int:
         return census_id(self.sync_run_id, "sync_run_id")

@@ -24,10 +24,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_census.api.errors import CensusApiError, CensusError
+from airflow_provider_census.api.errors import CensusError
 from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.models import SyncRun
-from airflow_provider_census.api.retry import ONE_TRY, RetryPolicy, is_transient, retry_after_of
+from airflow_provider_census.api.retry import ONE_TRY, RetryPolicy
 from airflow_provider_census.api.states import RunOutcome, is_retired_state
 from airflow_provider_census.core.events import RunEvent, RunsEvent
 from airflow_provider_census.core.wait import (
@@ -415,17 +415,6 @@ async def _sleep_to_slot(delay: float, poll_interval: float) -> None:
         handle.cancel()
 
 
-def _failed_look(run_id: int, exc: CensusError) -> PollFailed:
-    return PollFailed(
-        run_id=run_id,
-        error=type(exc).__name__,
-        description=str(exc),
-        transient=is_transient(exc),
-        http_status=exc.http_status if isinstance(exc, CensusApiError) else None,
-        retry_after=retry_after_of(exc),
-    )
-
-
 def _wake(woken: asyncio.Future[None]) -> None:
     """Fire a slot, unless its sleeper was cancelled as it came due (a cancelled future takes no result)."""
     if not woken.done():
@@ -495,7 +484,7 @@ class _RunWatch:
         try:
             run = await self.hook.aget_sync_run(self.sync_run_id, sync_id=self.sync_id)
         except CensusError as exc:
-            look: Seen | PollFailed = _failed_look(self.sync_run_id, exc)
+            look: Seen | PollFailed = PollFailed.of(self.sync_run_id, exc)
         else:
             self.last_run = run
             self._log_progress(run)

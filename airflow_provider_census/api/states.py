@@ -30,8 +30,11 @@ _TERMINAL = frozenset({RunOutcome.SUCCEEDED, RunOutcome.FAILED, RunOutcome.SKIPP
 
 IN_PROGRESS_STATES = frozenset({"queued", "working"})
 RETIRED_IN_PROGRESS_STATES = frozenset({"new", "preparing", "retrying"})
-SUCCESS_STATES = frozenset({"completed"})
-FAILURE_STATES = frozenset({"failed"})
+COMPLETED = "completed"
+FAILED = "failed"
+"""Census's words for a run that succeeded and one that failed (provider 2.1's trigger yielded them as is)."""
+SUCCESS_STATES = frozenset({COMPLETED})
+FAILURE_STATES = frozenset({FAILED})
 SKIPPED_STATES = frozenset({"skipped"})
 
 _OUTCOME_BY_STATE: dict[str, RunOutcome] = {

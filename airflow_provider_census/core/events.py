@@ -32,13 +32,13 @@ from typing import Any
 
 from airflow_provider_census.api.errors import CensusError, is_error_name, rebuild_error
 from airflow_provider_census.api.models import optional_int
-from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.api.states import COMPLETED, FAILED, RunOutcome
 from airflow_provider_census.runs import RunSummary, describe
 
 EVENT_SCHEMA_VERSION = 1
 EVENT_STATUSES = ("finished", "timeout", "error", "stopped")
-PROVIDER_21_SUCCESS = "completed"
-PROVIDER_21_FAILURE = "failed"
+PROVIDER_21_SUCCESS = COMPLETED
+PROVIDER_21_FAILURE = FAILED
 """The two statuses 2.1's trigger yielded; 2.1's sensor took the first as success and failed on any other."""
 NESTED_EVENT_KEY = "census_event"
 """Where the 2.1-shaped event of ``CensusTrigger`` (provider 2.1's class path) carries this provider's event."""

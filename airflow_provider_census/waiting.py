@@ -24,6 +24,7 @@ from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.assets.census import record_run_in_outlets
 from airflow_provider_census.core.events import RunEvent
 from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.hooks.triggering import recent_runs_if_listed
 from airflow_provider_census.links.census import CensusSyncRunLink
 from airflow_provider_census.runs import (
     XCOM_SYNC_RUN,
@@ -232,7 +233,7 @@ class SyncRunTask(BaseOperator):
 
         None when there is none among the sync's 100 newest runs, or its runs cannot be listed.
         """
-        for run in self.hook.recent_runs_if_listed(sync_id, "earlier_run", per_page=100) or ():
+        for run in recent_runs_if_listed(self.hook, sync_id, "earlier_run", per_page=100) or ():
             if run.id < summary.sync_run_id and run.outcome is not RunOutcome.SKIPPED:
                 return run
         return None
@@ -283,7 +284,7 @@ class SyncTriggeringTask(SyncRunTask):
             return None
         if task_state_store(context) is not None:
             return self._run_kept_by_earlier_try(context, kept, sync_id)
-        newest = self.hook.recent_runs_if_listed(sync_id, "reattach")
+        newest = recent_runs_if_listed(self.hook, sync_id, "reattach")
         latest = newest[0] if newest else None
         if latest is not None and latest.outcome is RunOutcome.IN_PROGRESS:
             self.log.warning(

@@ -24,6 +24,7 @@ from airflow_provider_census.api.errors import (
 from airflow_provider_census.api.models import Page, SyncRun
 from airflow_provider_census.api.retry import RetryPolicy, parse_retry_after
 from airflow_provider_census.api.settings import ClientSettings
+from airflow_provider_census.hooks import triggering
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from tests.conftest import QUICK_RETRIES
@@ -269,8 +270,8 @@ def test_after_a_lost_answer_only_a_run_created_since_the_trigger_went_out_is_ad
     listed: list[list[SyncRun]] = [[run(12, -60.0)], [run(12, -60.0)], [run(13, 0.4), run(12, -60.0)]]
     monkeypatch.setattr(hook, "list_sync_runs", lambda *args, **kwargs: Page(listed.pop(0), 1, 10, None, None))
     deadline = time.monotonic() + 10
-    assert hook._run_started_after(7, baseline=11, sent_at=sent_at, deadline=deadline) is None
-    assert hook._run_started_after(7, baseline=11, sent_at=sent_at, deadline=deadline) == 13
+    assert triggering._run_started_after(hook, 7, baseline=11, sent_at=sent_at, deadline=deadline) is None
+    assert triggering._run_started_after(hook, 7, baseline=11, sent_at=sent_at, deadline=deadline) == 13
     undated = [run(14, None)]
     monkeypatch.setattr(hook, "list_sync_runs", lambda *args, **kwargs: Page(undated, 1, 10, None, None))
-    assert hook._run_started_after(7, baseline=11, sent_at=sent_at, deadline=deadline) == 14
+    assert triggering._run_started_after(hook, 7, baseline=11, sent_at=sent_at, deadline=deadline) == 14

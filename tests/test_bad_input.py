@@ -435,7 +435,7 @@ ROWS: list[BadInput] = [
     ),
     BadInput(
         "HTML error page from a proxy",
-        lambda scene: (scene.fail("html"), poke(sync_run_id=5)),
+        lambda scene: (scene.fail("html"), quick_hook().get_sync_run(5)),
         CensusServerError,
         ("HTTP 502", "an HTML page, not JSON", "502 Bad Gateway", "retry the task later"),
     ),
@@ -443,7 +443,7 @@ ROWS: list[BadInput] = [
         "HTML page with status 200",
         lambda scene: (
             scene.canned(Canned(200, "<!DOCTYPE html><title>Sign in</title>", "text/html")),
-            poke(sync_run_id=5),
+            quick_hook().get_sync_run(5),
         ),
         CensusResponseError,
         ("with HTTP 200 but an HTML page, not JSON", "Sign in", "A proxy may be in the way"),
@@ -462,7 +462,7 @@ ROWS: list[BadInput] = [
     ),
     BadInput(
         "data is a list, not an object",
-        lambda scene: (scene.canned(Canned(200, success([{"id": 5}]))), poke(sync_run_id=5)),
+        lambda scene: (scene.canned(Canned(200, success([{"id": 5}]))), quick_hook().get_sync_run(5)),
         CensusResponseError,
         ("unexpected shape", "a sync run should be a JSON object, got list", "base_url"),
     ),
@@ -476,14 +476,17 @@ ROWS: list[BadInput] = [
         "run with a null status",
         lambda scene: (
             scene.canned(Canned(200, success({"id": 5, "sync_id": 3, "status": None}))),
-            poke(sync_run_id=5),
+            quick_hook().get_sync_run(5),
         ),
         CensusResponseError,
         ("sync run 5 has no text 'status' (got None)", "base_url"),
     ),
     BadInput(
         "run with a numeric status",
-        lambda scene: (scene.canned(Canned(200, success({"id": 5, "sync_id": 3, "status": 3}))), poke(sync_run_id=5)),
+        lambda scene: (
+            scene.canned(Canned(200, success({"id": 5, "sync_id": 3, "status": 3}))),
+            quick_hook().get_sync_run(5),
+        ),
         CensusResponseError,
         ("sync run 5 has no text 'status' (got 3)",),
     ),

@@ -11,7 +11,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from airflow_provider_census.api.endpoints import Request
 from airflow_provider_census.api.settings import ClientSettings
-from airflow_provider_census.api.wire import Answer, parse, prepare, transport_error
+from airflow_provider_census.api.wire import Answer, causes, parse, prepare, transport_error
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -61,15 +61,6 @@ class CensusClient:
 
 def _never_connected(exc: BaseException) -> bool:
     """True when no connection was made, so no byte of the request reached Census."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, NewConnectionError | ConnectTimeoutError):
-            return True
-        reason = getattr(seen, "reason", None)
-        nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
-        seen = reason if isinstance(reason, BaseException) else nested or seen.__cause__ or seen.__context__
-    return False
+    return isinstance(exc, requests.ConnectTimeout) or any(
+        isinstance(cause, NewConnectionError | ConnectTimeoutError) for cause in causes(exc)
+    )

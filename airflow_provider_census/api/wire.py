@@ -357,7 +357,7 @@ def wrong_host_hint(settings: ClientSettings, failure: HostFailure) -> str:
 
 def _is_tls_failure(exc: BaseException) -> bool:
     """A TLS handshake that failed: a certificate for another name is how a wrong host shows."""
-    return any(isinstance(seen, ssl.SSLError | ssl.CertificateError) for seen in _causes(exc))
+    return any(isinstance(seen, ssl.SSLError | ssl.CertificateError) for seen in causes(exc))
 
 
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>:?\s*|\b\w+\(host='[^']*', port=\d+\):\s*")
@@ -381,11 +381,11 @@ def reason_of(exc: BaseException) -> str:
 
 
 def _innermost_cause(exc: BaseException) -> BaseException:
-    *_, innermost = _causes(exc)
+    *_, innermost = causes(exc)
     return innermost
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
+def causes(exc: BaseException) -> Iterator[BaseException]:
     """The exception and what it wraps, outermost first: ``reason`` (urllib3), a wrapped first
     argument (requests), ``__cause__`` and ``__context__``."""
     seen = exc

@@ -544,10 +544,7 @@ class CensusHook(BaseHook):
         from airflow_provider_census.hooks import selection
         from airflow_provider_census.selectors import Selection, parse_selection
 
-        if on_no_match not in selection.ON_NO_MATCH_CHOICES:
-            raise CensusInputError(
-                f"on_no_match={on_no_match!r} is not one of {', '.join(selection.ON_NO_MATCH_CHOICES)}."
-            )
+        selection.checked_on_no_match(on_no_match)
         if isinstance(select, Selection) and exclude is not None:
             raise CensusInputError("Pass exclude to parse_selection with the rest of the selection, not beside it.")
         return selection.resolve(

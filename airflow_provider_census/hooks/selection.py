@@ -14,7 +14,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from airflow_provider_census.api.errors import CensusApiError, CensusNoSyncSelectedError, CensusNotFoundError
+from airflow_provider_census.api.errors import (
+    CensusApiError,
+    CensusInputError,
+    CensusNoSyncSelectedError,
+    CensusNotFoundError,
+)
 from airflow_provider_census.api.models import Sync
 from airflow_provider_census.api.run_read import is_route_404
 from airflow_provider_census.selectors import Selection, SyncFacts
@@ -26,6 +31,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ON_NO_MATCH_CHOICES = ("fail", "skip", "empty")
+
+
+def checked_on_no_match(on_no_match: str) -> str:
+    """``on_no_match`` if it is one of :data:`ON_NO_MATCH_CHOICES`; checked where the DAG is parsed and in the hook."""
+    if on_no_match not in ON_NO_MATCH_CHOICES:
+        raise CensusInputError(f"on_no_match must be one of {', '.join(ON_NO_MATCH_CHOICES)}, got {on_no_match!r}")
+    return on_no_match
+
+
 CONCURRENT_READS = 8
 """How many syncs named by id are read at the same time."""
 NAMED_SOURCE_KINDS = frozenset({"model", "segment", "dataset", "entity"})

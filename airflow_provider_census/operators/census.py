@@ -28,7 +28,7 @@ from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.assets.census import record_runs_in_outlets
 from airflow_provider_census.batch import SyncBatch, SyncProgress
 from airflow_provider_census.hooks.census import CensusHook
-from airflow_provider_census.hooks.selection import ON_NO_MATCH_CHOICES
+from airflow_provider_census.hooks.selection import checked_on_no_match
 from airflow_provider_census.links.census import CensusSyncRunsLink
 from airflow_provider_census.openlineage import CensusLineageMixin
 from airflow_provider_census.runs import XCOM_SYNC_RUN_IDS, XCOM_SYNC_RUNS, XCOM_SYNC_RUNS_URL, RunSummary
@@ -299,9 +299,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
             CalledWithContext(exclude) if callable(exclude) else exclude
         )
         self.include_paused = include_paused
-        if on_no_match not in ON_NO_MATCH_CHOICES:
-            raise CensusInputError(f"on_no_match must be one of {', '.join(ON_NO_MATCH_CHOICES)}, got {on_no_match!r}")
-        self.on_no_match = on_no_match
+        self.on_no_match = checked_on_no_match(on_no_match)
         self.fail_fast = fail_fast
         self.max_concurrent_triggers = positive_count(max_concurrent_triggers, "max_concurrent_triggers")
         self._parse_what_is_known_now()

@@ -119,6 +119,26 @@ def test_trigger_then_sensor_dag_in_real_airflow(
         assert summary["url"].endswith(f"/syncs/{sync_id}/history?sync_run_id={run['id']}")
 
 
+def test_the_one_task_post_dbt_dag_in_real_airflow_runs_syncs_named_by_id(
+    census_conn: CensusEmulator, airflow_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented many-syncs usage through dag.test(): each sync triggered once, the failed one named."""
+    good = census_conn.add_sync(RunScript(records_processed=5))
+    bad = census_conn.add_sync(RunScript(outcome="failed", error_code="JSON_ARRAY_ERROR"))
+    monkeypatch.setenv("CENSUS_EXAMPLE_POLL_INTERVAL", "0.1")
+    monkeypatch.setenv("CENSUS_EXAMPLE_SELECT", f"{good},{bad}")
+    dag_run = run_example_dag("census_post_dbt_one_task")
+    assert task_states(dag_run) == {("dbt_build", -1): "success", ("census_syncs", -1): "failed"}
+    assert [len(census_conn.requests_for("POST", f"/syncs/{sync}/trigger")) for sync in (good, bad)] == [1, 1]
+    summaries = xcom(dag_run, "census_syncs", key="sync_runs")
+    assert {key: summary["outcome"] for key, summary in summaries.items()} == {
+        str(good): "succeeded",
+        str(bad): "failed",
+    }
+    assert summaries[str(bad)]["error_code"] == "JSON_ARRAY_ERROR"
+    assert "records_processed" in summaries[str(good)]["unread"], "test_status carries no counts"
+
+
 # -- the preflight -------------------------------------------------------------------------------
 
 MIGRATION_GUIDE = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "migrate.md"

@@ -20,8 +20,8 @@ Provider 2.1's trigger class path yields 2.1's shape (``sync_run_id``, ``status`
 or ``failed``, ``error_message``) with the event above under ``census_event``, so code written
 against 2.1's event reads it too::
 
-    {"sync_run_id": int, "status": "completed" | "failed", "error_message": str | None,
-     "census_event": {...the event above...}}
+    {"sync_run_id": int, "status": PROVIDER_21_SUCCESS | PROVIDER_21_FAILURE,
+     "error_message": str | None, "census_event": {...the event above...}}
 """
 
 from __future__ import annotations

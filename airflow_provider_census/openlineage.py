@@ -28,7 +28,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_provider_census import __version__
@@ -345,7 +345,7 @@ class CensusLineageMixin:
     """OpenLineage's ``get_openlineage_facets_on_complete``/``_on_failure`` for a task that runs Census syncs.
 
     Mix it in before the operator's base class. It keeps the summary of each run the task
-    finishes (its :meth:`finish` records it, then hands on), and the task's sync ids come from
+    finishes (the task's finish calls :meth:`record_census_run`), and the task's sync ids come from
     ``sync_id`` or ``sync_ids``, for syncs whose run never ended. When OpenLineage asks, it
     reads each sync and its connections with the task's ``hook``. It reads nothing from XCom:
     the provider's listener runs in a fork of the task process, where the Task SDK's channel
@@ -353,13 +353,8 @@ class CensusLineageMixin:
     lineage and a log line, never a failure.
     """
 
-    def finish(self, context: Any, summary: RunSummary) -> Any:
-        """Keep the finished run for lineage, then the operator's own finish (which may raise)."""
-        self.record_census_run(summary)
-        return cast(Any, super()).finish(context, summary)
-
     def record_census_run(self, summary: RunSummary) -> None:
-        """Keep a finished run's summary for lineage; for tasks that end runs without :meth:`finish`."""
+        """Keep a finished run's summary for lineage (before the task's checks, which may fail it)."""
         runs: list[RunSummary] = self.__dict__.setdefault("_census_lineage_runs", [])
         runs.append(summary)
 

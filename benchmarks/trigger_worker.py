@@ -30,7 +30,7 @@ polls: requests that timed out or failed on the client side, by exception type. 
 failed polls and polls again; the official trigger ends on its first (the triggerer fails the task);
 the floors count them and poll again.
 With ``--observe-watches`` (ours and many) it also reports when each run's own wait loop (the
-provider's ``_RunWatch``) saw the run end, wrapped from outside like the failed-poll count: a
+provider's ``RunWatch``) saw the run end, wrapped from outside like the failed-poll count: a
 many-runs trigger holds every run's end until the last one, so its event time says when the task
 resumes, and this time says when the trigger knew. One wrapper call per run, not per poll.
 With ``--profile FILE`` it also writes cProfile stats of that measured part (which then costs more
@@ -116,10 +116,10 @@ def count_failures(owner: Any, name: str) -> None:
 
 
 def observe_watch_ends() -> None:
-    """Record when each run's ``_RunWatch.until_done`` returns, in :data:`WATCH_ENDS`."""
-    from airflow_provider_census.triggers import census as trigger_module
+    """Record when each run's ``RunWatch.until_done`` returns, in :data:`WATCH_ENDS`."""
+    from airflow_provider_census import watch as watch_module
 
-    original = trigger_module._RunWatch.until_done
+    original = watch_module.RunWatch.until_done
     if getattr(original, "_observed", False):
         return
 
@@ -129,7 +129,7 @@ def observe_watch_ends() -> None:
         return event
 
     until_done._observed = True  # type: ignore[attr-defined]
-    trigger_module._RunWatch.until_done = until_done  # type: ignore[method-assign]
+    watch_module.RunWatch.until_done = until_done  # type: ignore[method-assign]
 
 
 def outcome_of(payload: dict[str, Any]) -> str:
@@ -384,9 +384,9 @@ def main() -> int:
     if args.observe_watches:
         observe_watch_ends()
     if args.slot_seconds is not None:
-        from airflow_provider_census.triggers import census as trigger_module
+        from airflow_provider_census import watch as watch_module
 
-        trigger_module.POLL_SLOT_SECONDS = args.slot_seconds
+        watch_module.POLL_SLOT_SECONDS = args.slot_seconds
     channel = protocol_channel()
     result = asyncio.run(main_async(channel, args.kind, args.poll_interval, args.warm_run, args.profile))
     print(json.dumps(result), file=channel, flush=True)

@@ -15,6 +15,7 @@ class FakeTaskInstance:
     try_number: int = 1
     start_date: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     pushed: list[tuple[str, Any]] = field(default_factory=list)
+    stats_tags: dict[str, str] = field(default_factory=dict)  # Airflow 3.3's ResumableJobMixin reads it
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.pushed.append((key, value))

@@ -179,9 +179,9 @@ def retry_dags(tmp_path: Path, airflow_db: None, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AIRFLOW__STATE_STORE__CLEAR_ON_SUCCESS", "False")
     original = CensusTriggerSyncOperator.execute_complete
 
-    def execute_complete(self: Any, context: Any, event: object = None, skips: int = 0) -> Any:
+    def execute_complete(self: Any, context: Any, event: object = None) -> Any:
         RESUMED.append(context["ti"].try_number)
-        return original(self, context, event, skips)
+        return original(self, context, event)
 
     monkeypatch.setattr(CensusTriggerSyncOperator, "execute_complete", execute_complete)
     for record in (TRIES, RESUMED, BEFORE_RETRY, FAILED_TRIES):

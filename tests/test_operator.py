@@ -24,6 +24,7 @@ from airflow_provider_census.api.errors import (
     CensusRunUnknownStateError,
 )
 from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.core.steps import WaitState
 from airflow_provider_census.operators.census import MAX_RETRIGGERS_AFTER_SKIPS, CensusTriggerSyncOperator
 from airflow_provider_census.testing import RUN_READS, CensusEmulator, RunScript
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger
@@ -306,7 +307,7 @@ def test_on_kill_cancels_the_run_being_waited_for(census_conn: CensusEmulator) -
 
     def kill_once_waiting() -> None:
         deadline = time.monotonic() + 10
-        while task._sync_run_id is None and time.monotonic() < deadline:
+        while task.waiting is None and time.monotonic() < deadline:
             time.sleep(0.01)
         task.on_kill()
 
@@ -325,7 +326,7 @@ def test_on_kill_does_nothing_when_switched_off_or_finished(census_conn: CensusE
     run_task(task)
     task.on_kill()
     keep = operator(sync_id, cancel_on_kill=False)
-    keep._sync_run_id = census_conn.trigger(census_conn.add_sync(RunScript(outcome="never")))
+    keep.waiting = WaitState(census_conn.trigger(census_conn.add_sync(RunScript(outcome="never"))))
     keep.on_kill()
     assert [r for r in census_conn.requests if r.path.endswith("/cancel")] == []
 

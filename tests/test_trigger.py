@@ -22,7 +22,7 @@ from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.core.events import RunEvent
 from airflow_provider_census.runs import RunExpectations, RunSummary
 from airflow_provider_census.testing import CensusEmulator, FaultProfile, RunScript
-from airflow_provider_census.triggers import census as trigger_module
+from airflow_provider_census import watch as watch_module
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.task_context import only_event
@@ -187,8 +187,8 @@ async def test_unknown_state_ends_after_its_timeout_and_never_counts_as_success(
 async def test_wait_deadline_stops_waiting_and_leaves_the_run_going(census_conn: CensusEmulator) -> None:
     run_id = started_run(census_conn, RunScript(outcome="never"))
     wait_deadline = time.time() + 0.2
-    event = await only_event(make_trigger(run_id, wait_deadline=wait_deadline))
-    assert (event["status"], event["canceled_run"], event["wait_deadline"]) == ("timeout", False, wait_deadline)
+    event = await only_event(make_trigger(run_id, wait_deadline=wait_deadline, task_state={"kept": wait_deadline}))
+    assert (event["status"], event["canceled_run"], event["task_state"]) == ("timeout", False, {"kept": wait_deadline})
     assert event["summary"]["status"] == "working"
     assert "still going" in event["message"]
     assert cancel_requests(census_conn, run_id) == []
@@ -199,7 +199,7 @@ async def test_cancel_deadline_cancels_the_run_in_census(census_conn: CensusEmul
     run_id = started_run(census_conn, RunScript(outcome="never"))
     cancel_deadline = time.time() + 0.2
     event = await only_event(make_trigger(run_id, cancel_deadline=cancel_deadline))
-    assert (event["status"], event["canceled_run"], event["cancel_deadline"]) == ("timeout", True, cancel_deadline)
+    assert (event["status"], event["canceled_run"]) == ("timeout", True)
     assert "was canceled" in event["message"]
     assert len(cancel_requests(census_conn, run_id)) == 1
     assert census_conn.run(run_id)["canceled"] is True
@@ -314,13 +314,13 @@ async def test_a_slow_answer_does_not_stretch_the_poll_interval(
     census_conn.set_faults(FaultProfile(latency=latency))
     run_id = started_run(census_conn, RunScript(working_polls=3))
     sleeps: list[float] = []
-    real_sleep = trigger_module._sleep_to_slot
+    real_sleep = watch_module.sleep_to_slot
 
     async def recorded_sleep(delay: float, poll_interval: float) -> None:
         sleeps.append(delay)
         await real_sleep(delay, poll_interval)
 
-    monkeypatch.setattr(trigger_module, "_sleep_to_slot", recorded_sleep)
+    monkeypatch.setattr(watch_module, "sleep_to_slot", recorded_sleep)
     event = await make_trigger(run_id, poll_interval=interval).watch(LineLog())
     assert event.status == "finished"
     assert len(sleeps) >= 3, sleeps
@@ -343,7 +343,7 @@ async def test_polls_wake_on_a_shared_grid_of_slots(
 
     monkeypatch.setattr(loop, "call_at", spy_call_at)
     delays = [0.01, 0.02, 0.03]
-    await asyncio.gather(*(trigger_module._sleep_to_slot(delay, poll_interval) for delay in delays))
+    await asyncio.gather(*(watch_module.sleep_to_slot(delay, poll_interval) for delay in delays))
     assert len(asked) == len(delays)
     for delay, (now, when) in zip(delays, asked, strict=True):
         assert when / slot == pytest.approx(round(when / slot), abs=1e-6)
@@ -357,7 +357,7 @@ def good_event(**changes: Any) -> dict[str, Any]:
     summary = RunSummary(
         sync_id=1, sync_run_id=7, status="completed", outcome=RunOutcome.SUCCEEDED, url="https://x/syncs/1/history"
     )
-    event = RunEvent("finished", 7, summary, "done", wait_deadline=10.5, cancel_deadline=20.0).to_dict()
+    event = RunEvent("finished", 7, summary, "done", task_state={"run_id": 7, "wait_deadline": 10.5}).to_dict()
     event.update(changes)
     return event
 
@@ -422,6 +422,7 @@ def full_trigger() -> CensusSyncRunTrigger:
         unknown_state_timeout=90,
         cancel_on_kill=False,
         started_at=1_799_999_000.75,
+        task_state={"run_id": 42, "skips": 1},
     )
 
 
@@ -450,7 +451,10 @@ def test_serialized_kwargs_are_json_primitives_and_rebuild_the_same_trigger() ->
     classpath, kwargs = full_trigger().serialize()
     assert classpath == "airflow_provider_census.triggers.census.CensusSyncRunTrigger"
     assert set(kwargs) == constructor_arguments(CensusSyncRunTrigger), "every argument must travel to the triggerer"
+    task_state = kwargs.pop("task_state")
     assert all(value is None or type(value) in (str, int, float, bool) for value in kwargs.values()), kwargs
+    assert all(type(value) in (str, int, float, bool) for value in task_state.values()), task_state
+    kwargs["task_state"] = task_state
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert from_classpath(classpath, kwargs).serialize() == (classpath, kwargs)
 
@@ -610,7 +614,7 @@ async def test_progress_is_logged_once_per_change_not_once_per_poll(census_conn:
 async def test_an_unchanged_run_still_gets_a_heartbeat_line(
     census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(trigger_module, "PROGRESS_HEARTBEAT_SECONDS", 0.0)
+    monkeypatch.setattr(watch_module, "PROGRESS_HEARTBEAT_SECONDS", 0.0)
     run_id = started_run(census_conn, RunScript(queued_polls=2, working_polls=4))
     log = LineLog()
     await make_trigger(run_id).watch(log)
@@ -644,12 +648,12 @@ async def test_a_slot_that_fires_for_a_sleeper_cancelled_at_that_moment_raises_n
     loop = asyncio.get_running_loop()
     problems: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: problems.append(context))
-    sleeper = asyncio.ensure_future(trigger_module._sleep_to_slot(0.0, 10.0))
+    sleeper = asyncio.ensure_future(watch_module.sleep_to_slot(0.0, 10.0))
     await asyncio.sleep(0)  # the sleeper now waits on its slot
     sleeper.cancel()
-    await asyncio.sleep(trigger_module.POLL_SLOT_SECONDS * 2)  # the slot's time comes and goes
+    await asyncio.sleep(watch_module.POLL_SLOT_SECONDS * 2)  # the slot's time comes and goes
     assert sleeper.cancelled()
     woken: asyncio.Future[None] = loop.create_future()
     woken.cancel()
-    trigger_module._wake(woken)  # the slot's own callback, on a future cancelled just before it ran
+    watch_module._wake(woken)  # the slot's own callback, on a future cancelled just before it ran
     assert problems == []

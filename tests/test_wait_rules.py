@@ -12,7 +12,7 @@ from airflow_provider_census.core.wait import (
     PollFailed,
     Seen,
     WaitRules,
-    WaitState,
+    PollState,
     after_look,
     backoff,
     deadline_due,
@@ -38,54 +38,54 @@ def failed(transient: bool = True, retry_after: float | None = None) -> PollFail
     ("state", "look", "expected_state", "decision"),
     [
         # a run going: poll one interval after the look began; failures and unknown time forgotten
-        (WaitState(2, 900.0), seen(RunOutcome.IN_PROGRESS), WaitState(), Poll(BEGAN + 10.0)),
+        (PollState(2, 900.0), seen(RunOutcome.IN_PROGRESS), PollState(), Poll(BEGAN + 10.0)),
         # every end of a run finishes the wait, with the status Census gave
-        (WaitState(1), seen(RunOutcome.SUCCEEDED, "completed"), WaitState(), ended("completed")),
-        (WaitState(), seen(RunOutcome.FAILED, "failed"), WaitState(), ended("failed")),
-        (WaitState(), seen(RunOutcome.SKIPPED, "skipped"), WaitState(), ended("skipped")),
-        (WaitState(), seen(RunOutcome.CANCELED, "failed"), WaitState(), ended("failed")),
+        (PollState(1), seen(RunOutcome.SUCCEEDED, "completed"), PollState(), ended("completed")),
+        (PollState(), seen(RunOutcome.FAILED, "failed"), PollState(), ended("failed")),
+        (PollState(), seen(RunOutcome.SKIPPED, "skipped"), PollState(), ended("skipped")),
+        (PollState(), seen(RunOutcome.CANCELED, "failed"), PollState(), ended("failed")),
         # an unknown state is borne for unknown_state_timeout, counted from when it was first seen
-        (WaitState(), seen(RunOutcome.UNKNOWN, "exploded"), WaitState(unknown_since=NOW), Poll(BEGAN + 10.0)),
-        (WaitState(unknown_since=NOW - 59), seen(RunOutcome.UNKNOWN, "x"), WaitState(unknown_since=NOW - 59),
+        (PollState(), seen(RunOutcome.UNKNOWN, "exploded"), PollState(unknown_since=NOW), Poll(BEGAN + 10.0)),
+        (PollState(unknown_since=NOW - 59), seen(RunOutcome.UNKNOWN, "x"), PollState(unknown_since=NOW - 59),
          Poll(BEGAN + 10.0)),
         (
-            WaitState(unknown_since=NOW - 60),
+            PollState(unknown_since=NOW - 60),
             seen(RunOutcome.UNKNOWN, "x"),
-            WaitState(unknown_since=NOW - 60),
+            PollState(unknown_since=NOW - 60),
             Finish("finished", "Census sync run 7 stayed in the unknown state 'x' for 60 s"),
         ),
         # failed polls back off: the interval doubled per failure in a row
-        (WaitState(), failed(), WaitState(1), Poll(BEGAN + 10.0)),
-        (WaitState(1), failed(), WaitState(2), Poll(BEGAN + 20.0)),
+        (PollState(), failed(), PollState(1), Poll(BEGAN + 10.0)),
+        (PollState(1), failed(), PollState(2), Poll(BEGAN + 20.0)),
         # ...never sooner than Retry-After, which is honoured up to its cap
-        (WaitState(), failed(retry_after=30.0), WaitState(1), Poll(NOW + 30.0)),
-        (WaitState(), failed(retry_after=10_000.0), WaitState(1), Poll(NOW + MAX_RETRY_AFTER_SECONDS)),
+        (PollState(), failed(retry_after=30.0), PollState(1), Poll(NOW + 30.0)),
+        (PollState(), failed(retry_after=10_000.0), PollState(1), Poll(NOW + MAX_RETRY_AFTER_SECONDS)),
         # too many in a row end the wait as a polling error
         (
-            WaitState(2),
+            PollState(2),
             failed(),
-            WaitState(3),
+            PollState(3),
             Finish("error", "Polling Census sync run 7 failed 3 times in a row; last error: HTTP 503",
                    "CensusPollingError"),
         ),
         # a failure that will not pass ends it at once, as its own class
         (
-            WaitState(1),
+            PollState(1),
             failed(transient=False),
-            WaitState(1),
+            PollState(1),
             Finish("error", "Polling Census sync run 7 failed: HTTP 503", "CensusServerError", 503),
         ),
     ],
 )  # fmt: skip
 def test_after_each_look(
-    state: WaitState, look: Seen | PollFailed, expected_state: WaitState, decision: Poll | Finish
+    state: PollState, look: Seen | PollFailed, expected_state: PollState, decision: Poll | Finish
 ) -> None:
     assert after_look(RULES, state, look, began=BEGAN, now=NOW) == (expected_state, decision)
 
 
 def test_jitter_spreads_only_the_retries() -> None:
-    assert after_look(RULES, WaitState(), failed(), began=BEGAN, now=NOW, jitter=0.5)[1] == Poll(BEGAN + 10.5)
-    assert after_look(RULES, WaitState(), seen(RunOutcome.IN_PROGRESS), began=BEGAN, now=NOW, jitter=0.5)[1] == Poll(
+    assert after_look(RULES, PollState(), failed(), began=BEGAN, now=NOW, jitter=0.5)[1] == Poll(BEGAN + 10.5)
+    assert after_look(RULES, PollState(), seen(RunOutcome.IN_PROGRESS), began=BEGAN, now=NOW, jitter=0.5)[1] == Poll(
         BEGAN + 10.0
     )
 

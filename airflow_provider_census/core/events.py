@@ -7,14 +7,14 @@ Event schema, version 1::
 
     {"schema_version": 1, "status": "finished" | "timeout" | "error" | "stopped",
      "sync_run_id": int, "summary": {...run summary...} | None, "message": str,
-     "canceled_run": bool, "wait_deadline": float | None, "cancel_deadline": float | None,
-     "error": str | None, "http_status": int | None}
+     "canceled_run": bool, "task_state": {...} | None, "error": str | None, "http_status": int | None}
 
 ``stopped`` ends the wait for one run of many when another failed and ``fail_fast`` is set.
 The many-runs event is ``{"schema_version": 1, "runs": [one event per run, as above],
-"task_state": {...}, "wait_deadline": ..., "cancel_deadline": ...}``. The deadlines travel with
-the event so that a task that waits again (for the earlier run of a skipped one) keeps the
-deadlines it started with.
+"task_state": {...}}``. ``task_state`` is the task's own record of its wait (its run, deadlines,
+skips; for many syncs, where each stands), handed to the trigger and back untouched: the one
+channel in which a task's state crosses a deferral. Not the deferral's kwargs, which Airflow 3's
+``dag.test()`` replaces with the event when a trigger fires.
 
 Provider 2.1's trigger class path yields 2.1's shape (``sync_run_id``, ``status`` ``completed``
 or ``failed``, ``error_message``) with the event above under ``census_event``, so code written
@@ -33,7 +33,7 @@ from typing import Any
 from airflow_provider_census.api.errors import CensusError, is_error_name, rebuild_error
 from airflow_provider_census.api.models import optional_int
 from airflow_provider_census.api.states import COMPLETED, FAILED, RunOutcome
-from airflow_provider_census.runs import RunSummary, describe
+from airflow_provider_census.runs import RunExpectations, RunSummary, describe
 
 EVENT_SCHEMA_VERSION = 1
 EVENT_STATUSES = ("finished", "timeout", "error", "stopped")
@@ -58,8 +58,7 @@ class RunEvent:
     summary: RunSummary | None
     message: str
     canceled_run: bool = False
-    wait_deadline: float | None = None
-    cancel_deadline: float | None = None
+    task_state: dict[str, Any] | None = None
     error: str | None = None
     http_status: int | None = None
     schema_version: int = EVENT_SCHEMA_VERSION
@@ -105,8 +104,7 @@ class RunEvent:
             summary=None if raw_summary is None else RunSummary.from_json(raw_summary),
             message=str(event.get("message", "")),
             canceled_run=bool(event.get("canceled_run")),
-            wait_deadline=_optional_float(event.get("wait_deadline")),
-            cancel_deadline=_optional_float(event.get("cancel_deadline")),
+            task_state=_task_state(event.get("task_state")),
             error=error,
             http_status=optional_int(event.get("http_status")),
         )
@@ -118,6 +116,17 @@ class RunEvent:
     def error_to_raise(self) -> CensusError:
         """The exception a wait that ended with ``error`` stands for, of the class the worker path raises."""
         return rebuild_error(self.error or "CensusPollingError", self.message, self.http_status, self.summary_json())
+
+    def fails(self, expectations: RunExpectations, *, watched_only: bool) -> bool:
+        """Whether this end counts as a failure for ``fail_fast``: a wait that did not see the run end,
+        or a run of the task's own that its checks reject (a skip it waits out is not one yet)."""
+        if self.status != "finished" or self.summary is None:
+            return True
+        if watched_only:
+            return False
+        summary = self.summary
+        skip_left_to_task = summary.outcome is RunOutcome.SKIPPED and expectations.waits_out_skips
+        return not skip_left_to_task and not expectations.accept(summary)
 
     def summary_json(self) -> dict[str, Any]:
         return {} if self.summary is None else self.summary.to_json()
@@ -142,23 +151,21 @@ class RunEvent:
         }
 
 
-def _optional_float(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def _task_state(value: object) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise TypeError("task_state is not a mapping")
+    return value
 
 
 @dataclass(frozen=True)
 class RunsEvent:
     """What the many-runs trigger reports: one :class:`RunEvent` per run, in the order it was given them.
 
-    ``task_state`` is what the task handed the trigger to get back with the event, and the
-    deadlines are the trigger's: both travel in the event rather than in the deferral's kwargs,
-    which Airflow 3's ``dag.test()`` drops when a trigger fires.
+    ``task_state`` is what the task handed the trigger to get back with the event (the module's docstring).
     """
 
     runs: tuple[RunEvent, ...]
     task_state: dict[str, Any] | None = None
-    wait_deadline: float | None = None
-    cancel_deadline: float | None = None
     schema_version: int = EVENT_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,8 +173,6 @@ class RunsEvent:
             "schema_version": self.schema_version,
             "runs": [event.to_dict() for event in self.runs],
             "task_state": self.task_state,
-            "wait_deadline": self.wait_deadline,
-            "cancel_deadline": self.cancel_deadline,
         }
 
     @classmethod
@@ -176,17 +181,10 @@ class RunsEvent:
         try:
             if not isinstance(event, Mapping) or event.get("schema_version") != EVENT_SCHEMA_VERSION:
                 raise ValueError("not a many-runs event of schema version 1")
-            runs, task_state = event.get("runs"), event.get("task_state")
+            runs = event.get("runs")
             if not isinstance(runs, list):
                 raise TypeError("no list of runs")
-            if task_state is not None and not isinstance(task_state, dict):
-                raise TypeError("task_state is not a mapping")
-            return cls(
-                tuple(RunEvent._read(run) for run in runs),
-                task_state,
-                _optional_float(event.get("wait_deadline")),
-                _optional_float(event.get("cancel_deadline")),
-            )
+            return cls(tuple(RunEvent._read(run) for run in runs), _task_state(event.get("task_state")))
         except (KeyError, TypeError, ValueError) as exc:
             raise CensusError(
                 f"The Census trigger's event cannot be read ({exc}): {event!r:.300}. "

@@ -53,7 +53,7 @@ class WaitRules:
 
 
 @dataclass(frozen=True)
-class WaitState:
+class PollState:
     """What a wait remembers between looks: failed polls in a row, and since when the state is unknown."""
 
     failures: int = 0
@@ -118,15 +118,15 @@ Decision = Poll | Finish
 
 
 def after_look(
-    rules: WaitRules, state: WaitState, look: Look, *, began: float, now: float, jitter: float = 0.0
-) -> tuple[WaitState, Decision]:
+    rules: WaitRules, state: PollState, look: Look, *, began: float, now: float, jitter: float = 0.0
+) -> tuple[PollState, Decision]:
     """The state after a look, and what to do next. ``began`` is when the look started; ``jitter``
     (0 to a tenth of the interval, drawn by the driver) spreads the retries of waits that failed together.
     """
     if isinstance(look, PollFailed):
         return _after_failure(rules, state, look, began=began, now=now, jitter=jitter)
     if look.outcome.is_terminal:
-        return WaitState(), Finish("finished", f"Census sync run {look.run_id} ended: {look.status}")
+        return PollState(), Finish("finished", f"Census sync run {look.run_id} ended: {look.status}")
     if look.outcome is RunOutcome.UNKNOWN:
         since = now if state.unknown_since is None else state.unknown_since
         if now - since >= rules.unknown_state_timeout:
@@ -134,14 +134,14 @@ def after_look(
                 f"Census sync run {look.run_id} stayed in the unknown state {look.status!r} for "
                 f"{rules.unknown_state_timeout:.0f} s"
             )
-            return WaitState(unknown_since=since), Finish("finished", message)
-        return WaitState(unknown_since=since), Poll(began + rules.poll_interval)
-    return WaitState(), Poll(began + rules.poll_interval)
+            return PollState(unknown_since=since), Finish("finished", message)
+        return PollState(unknown_since=since), Poll(began + rules.poll_interval)
+    return PollState(), Poll(began + rules.poll_interval)
 
 
 def _after_failure(
-    rules: WaitRules, state: WaitState, failed: PollFailed, *, began: float, now: float, jitter: float
-) -> tuple[WaitState, Decision]:
+    rules: WaitRules, state: PollState, failed: PollFailed, *, began: float, now: float, jitter: float
+) -> tuple[PollState, Decision]:
     """End on a failure that will not pass, or when too many failed in a row; else poll later.
 
     Failed polls in a row back off (the interval doubled per failure, up to

@@ -23,8 +23,8 @@ from airflow_provider_census.api.errors import (
     CensusRunTimeoutError,
     CensusRunUnknownStateError,
 )
-from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.core.steps import WaitState
+from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.operators.census import MAX_RETRIGGERS_AFTER_SKIPS, CensusTriggerSyncOperator
 from airflow_provider_census.testing import RUN_READS, CensusEmulator, RunScript
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger

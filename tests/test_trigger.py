@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_census import watch as watch_module
 from airflow_provider_census.api import async_pool
 from airflow_provider_census.api.errors import CensusError, CensusRunUnknownStateError
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.core.events import RunEvent
 from airflow_provider_census.runs import RunExpectations, RunSummary
 from airflow_provider_census.testing import CensusEmulator, FaultProfile, RunScript
-from airflow_provider_census import watch as watch_module
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.task_context import only_event

@@ -165,7 +165,7 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
         return int(super().execute_complete(context, event))
 
     def restored_state(self, event: RunEvent) -> WaitState:
-        """The state the trigger handed back; none from provider 2.1's trigger (a row 2.1 wrote), so the sensor's own."""
+        """The state the trigger handed back; from a row 2.1 wrote, none: then the sensor's own."""
         if event.task_state is None:
             return WaitState(event.sync_run_id, self._given_sync_id(), wait_deadline=time.time() + float(self.timeout))
         return super().restored_state(event)

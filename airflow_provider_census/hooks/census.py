@@ -28,6 +28,7 @@ from airflow_provider_census.api.settings import (
     v1_is_retired,
 )
 from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
+from airflow_provider_census.hooks import selection
 from airflow_provider_census.hooks.connection import client_settings, connection_must_exist
 from airflow_provider_census.version_compat import AirflowProviderDeprecationWarning, BaseHook
 
@@ -424,7 +425,6 @@ class CensusHook(BaseHook):
         :class:`~airflow_provider_census.api.errors.CensusNoSyncSelectedError` naming the
         selectors that matched nothing, ``skip`` skips the task, ``empty`` returns ``[]``.
         """
-        from airflow_provider_census.hooks import selection
         from airflow_provider_census.selectors import Selection, parse_selection
 
         selection.checked_on_no_match(on_no_match)

@@ -8,7 +8,6 @@ clients are imported on first use, so importing this module while parsing a DAG 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -23,14 +22,14 @@ from airflow_provider_census.api.settings import (
     V1,
     V1_RETIRED_ON,
     ClientSettings,
-    app_url_for_base,
     sync_run_app_url,
     v1_is_retired,
 )
 from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
 from airflow_provider_census.hooks import selection
 from airflow_provider_census.hooks.connection import client_settings, connection_must_exist
-from airflow_provider_census.version_compat import AirflowProviderDeprecationWarning, BaseHook
+from airflow_provider_census.hooks.provider21 import Provider21HookMethods
+from airflow_provider_census.version_compat import BaseHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -58,7 +57,7 @@ TEST_CONNECTION_TIMEOUT = 10.0
 """Seconds a connection test waits to connect, and then for the answer; it is tried once."""
 
 
-class CensusHook(BaseHook):
+class CensusHook(Provider21HookMethods, BaseHook):
     """Talks to the Census management API, v1 or V2, through an Airflow connection.
 
     :param census_conn_id: the Airflow connection (type ``census``). Its extras choose the API:
@@ -71,6 +70,9 @@ class CensusHook(BaseHook):
     :param retry_policy: how hard each call tries (attempts, backoff, total budget).
     :param trigger_settle_seconds: after a trigger's answer was lost, how long to wait for its
         run to show up before concluding that Census never received it.
+
+    Provider 2.1's method names still work, with a deprecation warning
+    (:class:`~airflow_provider_census.hooks.provider21.Provider21HookMethods`).
     """
 
     conn_name_attr = "census_conn_id"
@@ -524,47 +526,9 @@ class CensusHook(BaseHook):
                 return
             query = query.following(following)
 
-    # -- the names of provider 2.1, kept for DAGs written against it --
-
-    def trigger_sync(self, sync_id: int | str) -> int:
-        """Deprecated (2.1): use :meth:`trigger_sync_run`, which this calls."""
-        _deprecated("CensusHook.trigger_sync", "CensusHook.trigger_sync_run")
-        return self.trigger_sync_run(sync_id)
-
-    def get_sync_run_info(self, sync_run_id: int | str) -> dict[str, Any]:
-        """Deprecated (2.1): the run's fields as Census sent them; use :meth:`get_sync_run` for a typed run."""
-        _deprecated("CensusHook.get_sync_run_info", "CensusHook.get_sync_run")
-        return dict(self.get_sync_run(sync_run_id).raw)
-
-    def get_api_base_url(self) -> str:
-        """Deprecated (2.1): the Census app's scheme and host, without ``/api/...``; see :attr:`base_url`."""
-        _deprecated("CensusHook.get_api_base_url", "CensusHook.base_url")
-        return app_url_for_base(self.base_url)
-
-    def get_sync_history_url(self, sync_id: int | str, sync_run_id: int | str | None = None) -> str:
-        """Deprecated (2.1): the sync's history page in the Census app, at one run if given."""
-        _deprecated("CensusHook.get_sync_history_url", "the XCom sync_run_url the operators push")
-        checked = census_id(sync_id, "sync_id")
-        if sync_run_id is None:
-            return f"{app_url_for_base(self.base_url)}/syncs/{checked}/history"
-        return self.sync_run_url(checked, census_id(sync_run_id, "sync_run_id"))
-
-    def get_auth_headers(self) -> dict[str, str]:
-        """Deprecated (2.1): the Authorization header; never log what it returns."""
-        _deprecated("CensusHook.get_auth_headers", "the hook's own calls, which send it themselves")
-        return {"Authorization": f"Bearer {self.settings.token}"}
-
 
 def _optional_sync_id(sync_id: int | str | None) -> int | None:
     return None if sync_id is None else census_id(sync_id, "sync_id")
-
-
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(
-        f"{old} is the name of airflow-provider-census 2.1; use {new}.",
-        AirflowProviderDeprecationWarning,
-        stacklevel=3,
-    )
 
 
 def _source(value: int | str) -> str | int:

@@ -45,6 +45,7 @@ class SyncLookups(Protocol):
 
     def iter_activations(self, *, group_id: str | None = None) -> Iterator[Activation]: ...
 
+
 ON_NO_MATCH_CHOICES = ("fail", "skip", "empty")
 
 

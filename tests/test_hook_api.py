@@ -486,7 +486,7 @@ def test_a_transport_failure_names_its_root_cause_whole_and_without_the_query() 
 
     from airflow_provider_census.api import endpoints as ep
     from airflow_provider_census.api.settings import ClientSettings
-    from airflow_provider_census.api.wire import transport_error
+    from airflow_provider_census.api.transport_failures import transport_error
 
     host = "app.census-that-does-not-resolve.example"
     resolution = NameResolutionError(host, HTTPSConnection(host), socket.gaierror(-2, "Name or service not known"))
@@ -500,7 +500,8 @@ def test_a_transport_failure_names_its_root_cause_whole_and_without_the_query() 
 
 
 def test_a_long_cause_is_cut_at_a_word() -> None:
-    from airflow_provider_census.api.wire import EXCERPT_CHARS, reason_of
+    from airflow_provider_census.api.transport_failures import reason_of
+    from airflow_provider_census.api.wire import EXCERPT_CHARS
 
     reason = reason_of(OSError(" ".join(["unreachable"] * 40)))
     words = reason.removeprefix("OSError: ").removesuffix(" …").split(" ")

@@ -31,7 +31,7 @@ def test_the_api_layer_never_imports_upward(source: Path) -> None:
     assert not upward, f"api/{source.name} imports {sorted(upward)}"
 
 
-@pytest.mark.parametrize("module", ["selection", "census_async", "connection"])
+@pytest.mark.parametrize("module", ["selection", "census_async", "connection", "catalog", "provider21"])
 def test_the_hooks_parts_do_not_import_the_hook(module: str) -> None:
     """``CensusHook`` imports them; they are written against what they need, so no import goes back."""
     assert "airflow_provider_census.hooks.census" not in imported_modules(PACKAGE / "hooks" / f"{module}.py")

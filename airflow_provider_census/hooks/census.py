@@ -3,11 +3,15 @@
 The hook reads the connection, checks it, and offers one method per Census endpoint. What
 each call sends and how its answer is read lives in :mod:`..api.endpoints`; the HTTP
 clients are imported on first use, so importing this module while parsing a DAG stays cheap.
+
+This module holds the connection, the clients, and the calls on syncs and their runs. The hook
+inherits the reads of sources and activations (:mod:`.catalog`) and provider 2.1's method
+names (:mod:`.provider21`). Its async calls are those of
+:class:`~airflow_provider_census.hooks.census_async.CensusAsyncHook`, the hook a trigger needs.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +31,7 @@ from airflow_provider_census.api.settings import (
 )
 from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
 from airflow_provider_census.hooks import selection
+from airflow_provider_census.hooks.catalog import CatalogCalls, every_item
 from airflow_provider_census.hooks.connection import client_settings, connection_must_exist
 from airflow_provider_census.hooks.provider21 import Provider21HookMethods
 from airflow_provider_census.version_compat import BaseHook
@@ -35,29 +40,19 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
     from airflow_provider_census.api.endpoints import Endpoint, Envelope
-    from airflow_provider_census.api.models import (
-        Activation,
-        ActivationObject,
-        Page,
-        Source,
-        SourceObject,
-        Sync,
-        SyncRun,
-        SyncWrite,
-    )
+    from airflow_provider_census.api.models import Page, Sync, SyncRun, SyncWrite
     from airflow_provider_census.api.sync_client import CensusClient
     from airflow_provider_census.hooks.census_async import CensusAsyncHook
     from airflow_provider_census.hooks.preflight import PreflightReport
     from airflow_provider_census.selectors import Selection, SelectionInput
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 TEST_CONNECTION_TIMEOUT = 10.0
 """Seconds a connection test waits to connect, and then for the answer; it is tried once."""
 
 
-class CensusHook(Provider21HookMethods, BaseHook):
+class CensusHook(CatalogCalls, Provider21HookMethods, BaseHook):
     """Talks to the Census management API, v1 or V2, through an Airflow connection.
 
     :param census_conn_id: the Airflow connection (type ``census``). Its extras choose the API:
@@ -266,134 +261,6 @@ class CensusHook(Provider21HookMethods, BaseHook):
 
         return Preflight(self).report(sync_ids, select, run_ids)
 
-    # -- sources, models, tables --
-
-    def list_sources(
-        self, page: int = 1, per_page: int = 25, order: str = "desc", *, group_id: str | None = None
-    ) -> Page[Source]:
-        """Sources (warehouses); on V2 scoped to ``group_id`` or the connection's."""
-        return self.run(ep.LIST_SOURCES, params=PageQuery(page, per_page, order).params(), group_id=group_id)
-
-    def iter_sources(
-        self, per_page: int = 100, order: str = "desc", *, group_id: str | None = None
-    ) -> Iterator[Source]:
-        return self._iterate(ep.LIST_SOURCES, PageQuery(1, per_page, order), group_id=group_id)
-
-    def get_source(self, source: int | str) -> Source:
-        return self.run(ep.GET_SOURCE, source=inputs.id_or_slug(source, "source"))
-
-    def list_source_objects(
-        self, source: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[SourceObject]:
-        return self.run(
-            ep.LIST_SOURCE_OBJECTS, params=PageQuery(page, per_page, order).params(), source=_source(source)
-        )
-
-    def iter_source_objects(
-        self, source: int | str, per_page: int = 100, order: str = "desc"
-    ) -> Iterator[SourceObject]:
-        return self._iterate(ep.LIST_SOURCE_OBJECTS, PageQuery(1, per_page, order), source=_source(source))
-
-    def list_models(
-        self, source: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[SourceObject]:
-        return self.run(ep.LIST_MODELS, params=PageQuery(page, per_page, order).params(), source=_source(source))
-
-    def iter_models(self, source: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SourceObject]:
-        return self._iterate(ep.LIST_MODELS, PageQuery(1, per_page, order), source=_source(source))
-
-    def get_model(self, source: int | str, model_id: int) -> SourceObject:
-        return self.run(ep.GET_MODEL, source=_source(source), model_id=census_id(model_id, "model_id"))
-
-    def list_tables(
-        self, source: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[SourceObject]:
-        return self.run(ep.LIST_TABLES, params=PageQuery(page, per_page, order).params(), source=_source(source))
-
-    def iter_tables(self, source: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SourceObject]:
-        return self._iterate(ep.LIST_TABLES, PageQuery(1, per_page, order), source=_source(source))
-
-    def get_table(self, source: int | str, table_id: int) -> SourceObject:
-        return self.run(ep.GET_TABLE, source=_source(source), table_id=census_id(table_id, "table_id"))
-
-    # -- activations (v1 calls them destinations; these names work on both versions) --
-
-    def list_activations(
-        self, page: int = 1, per_page: int = 25, order: str = "desc", *, group_id: str | None = None
-    ) -> Page[Activation]:
-        """Activations (v1: destinations); on V2 scoped to ``group_id`` or the connection's."""
-        return self.run(ep.LIST_ACTIVATIONS, params=PageQuery(page, per_page, order).params(), group_id=group_id)
-
-    def iter_activations(
-        self, per_page: int = 100, order: str = "desc", *, group_id: str | None = None
-    ) -> Iterator[Activation]:
-        return self._iterate(ep.LIST_ACTIVATIONS, PageQuery(1, per_page, order), group_id=group_id)
-
-    def get_activation(self, activation: int | str) -> Activation:
-        """One activation by its id: text on V2 (``glimmering_donkey``), an integer or slug on v1."""
-        return self.run(ep.GET_ACTIVATION, activation=_activation(activation))
-
-    def list_activation_objects(
-        self, activation: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[ActivationObject]:
-        return self.run(
-            ep.LIST_ACTIVATION_OBJECTS,
-            params=PageQuery(page, per_page, order).params(),
-            activation=_activation(activation),
-        )
-
-    def iter_activation_objects(
-        self, activation: int | str, per_page: int = 100, order: str = "desc"
-    ) -> Iterator[ActivationObject]:
-        return self._iterate(
-            ep.LIST_ACTIVATION_OBJECTS, PageQuery(1, per_page, order), activation=_activation(activation)
-        )
-
-    def get_activation_object(self, activation: int | str, object_name: str) -> ActivationObject:
-        return self.run(
-            ep.GET_ACTIVATION_OBJECT, activation=_activation(activation), object_name=inputs.object_name(object_name)
-        )
-
-    def list_activation_types(self, page: int = 1, per_page: int = 25, order: str = "desc") -> Page[dict[str, Any]]:
-        """The kinds of destination Census can sync to (v1: ``/connectors``)."""
-        return self.run(ep.LIST_ACTIVATION_TYPES, params=PageQuery(page, per_page, order).params())
-
-    # -- the v1 names of the same calls (v1 only; on V2 they name the call to use) --
-
-    def list_destinations(self, page: int = 1, per_page: int = 25, order: str = "desc") -> Page[Activation]:
-        return self.run(ep.LIST_DESTINATIONS, params=PageQuery(page, per_page, order).params())
-
-    def iter_destinations(self, per_page: int = 100, order: str = "desc") -> Iterator[Activation]:
-        return self._iterate(ep.LIST_DESTINATIONS, PageQuery(1, per_page, order))
-
-    def get_destination(self, destination: int | str) -> Activation:
-        return self.run(ep.GET_DESTINATION, activation=inputs.id_or_slug(destination, "destination"))
-
-    def list_destination_objects(
-        self, destination: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[ActivationObject]:
-        return self.run(
-            ep.LIST_DESTINATION_OBJECTS,
-            params=PageQuery(page, per_page, order).params(),
-            activation=inputs.id_or_slug(destination, "destination"),
-        )
-
-    def iter_destination_objects(
-        self, destination: int | str, per_page: int = 100, order: str = "desc"
-    ) -> Iterator[ActivationObject]:
-        return self._iterate(
-            ep.LIST_DESTINATION_OBJECTS,
-            PageQuery(1, per_page, order),
-            activation=inputs.id_or_slug(destination, "destination"),
-        )
-
-    def get_destination_object(self, destination: int | str, object_name: str) -> ActivationObject:
-        return self.run(
-            ep.GET_DESTINATION_OBJECT,
-            activation=inputs.id_or_slug(destination, "destination"),
-            object_name=inputs.object_name(object_name),
-        )
-
     # -- syncs --
 
     def list_syncs(
@@ -402,7 +269,7 @@ class CensusHook(Provider21HookMethods, BaseHook):
         return self.run(ep.LIST_SYNCS, params=PageQuery(page, per_page, order).params(), group_id=group_id)
 
     def iter_syncs(self, per_page: int = 100, order: str = "desc", *, group_id: str | None = None) -> Iterator[Sync]:
-        return self._iterate(ep.LIST_SYNCS, PageQuery(1, per_page, order), group_id=group_id)
+        return every_item(self, ep.LIST_SYNCS, PageQuery(1, per_page, order), group_id=group_id)
 
     def get_sync(self, sync_id: int | str) -> Sync:
         return self.run(ep.GET_SYNC, sync_id=census_id(sync_id, "sync_id"))
@@ -493,7 +360,7 @@ class CensusHook(Provider21HookMethods, BaseHook):
         return await self._async.alist_sync_runs(sync_id, page, per_page, order)
 
     def iter_sync_runs(self, sync_id: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SyncRun]:
-        return self._iterate(ep.LIST_SYNC_RUNS, PageQuery(1, per_page, order), sync_id=census_id(sync_id, "sync_id"))
+        return every_item(self, ep.LIST_SYNC_RUNS, PageQuery(1, per_page, order), sync_id=census_id(sync_id, "sync_id"))
 
     def latest_sync_run(self, sync_id: int | str) -> SyncRun | None:
         """The sync's newest run, or None if it never ran."""
@@ -516,24 +383,6 @@ class CensusHook(Provider21HookMethods, BaseHook):
     async def acancel_sync_run(self, sync_run_id: int | str) -> Envelope:
         return await self._async.acancel_sync_run(sync_run_id)
 
-    def _iterate(self, endpoint: Endpoint[Page[T]], query: PageQuery, **arguments: Any) -> Iterator[T]:
-        """Every item of a list, page after page, until Census says there are no more."""
-        while True:
-            page = self.run(endpoint, params=query.params(), **arguments)
-            yield from page.items
-            following = page.next_number
-            if following is None or following <= query.page:
-                return
-            query = query.following(following)
-
 
 def _optional_sync_id(sync_id: int | str | None) -> int | None:
     return None if sync_id is None else census_id(sync_id, "sync_id")
-
-
-def _source(value: int | str) -> str | int:
-    return inputs.id_or_slug(value, "source")
-
-
-def _activation(value: int | str) -> str | int:
-    return inputs.id_or_slug(value, "activation")

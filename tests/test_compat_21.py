@@ -122,6 +122,15 @@ def test_each_21_hook_method_warns_naming_its_successor(
     assert successor in messages[0]
 
 
+def test_a_21_hook_method_warns_at_the_line_that_calls_it(census_conn: CensusEmulator, hook: CensusHook) -> None:
+    """The warning points at the DAG's line to change, not at the provider."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hook.get_api_base_url()
+    (warning,) = [w for w in caught if issubclass(w.category, AirflowProviderDeprecationWarning)]
+    assert warning.filename == __file__
+
+
 @pytest.mark.parametrize(
     ("make", "run_field"), [(CensusOperator, "sync_id"), (CensusSensor, "sync_run_id")], ids=["operator", "sensor"]
 )

@@ -29,7 +29,8 @@ from airflow_provider_census.api.errors import (
 )
 from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.api.settings import ClientSettings, region_base_url
-from airflow_provider_census.api.wire import HostFailure, transport_error, wrong_host_hint
+from airflow_provider_census.api.transport_failures import transport_error
+from airflow_provider_census.api.wire import HostFailure, wrong_host_hint
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.hooks.connection import named_region
 from airflow_provider_census.testing import CensusEmulator

@@ -24,10 +24,14 @@ from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks import preflight as preflight_module
 from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.hooks.census_async import CensusAsyncHook
 from airflow_provider_census.testing import CensusEmulator, RunScript
 
 BRAZE = {"v1": 15, "v2": "glimmering_donkey"}
 """The emulator's Braze destination: an integer id on v1, an activation's text id on V2."""
+
+ASYNC_HOOKS = pytest.mark.parametrize("hook_class", [CensusHook, CensusAsyncHook])
+"""The async calls, through the hook tasks use and through the one triggers use."""
 
 
 def valid_sync(api_version: str) -> dict[str, Any]:
@@ -246,10 +250,13 @@ def test_requests_are_logged_at_debug_without_the_token(
     assert census_conn.token not in caplog.text
 
 
-async def test_async_client_reads_runs_and_cancels(census_conn: CensusEmulator) -> None:
+@ASYNC_HOOKS
+async def test_async_client_reads_runs_and_cancels(
+    census_conn: CensusEmulator, hook_class: type[CensusHook | CensusAsyncHook]
+) -> None:
     sync_id = census_conn.add_sync(RunScript(outcome="never"))
     run_id = census_conn.trigger(sync_id)
-    hook = CensusHook()
+    hook = hook_class()
     try:
         first = await hook.aget_sync_run(run_id)
         assert (first.id, first.sync_id, first.status) == (run_id, sync_id, "queued")
@@ -257,6 +264,21 @@ async def test_async_client_reads_runs_and_cancels(census_conn: CensusEmulator) 
         assert (await hook.aget_sync_run(run_id)).outcome is RunOutcome.CANCELED
     finally:
         await hook.aclose()
+
+
+async def test_the_async_hook_knows_its_host_once_it_read_the_connection(census_conn: CensusEmulator) -> None:
+    """Its base_url and run links are never read blockingly: before the connection was read, they are an error."""
+    hook = CensusAsyncHook()
+    with pytest.raises(RuntimeError, match="await asettings"):
+        _ = hook.base_url
+    async with hook:
+        settings = await hook.asettings()
+        assert (hook.base_url, hook.api_version) == (settings.base_url, settings.api_version)
+    blocking = CensusHook()
+    assert (hook.base_url, hook.api_version) == (blocking.base_url, blocking.api_version), "kept after aclose"
+    assert hook.sync_run_url(61, 7) == blocking.sync_run_url(61, 7)
+    assert census_conn.token not in repr(settings)
+    assert not census_conn.requests, "reading the settings sends nothing"
 
 
 async def test_async_and_sync_clients_send_the_same_request(census_conn: CensusEmulator) -> None:
@@ -271,38 +293,79 @@ async def test_async_and_sync_clients_send_the_same_request(census_conn: CensusE
 
 
 async def test_hooks_in_one_loop_share_one_pooled_client(census_conn: CensusEmulator) -> None:
+    """The client stays open while any hook holds it; the last hook to close it closes it."""
     from airflow_provider_census.api import async_pool
 
     run_id = census_conn.trigger(61)
-    first, second = CensusHook(), CensusHook()
+    first, second = CensusHook(), CensusAsyncHook()
     await first.aget_sync_run(run_id)
     await second.aget_sync_run(run_id)
-    assert first._async_client is second._async_client
     assert async_pool.open_clients() == 1
-    shared = first._async_client
     await first.aclose()
     assert async_pool.open_clients() == 1
-    assert shared is not None and shared._session is not None and not shared._session.closed
+    assert (await second.aget_sync_run(run_id)).id == run_id
     await second.aclose()
     assert async_pool.open_clients() == 0
-    assert shared._session is None
+
+
+async def test_hooks_of_other_patience_get_a_client_of_their_own(census_conn: CensusEmulator) -> None:
+    """One pooled client per loop and settings: a hook's timeout and retries are part of its settings."""
+    from airflow_provider_census.api import async_pool
+
+    run_id = census_conn.trigger(61)
+    hooks = [CensusAsyncHook(), CensusAsyncHook(), CensusAsyncHook(retry_policy=ONE_TRY), CensusAsyncHook(timeout=5)]
+    try:
+        for hook in hooks:
+            assert (await hook.aget_sync_run(run_id)).id == run_id
+        assert async_pool.open_clients() == 3
+    finally:
+        for hook in hooks:
+            await hook.aclose()
+    assert async_pool.open_clients() == 0
+
+
+async def test_hooks_that_start_together_read_the_connection_once(
+    census_conn: CensusEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a connection costs a triggerer more than a poll: hooks in one loop share one reading."""
+    from airflow_provider_census.hooks import census_async
+
+    reads: list[str] = []
+    read_connection = census_async.aget_connection
+
+    async def counted(conn_id: str) -> Any:
+        reads.append(conn_id)
+        return await read_connection(conn_id)
+
+    monkeypatch.setattr(census_async, "aget_connection", counted)
+    run_id = census_conn.trigger(61)
+    hooks = [CensusAsyncHook() for _ in range(5)]
+    try:
+        runs = await asyncio.gather(*(hook.aget_sync_run(run_id) for hook in hooks))
+    finally:
+        for hook in hooks:
+            await hook.aclose()
+    assert [run.id for run in runs] == [run_id] * 5
+    assert reads == ["census_default"]
 
 
 def test_each_event_loop_gets_its_own_client(census_conn: CensusEmulator) -> None:
-    import asyncio
+    """A client belongs to the loop it was opened in: each loop opens its own and closes it."""
+    from airflow_provider_census.api import async_pool
 
     run_id = census_conn.trigger(61)
-    seen = []
+    hook = CensusHook()
+    open_before_and_after: list[tuple[int, int]] = []
 
     async def read() -> None:
-        hook = CensusHook()
+        before = async_pool.open_clients()
         await hook.aget_sync_run(run_id)
-        seen.append(hook._async_client)
+        open_before_and_after.append((before, async_pool.open_clients()))
         await hook.aclose()
 
     asyncio.run(read())
     asyncio.run(read())
-    assert seen[0] is not seen[1]
+    assert open_before_and_after == [(0, 1), (0, 1)]
 
 
 def use_token(monkeypatch: pytest.MonkeyPatch, census_conn: CensusEmulator, version: str, token: str) -> None:
@@ -311,11 +374,15 @@ def use_token(monkeypatch: pytest.MonkeyPatch, census_conn: CensusEmulator, vers
     monkeypatch.setenv("AIRFLOW_CONN_CENSUS_DEFAULT", json.dumps({**conn, "password": token}))
 
 
+@ASYNC_HOOKS
 async def test_a_token_rotated_while_waiting_is_picked_up_at_the_first_401(
-    census_conn: CensusEmulator, census_api_version: str, monkeypatch: pytest.MonkeyPatch
+    census_conn: CensusEmulator,
+    census_api_version: str,
+    monkeypatch: pytest.MonkeyPatch,
+    hook_class: type[CensusHook | CensusAsyncHook],
 ) -> None:
     run_id = census_conn.trigger(61)
-    async with CensusHook() as hook:
+    async with hook_class() as hook:
         await hook.aget_sync_run(run_id)
         census_conn.rotate_token(census_api_version, "rotated-token")
         use_token(monkeypatch, census_conn, census_api_version, "rotated-token")
@@ -324,11 +391,12 @@ async def test_a_token_rotated_while_waiting_is_picked_up_at_the_first_401(
     assert statuses == [200, 401, 200]
 
 
+@ASYNC_HOOKS
 async def test_a_revoked_token_fails_with_the_authentication_error_after_one_fresh_read(
-    census_conn: CensusEmulator, census_api_version: str
+    census_conn: CensusEmulator, census_api_version: str, hook_class: type[CensusHook | CensusAsyncHook]
 ) -> None:
     run_id = census_conn.trigger(61)
-    async with CensusHook() as hook:
+    async with hook_class() as hook:
         await hook.aget_sync_run(run_id)
         census_conn.rotate_token(census_api_version, "someone-else")
         with pytest.raises(CensusAuthenticationError, match="census_default"):
@@ -364,8 +432,8 @@ def test_the_hook_works_across_event_loops_and_keeps_none_alive(
     assert not [r.getMessage() for r in caplog.records if "Unclosed" in r.getMessage()]
 
 
-async def test_a_request_bound_once_for_repeated_calls_is_never_sent_stale(census_conn: CensusEmulator) -> None:
-    """Polls reuse their bound request; another run id, or the same query dict with new contents, binds anew."""
+async def test_repeated_calls_send_what_they_are_given_now(census_conn: CensusEmulator) -> None:
+    """Another run id, or the same query dict with new contents, is what the next request carries."""
     from airflow_provider_census.api import endpoints as ep
 
     sync_id = census_conn.add_sync(RunScript())
@@ -418,7 +486,7 @@ def test_a_transport_failure_names_its_root_cause_whole_and_without_the_query() 
 
     from airflow_provider_census.api import endpoints as ep
     from airflow_provider_census.api.settings import ClientSettings
-    from airflow_provider_census.api.wire import transport_error
+    from airflow_provider_census.api.transport_failures import transport_error
 
     host = "app.census-that-does-not-resolve.example"
     resolution = NameResolutionError(host, HTTPSConnection(host), socket.gaierror(-2, "Name or service not known"))
@@ -432,7 +500,8 @@ def test_a_transport_failure_names_its_root_cause_whole_and_without_the_query() 
 
 
 def test_a_long_cause_is_cut_at_a_word() -> None:
-    from airflow_provider_census.api.wire import EXCERPT_CHARS, reason_of
+    from airflow_provider_census.api.transport_failures import reason_of
+    from airflow_provider_census.api.wire import EXCERPT_CHARS
 
     reason = reason_of(OSError(" ".join(["unreachable"] * 40)))
     words = reason.removeprefix("OSError: ").removesuffix(" …").split(" ")

@@ -9,7 +9,8 @@ import aiohttp
 
 from airflow_provider_census.api.endpoints import Request
 from airflow_provider_census.api.settings import ClientSettings
-from airflow_provider_census.api.wire import Answer, parse, prepare, transport_error
+from airflow_provider_census.api.transport_failures import transport_error
+from airflow_provider_census.api.wire import Answer, parse, prepare
 
 T = TypeVar("T")
 

@@ -3,12 +3,8 @@
 A triggerer runs hundreds of triggers in one event loop. Giving each its own HTTP session
 would open a TLS connection per trigger; sharing one session per (loop, settings) keeps a
 small pool of warm keep-alive connections instead. The client is closed when the last
-hook that borrowed it gives it back, and it is never used from another loop.
-
-Reading the Airflow connection costs a triggerer more than a poll does (Airflow 3 asks its
-supervisor and sets up the secrets backends each time), so hooks that start together share
-one reading of it, kept for :data:`SETTINGS_TTL_SECONDS`; hooks re-read after that, so a
-changed token reaches every wait within that time (or at once, when Census refuses the old one).
+hook that borrowed it gives it back, and it is never used from another loop. The pool is
+handed settings and never reads a connection: reading one is the async hook's part.
 
 What is shared lives on the event loop object itself, not in a module-level registry: a
 registry keyed by loop would keep every loop alive through the sessions it holds. When the loop
@@ -19,20 +15,13 @@ with it, so a hook its user never closed leaks no session.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from airflow_provider_census.api.async_client import AsyncCensusClient
 from airflow_provider_census.api.settings import ClientSettings
 
-SETTINGS_TTL_SECONDS = 60.0
 _LOOP_ATTRIBUTE = "_airflow_provider_census_pool"
-
-
-@dataclass
-class _Reading:
-    settings: asyncio.Future[ClientSettings]
-    read_at: float
 
 
 @dataclass
@@ -43,9 +32,8 @@ class _Lease:
 
 @dataclass
 class _LoopShare:
-    """Everything one event loop's hooks share: connection readings and leased clients."""
+    """The clients one event loop's hooks have borrowed, by their settings."""
 
-    readings: dict[str, _Reading] = field(default_factory=dict)
     leases: dict[ClientSettings, _Lease] = field(default_factory=dict)
     closer: AsyncIterator[None] | None = None
     parking: asyncio.Task[None] | None = None
@@ -74,36 +62,6 @@ def _share() -> _LoopShare:
         share.parking = loop.create_task(share.closer.__anext__())  # type: ignore[arg-type]
         setattr(loop, _LOOP_ATTRIBUTE, share)
     return share
-
-
-async def settings_for(conn_id: str, read: Callable[[], Awaitable[ClientSettings]]) -> ClientSettings:
-    """The connection's settings: read at most once per loop and TTL, however many hooks ask at once.
-
-    A failed read is not kept, so the next hook tries again.
-    """
-    loop = asyncio.get_running_loop()
-    readings = _share().readings
-    reading = readings.get(conn_id)
-    if reading is None or loop.time() - reading.read_at > SETTINGS_TTL_SECONDS:
-        reading = readings[conn_id] = _Reading(asyncio.ensure_future(read()), loop.time())
-    try:
-        return await asyncio.shield(reading.settings)
-    except Exception:
-        if readings.get(conn_id) is reading:
-            del readings[conn_id]
-        raise
-
-
-def forget(conn_id: str, refused_token: str) -> None:
-    """Drop the kept reading if it still holds the token Census refused, so the next ask reads anew.
-
-    Hooks refused together drop it once and share the one new reading.
-    """
-    readings = _share().readings
-    reading = readings.get(conn_id)
-    held = reading is not None and reading.settings.done() and not reading.settings.exception()
-    if held and reading is not None and reading.settings.result().token == refused_token:
-        del readings[conn_id]
 
 
 def borrow(settings: ClientSettings) -> AsyncCensusClient:

@@ -11,7 +11,8 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from airflow_provider_census.api.endpoints import Request
 from airflow_provider_census.api.settings import ClientSettings
-from airflow_provider_census.api.wire import Answer, causes, parse, prepare, transport_error
+from airflow_provider_census.api.transport_failures import causes, transport_error
+from airflow_provider_census.api.wire import Answer, parse, prepare
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -3,77 +3,56 @@
 The hook reads the connection, checks it, and offers one method per Census endpoint. What
 each call sends and how its answer is read lives in :mod:`..api.endpoints`; the HTTP
 clients are imported on first use, so importing this module while parsing a DAG stays cheap.
+
+This module holds the connection, the clients, and the calls on syncs and their runs. The hook
+inherits the reads of sources and activations (:mod:`.catalog`) and provider 2.1's method
+names (:mod:`.provider21`). Its async calls are those of
+:class:`~airflow_provider_census.hooks.census_async.CensusAsyncHook`, the hook a trigger needs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_census.api import endpoints as ep
 from airflow_provider_census.api import inputs, run_read
-from airflow_provider_census.api.errors import (
-    CensusAuthenticationError,
-    CensusConfigurationError,
-    CensusError,
-    CensusInputError,
-)
+from airflow_provider_census.api.errors import CensusError, CensusInputError
 from airflow_provider_census.api.inputs import PageQuery, census_id
 from airflow_provider_census.api.retry import RetryPolicy
 from airflow_provider_census.api.settings import (
     MIGRATION_STEPS,
-    TOKEN_KINDS,
     V1,
     V1_RETIRED_ON,
     ClientSettings,
-    app_url_for_base,
     sync_run_app_url,
     v1_is_retired,
 )
 from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
-from airflow_provider_census.hooks.connection import endpoint_from_connection, extra, named_region
-from airflow_provider_census.version_compat import (
-    AirflowNotFoundException,
-    AirflowProviderDeprecationWarning,
-    BaseHook,
-    aget_connection,
-    mask_secret,
-    off_the_event_loop,
-)
+from airflow_provider_census.hooks import selection
+from airflow_provider_census.hooks.catalog import CatalogCalls, every_item
+from airflow_provider_census.hooks.connection import client_settings, connection_must_exist
+from airflow_provider_census.hooks.provider21 import Provider21HookMethods
+from airflow_provider_census.version_compat import BaseHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-    from airflow_provider_census.api.async_client import AsyncCensusClient
-    from airflow_provider_census.api.endpoints import Endpoint, Envelope, Request
-    from airflow_provider_census.api.models import (
-        Activation,
-        ActivationObject,
-        Page,
-        Source,
-        SourceObject,
-        Sync,
-        SyncRun,
-        SyncWrite,
-    )
+    from airflow_provider_census.api.endpoints import Endpoint, Envelope
+    from airflow_provider_census.api.models import Page, Sync, SyncRun, SyncWrite
     from airflow_provider_census.api.sync_client import CensusClient
+    from airflow_provider_census.hooks.census_async import CensusAsyncHook
     from airflow_provider_census.hooks.preflight import PreflightReport
     from airflow_provider_census.selectors import Selection, SelectionInput
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 TEST_CONNECTION_TIMEOUT = 10.0
 """Seconds a connection test waits to connect, and then for the answer; it is tried once."""
 
 
-class CensusHook(BaseHook):
+class CensusHook(CatalogCalls, Provider21HookMethods, BaseHook):
     """Talks to the Census management API, v1 or V2, through an Airflow connection.
 
     :param census_conn_id: the Airflow connection (type ``census``). Its extras choose the API:
@@ -86,6 +65,9 @@ class CensusHook(BaseHook):
     :param retry_policy: how hard each call tries (attempts, backoff, total budget).
     :param trigger_settle_seconds: after a trigger's answer was lost, how long to wait for its
         run to show up before concluding that Census never received it.
+
+    Provider 2.1's method names still work, with a deprecation warning
+    (:class:`~airflow_provider_census.hooks.provider21.Provider21HookMethods`).
     """
 
     conn_name_attr = "census_conn_id"
@@ -106,10 +88,6 @@ class CensusHook(BaseHook):
         self.timeout = timeout
         self.retry_policy = retry_policy or RetryPolicy()
         self.trigger_settle_seconds = trigger_settle_seconds
-        self._async_client: AsyncCensusClient | None = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._async_read_at = 0.0
-        self._last_bound: tuple[Endpoint[Any], ClientSettings, dict[str, Any], Request[Any]] | None = None
         self._warned_v1 = False
 
     # -- the connection form (Airflow 2 reads these; Airflow 3.2+ reads get_provider_info) --
@@ -144,30 +122,11 @@ class CensusHook(BaseHook):
 
     def settings_from_connection(self, conn: Connection) -> ClientSettings:
         """Check the connection and turn it into client settings; the token is masked in logs."""
-        origin = f"Airflow connection {self.census_conn_id!r}"
-        token = (conn.password or "").strip()
-        extras = conn.extra_dejson
-        base_url, api_version = endpoint_from_connection(extras, conn.host, origin)
-        if not token:
-            raise CensusConfigurationError(
-                f"{origin} has no API token: put {TOKEN_KINDS[api_version]} in its password field "
-                f"(it talks Census API {api_version})."
-            )
-        mask_secret(token)
-        return ClientSettings(
-            base_url=base_url,
-            token=token,
-            api_version=api_version,
-            group_id=inputs.group_id(extra(extras, "group_id")),
-            region=named_region(extras, conn.host, base_url, origin),
-            token_origin=origin,
-            timeout=self.timeout,
-            retry=self.retry_policy,
-        )
+        return client_settings(conn, self.census_conn_id, timeout=self.timeout, retry=self.retry_policy)
 
     @cached_property
     def settings(self) -> ClientSettings:
-        with self._connection_must_exist():
+        with connection_must_exist(self.census_conn_id):
             settings = self.settings_from_connection(self.get_connection(self.census_conn_id))
         self._warn_if_v1(settings)
         return settings
@@ -193,32 +152,20 @@ class CensusHook(BaseHook):
             self.census_conn_id,
         )
 
-    @contextmanager
-    def _connection_must_exist(self) -> Iterator[None]:
-        """Airflow only says the id is not defined; say how to define it (sync and async reads alike)."""
-        try:
-            yield
-        except AirflowNotFoundException as exc:
-            raise CensusConfigurationError(
-                f"Airflow connection {self.census_conn_id!r} does not exist. Create it with type 'census', "
-                "extra api_version v2 and an Activations personal access token in its password field (UI, CLI, "
-                f"or the environment variable AIRFLOW_CONN_{self.census_conn_id.upper()}), or pass "
-                "census_conn_id of an existing one."
-            ) from exc
-
     @property
     def base_url(self) -> str:
-        """The API base URL; from the async client when it is open, so triggers never read it blockingly."""
-        if self._async_client is not None:
-            return self._async_client.settings.base_url
-        return self.settings.base_url
+        """The API base URL; from the async calls' reading once made, so triggers never read it blockingly."""
+        return self._settings_at_hand().base_url
 
     @property
     def api_version(self) -> str:
         """``v1`` or ``v2``: what the connection talks (read from the connection on first use)."""
-        if self._async_client is not None:
-            return self._async_client.settings.api_version
-        return self.settings.api_version
+        return self._settings_at_hand().api_version
+
+    def _settings_at_hand(self) -> ClientSettings:
+        """The settings the async calls read, if they did; else the connection, read here."""
+        read_async = self._async.known_settings if "_async" in self.__dict__ else None
+        return read_async or self.settings
 
     def sync_run_url(self, sync_id: int, sync_run_id: int) -> str:
         """The run's page in the Census app of this connection's host (US, EU or custom)."""
@@ -237,92 +184,26 @@ class CensusHook(BaseHook):
         """Make one call on this connection's API version; ``arguments`` fill its path, query and body."""
         return self.client.run(endpoint.bind(self.settings, **arguments))
 
+    @cached_property
+    def _async(self) -> CensusAsyncHook:
+        """The async calls' own hook, made on the first: it keeps the pooled client of the running loop."""
+        from airflow_provider_census.hooks.census_async import CensusAsyncHook
+
+        return CensusAsyncHook(self.census_conn_id, timeout=self.timeout, retry_policy=self.retry_policy)
+
     async def arun(self, endpoint: Endpoint[T], **arguments: Any) -> T:
         """Make one call on the running loop's shared client for this connection.
 
         Hooks (one per trigger) that use the same connection in one event loop share one
-        pooled client, so a triggerer keeps a few warm connections instead of one per trigger.
+        pooled client, so a triggerer keeps a few warm connections instead of one per trigger
+        (see :class:`~airflow_provider_census.hooks.census_async.CensusAsyncHook`).
         """
-        return await self._asend(lambda settings: self._bind(endpoint, settings, arguments))
-
-    async def _asend(self, build: Callable[[ClientSettings], Request[T]]) -> T:
-        """Send the request ``build`` makes for the client's settings.
-
-        A 401 re-reads the connection once: if it now holds another token (it was rotated while
-        the task waited), the request is made again with it; otherwise the 401 stands.
-        """
-        client = await self._aclient()
-        try:
-            return await client.run(build(client.settings))
-        except CensusAuthenticationError as exc:
-            if exc.http_status != 401:
-                raise
-            renewed = await self._aclient(refused_token=client.settings.token)
-            if renewed.settings.token == client.settings.token:
-                raise
-            self.log.info(
-                "Census refused the token of %s, which now holds another one; trying once more with it.",
-                client.settings.token_origin,
-            )
-            return await renewed.run(build(renewed.settings))
-
-    def _bind(self, endpoint: Endpoint[T], settings: ClientSettings, arguments: dict[str, Any]) -> Request[T]:
-        """The call's request, bound once for a run of identical calls: a trigger GETs one run every poll.
-
-        Only the last request is kept, only for the same settings object (a re-read connection,
-        with another token or version, binds anew) and only when every argument is an id or a
-        name: a params or body mapping could change between calls without changing identity.
-        """
-        last = self._last_bound
-        if last is not None and last[0] is endpoint and last[1] is settings and last[2] == arguments:
-            return last[3]
-        request = endpoint.bind(settings, **arguments)
-        if all(type(value) in (int, str) for value in arguments.values()):
-            self._last_bound = (endpoint, settings, arguments, request)
-        return request
-
-    async def _aclient(self, *, refused_token: str | None = None) -> AsyncCensusClient:
-        """This hook's client on the running loop, its settings no older than the shared reading's TTL.
-
-        A client left from another event loop (``asyncio.run`` twice) went with that loop: it is
-        dropped, never used across loops.
-        """
-        from airflow_provider_census.api import async_pool
-
-        loop = asyncio.get_running_loop()
-        if self._async_loop is not loop:
-            self._async_client, self._async_loop = None, loop
-        if refused_token is not None:
-            async_pool.forget(self.census_conn_id, refused_token)
-        stale = loop.time() - self._async_read_at > async_pool.SETTINGS_TTL_SECONDS
-        if self._async_client is None or stale or refused_token is not None:
-            shared = await async_pool.settings_for(self.census_conn_id, self._aread_settings)
-            self._async_read_at = loop.time()
-            # The reading may come from another hook: this hook's own patience applies.
-            settings = replace(shared, timeout=self.timeout, retry=self.retry_policy)
-            if self._async_client is None or self._async_client.settings != settings:
-                await self._give_back_client()
-                self._async_client = async_pool.borrow(settings)
-        return self._async_client
-
-    async def _aread_settings(self) -> ClientSettings:
-        """The connection's settings, read in a thread: reading them masks the token, a blocking call."""
-        with self._connection_must_exist():
-            connection = await aget_connection(self.census_conn_id)
-            return await off_the_event_loop(self.settings_from_connection, connection)
+        return await self._async.arun(endpoint, **arguments)
 
     async def aclose(self) -> None:
         """Give the shared client back; the last hook using it closes it."""
-        if self._async_loop is asyncio.get_running_loop():
-            await self._give_back_client()
-        self._async_client = self._async_loop = None
-
-    async def _give_back_client(self) -> None:
-        if self._async_client is not None:
-            from airflow_provider_census.api import async_pool
-
-            client, self._async_client = self._async_client, None
-            await async_pool.give_back(client)
+        if "_async" in self.__dict__:
+            await self._async.aclose()
 
     async def __aenter__(self) -> CensusHook:
         return self
@@ -380,134 +261,6 @@ class CensusHook(BaseHook):
 
         return Preflight(self).report(sync_ids, select, run_ids)
 
-    # -- sources, models, tables --
-
-    def list_sources(
-        self, page: int = 1, per_page: int = 25, order: str = "desc", *, group_id: str | None = None
-    ) -> Page[Source]:
-        """Sources (warehouses); on V2 scoped to ``group_id`` or the connection's."""
-        return self.run(ep.LIST_SOURCES, params=PageQuery(page, per_page, order).params(), group_id=group_id)
-
-    def iter_sources(
-        self, per_page: int = 100, order: str = "desc", *, group_id: str | None = None
-    ) -> Iterator[Source]:
-        return self._iterate(ep.LIST_SOURCES, PageQuery(1, per_page, order), group_id=group_id)
-
-    def get_source(self, source: int | str) -> Source:
-        return self.run(ep.GET_SOURCE, source=inputs.id_or_slug(source, "source"))
-
-    def list_source_objects(
-        self, source: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[SourceObject]:
-        return self.run(
-            ep.LIST_SOURCE_OBJECTS, params=PageQuery(page, per_page, order).params(), source=_source(source)
-        )
-
-    def iter_source_objects(
-        self, source: int | str, per_page: int = 100, order: str = "desc"
-    ) -> Iterator[SourceObject]:
-        return self._iterate(ep.LIST_SOURCE_OBJECTS, PageQuery(1, per_page, order), source=_source(source))
-
-    def list_models(
-        self, source: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[SourceObject]:
-        return self.run(ep.LIST_MODELS, params=PageQuery(page, per_page, order).params(), source=_source(source))
-
-    def iter_models(self, source: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SourceObject]:
-        return self._iterate(ep.LIST_MODELS, PageQuery(1, per_page, order), source=_source(source))
-
-    def get_model(self, source: int | str, model_id: int) -> SourceObject:
-        return self.run(ep.GET_MODEL, source=_source(source), model_id=census_id(model_id, "model_id"))
-
-    def list_tables(
-        self, source: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[SourceObject]:
-        return self.run(ep.LIST_TABLES, params=PageQuery(page, per_page, order).params(), source=_source(source))
-
-    def iter_tables(self, source: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SourceObject]:
-        return self._iterate(ep.LIST_TABLES, PageQuery(1, per_page, order), source=_source(source))
-
-    def get_table(self, source: int | str, table_id: int) -> SourceObject:
-        return self.run(ep.GET_TABLE, source=_source(source), table_id=census_id(table_id, "table_id"))
-
-    # -- activations (v1 calls them destinations; these names work on both versions) --
-
-    def list_activations(
-        self, page: int = 1, per_page: int = 25, order: str = "desc", *, group_id: str | None = None
-    ) -> Page[Activation]:
-        """Activations (v1: destinations); on V2 scoped to ``group_id`` or the connection's."""
-        return self.run(ep.LIST_ACTIVATIONS, params=PageQuery(page, per_page, order).params(), group_id=group_id)
-
-    def iter_activations(
-        self, per_page: int = 100, order: str = "desc", *, group_id: str | None = None
-    ) -> Iterator[Activation]:
-        return self._iterate(ep.LIST_ACTIVATIONS, PageQuery(1, per_page, order), group_id=group_id)
-
-    def get_activation(self, activation: int | str) -> Activation:
-        """One activation by its id: text on V2 (``glimmering_donkey``), an integer or slug on v1."""
-        return self.run(ep.GET_ACTIVATION, activation=_activation(activation))
-
-    def list_activation_objects(
-        self, activation: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[ActivationObject]:
-        return self.run(
-            ep.LIST_ACTIVATION_OBJECTS,
-            params=PageQuery(page, per_page, order).params(),
-            activation=_activation(activation),
-        )
-
-    def iter_activation_objects(
-        self, activation: int | str, per_page: int = 100, order: str = "desc"
-    ) -> Iterator[ActivationObject]:
-        return self._iterate(
-            ep.LIST_ACTIVATION_OBJECTS, PageQuery(1, per_page, order), activation=_activation(activation)
-        )
-
-    def get_activation_object(self, activation: int | str, object_name: str) -> ActivationObject:
-        return self.run(
-            ep.GET_ACTIVATION_OBJECT, activation=_activation(activation), object_name=inputs.object_name(object_name)
-        )
-
-    def list_activation_types(self, page: int = 1, per_page: int = 25, order: str = "desc") -> Page[dict[str, Any]]:
-        """The kinds of destination Census can sync to (v1: ``/connectors``)."""
-        return self.run(ep.LIST_ACTIVATION_TYPES, params=PageQuery(page, per_page, order).params())
-
-    # -- the v1 names of the same calls (v1 only; on V2 they name the call to use) --
-
-    def list_destinations(self, page: int = 1, per_page: int = 25, order: str = "desc") -> Page[Activation]:
-        return self.run(ep.LIST_DESTINATIONS, params=PageQuery(page, per_page, order).params())
-
-    def iter_destinations(self, per_page: int = 100, order: str = "desc") -> Iterator[Activation]:
-        return self._iterate(ep.LIST_DESTINATIONS, PageQuery(1, per_page, order))
-
-    def get_destination(self, destination: int | str) -> Activation:
-        return self.run(ep.GET_DESTINATION, activation=inputs.id_or_slug(destination, "destination"))
-
-    def list_destination_objects(
-        self, destination: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
-    ) -> Page[ActivationObject]:
-        return self.run(
-            ep.LIST_DESTINATION_OBJECTS,
-            params=PageQuery(page, per_page, order).params(),
-            activation=inputs.id_or_slug(destination, "destination"),
-        )
-
-    def iter_destination_objects(
-        self, destination: int | str, per_page: int = 100, order: str = "desc"
-    ) -> Iterator[ActivationObject]:
-        return self._iterate(
-            ep.LIST_DESTINATION_OBJECTS,
-            PageQuery(1, per_page, order),
-            activation=inputs.id_or_slug(destination, "destination"),
-        )
-
-    def get_destination_object(self, destination: int | str, object_name: str) -> ActivationObject:
-        return self.run(
-            ep.GET_DESTINATION_OBJECT,
-            activation=inputs.id_or_slug(destination, "destination"),
-            object_name=inputs.object_name(object_name),
-        )
-
     # -- syncs --
 
     def list_syncs(
@@ -516,7 +269,7 @@ class CensusHook(BaseHook):
         return self.run(ep.LIST_SYNCS, params=PageQuery(page, per_page, order).params(), group_id=group_id)
 
     def iter_syncs(self, per_page: int = 100, order: str = "desc", *, group_id: str | None = None) -> Iterator[Sync]:
-        return self._iterate(ep.LIST_SYNCS, PageQuery(1, per_page, order), group_id=group_id)
+        return every_item(self, ep.LIST_SYNCS, PageQuery(1, per_page, order), group_id=group_id)
 
     def get_sync(self, sync_id: int | str) -> Sync:
         return self.run(ep.GET_SYNC, sync_id=census_id(sync_id, "sync_id"))
@@ -541,7 +294,6 @@ class CensusHook(BaseHook):
         :class:`~airflow_provider_census.api.errors.CensusNoSyncSelectedError` naming the
         selectors that matched nothing, ``skip`` skips the task, ``empty`` returns ``[]``.
         """
-        from airflow_provider_census.hooks import selection
         from airflow_provider_census.selectors import Selection, parse_selection
 
         selection.checked_on_no_match(on_no_match)
@@ -593,10 +345,7 @@ class CensusHook(BaseHook):
 
     async def aget_sync_run(self, sync_run_id: int | str, *, sync_id: int | str | None = None) -> SyncRun:
         """:meth:`get_sync_run` on the running loop's shared client."""
-        run_id, known_sync = census_id(sync_run_id, "sync_run_id"), _optional_sync_id(sync_id)
-        settings = (await self._aclient()).settings
-        steps = run_read.read_run(settings, run_id, known_sync)
-        return await run_read.adrive(steps, lambda request: self._asend(lambda _settings: request))
+        return await self._async.aget_sync_run(sync_run_id, sync_id=sync_id)
 
     def list_sync_runs(
         self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
@@ -608,12 +357,10 @@ class CensusHook(BaseHook):
     async def alist_sync_runs(
         self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
     ) -> Page[SyncRun]:
-        return await self.arun(
-            ep.LIST_SYNC_RUNS, params=PageQuery(page, per_page, order).params(), sync_id=census_id(sync_id, "sync_id")
-        )
+        return await self._async.alist_sync_runs(sync_id, page, per_page, order)
 
     def iter_sync_runs(self, sync_id: int | str, per_page: int = 100, order: str = "desc") -> Iterator[SyncRun]:
-        return self._iterate(ep.LIST_SYNC_RUNS, PageQuery(1, per_page, order), sync_id=census_id(sync_id, "sync_id"))
+        return every_item(self, ep.LIST_SYNC_RUNS, PageQuery(1, per_page, order), sync_id=census_id(sync_id, "sync_id"))
 
     def latest_sync_run(self, sync_id: int | str) -> SyncRun | None:
         """The sync's newest run, or None if it never ran."""
@@ -634,64 +381,8 @@ class CensusHook(BaseHook):
         return self.run(ep.CANCEL_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
 
     async def acancel_sync_run(self, sync_run_id: int | str) -> Envelope:
-        return await self.arun(ep.CANCEL_SYNC_RUN, sync_run_id=census_id(sync_run_id, "sync_run_id"))
-
-    def _iterate(self, endpoint: Endpoint[Page[T]], query: PageQuery, **arguments: Any) -> Iterator[T]:
-        """Every item of a list, page after page, until Census says there are no more."""
-        while True:
-            page = self.run(endpoint, params=query.params(), **arguments)
-            yield from page.items
-            following = page.next_number
-            if following is None or following <= query.page:
-                return
-            query = query.following(following)
-
-    # -- the names of provider 2.1, kept for DAGs written against it --
-
-    def trigger_sync(self, sync_id: int | str) -> int:
-        """Deprecated (2.1): use :meth:`trigger_sync_run`, which this calls."""
-        _deprecated("CensusHook.trigger_sync", "CensusHook.trigger_sync_run")
-        return self.trigger_sync_run(sync_id)
-
-    def get_sync_run_info(self, sync_run_id: int | str) -> dict[str, Any]:
-        """Deprecated (2.1): the run's fields as Census sent them; use :meth:`get_sync_run` for a typed run."""
-        _deprecated("CensusHook.get_sync_run_info", "CensusHook.get_sync_run")
-        return dict(self.get_sync_run(sync_run_id).raw)
-
-    def get_api_base_url(self) -> str:
-        """Deprecated (2.1): the Census app's scheme and host, without ``/api/...``; see :attr:`base_url`."""
-        _deprecated("CensusHook.get_api_base_url", "CensusHook.base_url")
-        return app_url_for_base(self.base_url)
-
-    def get_sync_history_url(self, sync_id: int | str, sync_run_id: int | str | None = None) -> str:
-        """Deprecated (2.1): the sync's history page in the Census app, at one run if given."""
-        _deprecated("CensusHook.get_sync_history_url", "the XCom sync_run_url the operators push")
-        checked = census_id(sync_id, "sync_id")
-        if sync_run_id is None:
-            return f"{app_url_for_base(self.base_url)}/syncs/{checked}/history"
-        return self.sync_run_url(checked, census_id(sync_run_id, "sync_run_id"))
-
-    def get_auth_headers(self) -> dict[str, str]:
-        """Deprecated (2.1): the Authorization header; never log what it returns."""
-        _deprecated("CensusHook.get_auth_headers", "the hook's own calls, which send it themselves")
-        return {"Authorization": f"Bearer {self.settings.token}"}
+        return await self._async.acancel_sync_run(sync_run_id)
 
 
 def _optional_sync_id(sync_id: int | str | None) -> int | None:
     return None if sync_id is None else census_id(sync_id, "sync_id")
-
-
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(
-        f"{old} is the name of airflow-provider-census 2.1; use {new}.",
-        AirflowProviderDeprecationWarning,
-        stacklevel=3,
-    )
-
-
-def _source(value: int | str) -> str | int:
-    return inputs.id_or_slug(value, "source")
-
-
-def _activation(value: int | str) -> str | int:
-    return inputs.id_or_slug(value, "activation")

@@ -4,28 +4,38 @@ Connections come in every shape users made over the years: provider 2.1's (the h
 with or without a scheme, and no extras), this provider's (``region`` or ``base_url`` and
 ``api_version``), and the older prefixed extras of Airflow 2's form. Reading them is pure
 (a mapping and a host in, a URL and a version out; the one side effect is the warning about a
-plain http URL the connection allows), so it lives apart from the hook that uses it, and every
-refusal says what to change.
+plain http URL the connection allows), so it lives apart from the hooks that use it, and every
+refusal says what to change. :func:`client_settings` puts it together for both hooks, the
+blocking one and the asyncio one, and registers the token with Airflow's secrets masker.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from airflow_provider_census.api import inputs
 from airflow_provider_census.api.errors import CensusConfigurationError
+from airflow_provider_census.api.retry import RetryPolicy
 from airflow_provider_census.api.settings import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
     DEFAULT_REGION,
     REGION_APP_HOSTS,
+    TOKEN_KINDS,
     V1_RETIRED_ON,
+    ClientSettings,
     region_base_url,
 )
 from airflow_provider_census.get_provider_info import CONNECTION_TYPE
+from airflow_provider_census.version_compat import AirflowNotFoundException, mask_secret
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 INSECURE_HTTP_EXTRA = "allow_insecure_http"
@@ -33,6 +43,46 @@ _TRUE = frozenset({"true", "yes", "1", "on"})
 _FALSE = frozenset({"false", "no", "0", "off", ""})
 
 log = logging.getLogger(__name__)
+
+
+def client_settings(
+    conn: Connection, conn_id: str, *, timeout: float = 30.0, retry: RetryPolicy | None = None
+) -> ClientSettings:
+    """Check the connection and turn it into client settings; the token is masked in logs."""
+    origin = f"Airflow connection {conn_id!r}"
+    token = (conn.password or "").strip()
+    extras = conn.extra_dejson
+    base_url, api_version = endpoint_from_connection(extras, conn.host, origin)
+    if not token:
+        raise CensusConfigurationError(
+            f"{origin} has no API token: put {TOKEN_KINDS[api_version]} in its password field "
+            f"(it talks Census API {api_version})."
+        )
+    mask_secret(token)
+    return ClientSettings(
+        base_url=base_url,
+        token=token,
+        api_version=api_version,
+        group_id=inputs.group_id(extra(extras, "group_id")),
+        region=named_region(extras, conn.host, base_url, origin),
+        token_origin=origin,
+        timeout=timeout,
+        retry=retry or RetryPolicy(),
+    )
+
+
+@contextmanager
+def connection_must_exist(conn_id: str) -> Iterator[None]:
+    """Airflow only says the id is not defined; say how to define it (both hooks read through this)."""
+    try:
+        yield
+    except AirflowNotFoundException as exc:
+        raise CensusConfigurationError(
+            f"Airflow connection {conn_id!r} does not exist. Create it with type 'census', "
+            "extra api_version v2 and an Activations personal access token in its password field (UI, CLI, "
+            f"or the environment variable AIRFLOW_CONN_{conn_id.upper()}), or pass "
+            "census_conn_id of an existing one."
+        ) from exc
 
 
 def endpoint_from_connection(extras: Mapping[str, Any], host: str | None, origin: str) -> tuple[str, str]:

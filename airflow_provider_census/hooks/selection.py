@@ -5,14 +5,17 @@ Census lists becomes the facts a selection is matched on. Only what the selectio
 looked up: a model's name when the sync's answer gave only the model's id, and the
 destination connections' names and slugs (one listing) for ``destination:`` selectors.
 Everything happens when the task runs, never while a DAG file is parsed.
+
+It asks Census through the few calls of :class:`SyncLookups`, not through the hook's class,
+so the hook imports this module and this module never imports the hook.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from airflow_provider_census.api.errors import (
     CensusApiError,
@@ -20,15 +23,28 @@ from airflow_provider_census.api.errors import (
     CensusNoSyncSelectedError,
     CensusNotFoundError,
 )
-from airflow_provider_census.api.models import Sync
+from airflow_provider_census.api.models import Activation, SourceObject, Sync
 from airflow_provider_census.api.run_read import is_route_404
 from airflow_provider_census.selectors import Selection, SyncFacts
 from airflow_provider_census.version_compat import AirflowSkipException
 
-if TYPE_CHECKING:
-    from airflow_provider_census.hooks.census import CensusHook
-
 log = logging.getLogger(__name__)
+
+
+class SyncLookups(Protocol):
+    """The calls resolving a selection makes: ``CensusHook``'s methods of the same names."""
+
+    def get_conn(self) -> object:
+        """Read the connection and open the client, once, before threads share them."""
+
+    def iter_syncs(self, *, group_id: str | None = None) -> Iterator[Sync]: ...
+
+    def get_sync(self, sync_id: int | str) -> Sync: ...
+
+    def get_model(self, source: int | str, model_id: int) -> SourceObject: ...
+
+    def iter_activations(self, *, group_id: str | None = None) -> Iterator[Activation]: ...
+
 
 ON_NO_MATCH_CHOICES = ("fail", "skip", "empty")
 
@@ -47,7 +63,7 @@ NAMED_SOURCE_KINDS = frozenset({"model", "segment", "dataset", "entity"})
 
 
 def resolve(
-    hook: CensusHook, selection: Selection, *, include_paused: bool, on_no_match: str, group_id: str | None
+    hook: SyncLookups, selection: Selection, *, include_paused: bool, on_no_match: str, group_id: str | None
 ) -> list[Sync]:
     """The syncs ``selection`` picks, in Census's order, paused ones left out unless asked for."""
     syncs = _candidates(hook, selection, group_id)
@@ -72,7 +88,7 @@ def resolve(
     return _nothing_chosen(selection, facts, paused, on_no_match)
 
 
-def _candidates(hook: CensusHook, selection: Selection, group_id: str | None) -> list[Sync]:
+def _candidates(hook: SyncLookups, selection: Selection, group_id: str | None) -> list[Sync]:
     """The syncs to match: just those named when the selection is ids only, else every sync (all pages).
 
     Named syncs are read a few at a time (:data:`CONCURRENT_READS`), in the order named: 100
@@ -83,12 +99,12 @@ def _candidates(hook: CensusHook, selection: Selection, group_id: str | None) ->
         return list(hook.iter_syncs(group_id=group_id))
     if len(ids) <= 1:
         return [_named_sync(hook, sync_id) for sync_id in ids]
-    _ = hook.client  # read the connection and open the session once, before the threads share them
+    hook.get_conn()
     with ThreadPoolExecutor(max_workers=min(CONCURRENT_READS, len(ids)), thread_name_prefix="census-read") as pool:
         return list(pool.map(lambda sync_id: _named_sync(hook, sync_id), ids))
 
 
-def _named_sync(hook: CensusHook, sync_id: int) -> Sync:
+def _named_sync(hook: SyncLookups, sync_id: int) -> Sync:
     """The sync named by id; only its id when this Census does not serve ``GET /syncs/{id}``.
 
     V2's reference does not document reading a sync: there, a 404 cannot tell a missing route
@@ -109,7 +125,7 @@ def _named_sync(hook: CensusHook, sync_id: int) -> Sync:
     return Sync(id=sync_id, label=None, operation=None, paused=None, status=None)
 
 
-def _facts(hook: CensusHook, syncs: Iterable[Sync], selection: Selection, group_id: str | None) -> list[SyncFacts]:
+def _facts(hook: SyncLookups, syncs: Iterable[Sync], selection: Selection, group_id: str | None) -> list[SyncFacts]:
     destinations = _destination_names(hook, group_id) if selection.needs_destinations else {}
     model_names: dict[tuple[int, int], str | None] = {}
     facts = []
@@ -136,7 +152,7 @@ def _facts(hook: CensusHook, syncs: Iterable[Sync], selection: Selection, group_
     return facts
 
 
-def _model_name(hook: CensusHook, sync: Sync, seen: dict[tuple[int, int], str | None]) -> str | None:
+def _model_name(hook: SyncLookups, sync: Sync, seen: dict[tuple[int, int], str | None]) -> str | None:
     """The name of the model a sync reads when its answer gave only the id: one lookup per model.
 
     Only models can be looked up (Census has an endpoint for them, not for segments); a model
@@ -155,7 +171,7 @@ def _model_name(hook: CensusHook, sync: Sync, seen: dict[tuple[int, int], str | 
     return seen[key]
 
 
-def _destination_names(hook: CensusHook, group_id: str | None) -> dict[str, tuple[str | None, str | None]]:
+def _destination_names(hook: SyncLookups, group_id: str | None) -> dict[str, tuple[str | None, str | None]]:
     """Each destination connection's name and kind, by its id as text (v1 ids are numbers, V2's text).
 
     The kind is the connection's ``type`` (``salesforce``), which Census's reference examples

@@ -501,8 +501,7 @@ async def test_two_watchers_of_the_same_watch_in_one_triggerer_each_keep_their_o
     for watcher in watchers:
         await polls_pass(census_conn, watcher)
     run_id = ended_run(census_conn, sync_id)
-    for watcher, store in zip(watchers, stores, strict=True):
-        await wait_until(lambda: store_covers(store, sync_id, run_id), watcher)  # noqa: B023
+    await wait_until(lambda: all(store_covers(store, sync_id, run_id) for store in stores), watchers[0])
     await polls_pass(census_conn, watchers[0], 3)
     for watcher in watchers:
         await watcher.stop()

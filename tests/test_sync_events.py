@@ -24,7 +24,7 @@ import pytest
 
 from airflow_provider_census.api.errors import CensusConfigurationError, CensusInputError
 from airflow_provider_census.testing import CensusEmulator, FaultProfile, RunScript
-from airflow_provider_census.triggers import sync_events
+from airflow_provider_census.triggers import sync_events, sync_watch
 from airflow_provider_census.triggers.sync_events import CensusSyncRunFinishedTrigger, WatchMark
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
 
@@ -89,8 +89,8 @@ class FakeVariables:
 def variables(monkeypatch: pytest.MonkeyPatch) -> FakeVariables:
     """The Variables every watcher reads and writes here (the real ones: tests/test_sync_events_triggerer.py)."""
     fake = FakeVariables()
-    monkeypatch.setattr(sync_events, "aget_variable", fake.get)
-    monkeypatch.setattr(sync_events, "aset_variable", fake.set)
+    monkeypatch.setattr(sync_watch, "aget_variable", fake.get)
+    monkeypatch.setattr(sync_watch, "aset_variable", fake.set)
     return fake
 
 
@@ -126,26 +126,34 @@ class AckedWatcher(Watcher):
     """
 
     def __init__(
-        self, trigger: CensusSyncRunFinishedTrigger, *, stores: int | None = None, ack_timeout: float = GIVE_UP_SECONDS
+        self,
+        trigger: CensusSyncRunFinishedTrigger,
+        *,
+        stores: int | None = None,
+        ack_timeout: float = GIVE_UP_SECONDS,
+        manager: Any = None,
+        trigger_id: int = TRIGGER_ID,
     ) -> None:
         from airflow.triggers.shared_stream import SharedStreamManager
 
-        self.manager = SharedStreamManager(ack_timeout=ack_timeout)
+        self.manager = manager or SharedStreamManager(ack_timeout=ack_timeout)
         self.stores = stores
+        trigger.trigger_id = trigger_id  # as the triggerer sets it, before it runs the trigger
         super().__init__(trigger)
 
     async def _collect(self) -> None:
+        trigger_id = self.trigger.trigger_id
         key = self.trigger.shared_stream_key()
-        stream = self.manager.subscribe(trigger_id=TRIGGER_ID, trigger=self.trigger, key=key)
+        stream = self.manager.subscribe(trigger_id=trigger_id, trigger=self.trigger, key=key)
         try:
             async for event in self.trigger.filter_shared_stream(stream):
-                seq = self.manager.bind_pending_event(trigger_id=TRIGGER_ID, key=key)
+                seq = self.manager.bind_pending_event(trigger_id=trigger_id, key=key)
                 assert seq is not None, "the stream is in ack mode: each event waits to be stored"
                 self.events.append(event.payload)
                 if self.stores is None or len(self.events) <= self.stores:
                     asyncio.get_running_loop().call_soon(self.manager.confirm_persisted, [seq])
         finally:
-            await self.manager.unsubscribe(TRIGGER_ID, key)
+            await self.manager.unsubscribe(trigger_id, key)
 
 
 class Line:
@@ -194,11 +202,18 @@ def mark_key(sync_id: int, outcomes: str = "succeeded") -> str:
 
 
 def acked_watcher(
-    sync_id: int, store: Any, *, stores: int | None = None, ack_timeout: float = GIVE_UP_SECONDS, **kwargs: Any
+    sync_id: int,
+    store: Any,
+    *,
+    stores: int | None = None,
+    ack_timeout: float = GIVE_UP_SECONDS,
+    manager: Any = None,
+    trigger_id: int = TRIGGER_ID,
+    **kwargs: Any,
 ) -> AckedWatcher:
     trigger = CensusSyncRunFinishedTrigger(sync_id, **{"poll_interval": QUICK_POLL, **kwargs})
     trigger.asset_state_store = store
-    return AckedWatcher(trigger, stores=stores, ack_timeout=ack_timeout)
+    return AckedWatcher(trigger, stores=stores, ack_timeout=ack_timeout, manager=manager, trigger_id=trigger_id)
 
 
 def store_covers(store: FakeAssetStore, sync_id: int, run_id: int) -> bool:
@@ -462,6 +477,40 @@ async def test_events_airflow_did_not_store_fire_again_after_a_restart(census_co
     await third.stop()
     assert (first.fired, second.fired, third.fired) == (runs, runs[1:], [])
     assert all(store_covers(store, sync_id, run_id) for run_id in runs)
+
+
+@needs_airflow_3_3
+async def test_two_watchers_of_the_same_watch_in_one_triggerer_each_keep_their_own_mark(
+    census_conn: CensusEmulator,
+) -> None:
+    """Two triggers with the same kwargs, each watching its own asset: each fires each run and marks it in its store.
+
+    Airflow stores one watch twice when two DAG files declare it for their own assets (with a
+    Fernet key, it never finds the first trigger row again); one triggerer then runs both,
+    their stream keys equal. A restart of either one alone must not fire a run twice.
+    """
+    from airflow.triggers.shared_stream import SharedStreamManager
+
+    sync_id = census_conn.add_sync(ENDS_AT_ONCE)
+    manager = SharedStreamManager(ack_timeout=GIVE_UP_SECONDS)
+    stores = [FakeAssetStore(), FakeAssetStore()]
+    watchers = [
+        acked_watcher(sync_id, store, manager=manager, trigger_id=trigger_id)
+        for trigger_id, store in enumerate(stores, start=1)
+    ]
+    for watcher in watchers:
+        await polls_pass(census_conn, watcher)
+    run_id = ended_run(census_conn, sync_id)
+    await wait_until(lambda: all(store_covers(store, sync_id, run_id) for store in stores), watchers[0])
+    await polls_pass(census_conn, watchers[0], 3)
+    for watcher in watchers:
+        await watcher.stop()
+    assert [watcher.fired for watcher in watchers] == [[run_id], [run_id]]
+
+    restarted = acked_watcher(sync_id, stores[0])
+    await polls_pass(census_conn, restarted, 3)
+    await restarted.stop()
+    assert restarted.fired == []
 
 
 @needs_airflow_3_3

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_census.testing import CensusEmulator, RunScript
-from airflow_provider_census.triggers import sync_events
+from airflow_provider_census.triggers import sync_events, sync_watch
 from airflow_provider_census.triggers.sync_events import WatchMark
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
 
@@ -247,14 +247,14 @@ class Waits:
 
     def __init__(self, failures: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.failures = failures
-        note_failure = sync_events._Watch._note_failure
+        note_failure = sync_watch.SyncWatch._note_failure
 
         def noted(watch: Any, exc: BaseException) -> None:
             with failures.open("a") as written:
                 written.write(f"{type(exc).__name__}: {exc}\n")
             note_failure(watch, exc)
 
-        monkeypatch.setattr(sync_events._Watch, "_note_failure", noted)
+        monkeypatch.setattr(sync_watch.SyncWatch, "_note_failure", noted)
 
     def __call__(self, what: str, condition: Callable[[], bool]) -> None:
         give_up_at = time.monotonic() + GIVE_UP_SECONDS

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from airflow_provider_census.api.errors import CensusError
 from airflow_provider_census.api.models import SyncRun
@@ -37,6 +37,7 @@ from airflow_provider_census.core.wait import (
     deadline_due,
 )
 from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.hooks.census_async import CensusAsyncHook
 from airflow_provider_census.runs import RunSummary
 
 PROGRESS_HEARTBEAT_SECONDS = 300.0
@@ -52,11 +53,8 @@ SLOTS_PER_INTERVAL = 40
 
 async def cancel_run(census_conn_id: str, sync_run_id: int) -> None:
     """Cancel a run, retrying passing faults (unlike polls, a cancel has no next interval)."""
-    hook = CensusHook(census_conn_id, retry_policy=CANCEL_RETRIES)
-    try:
+    async with CensusAsyncHook(census_conn_id, retry_policy=CANCEL_RETRIES) as hook:
         await hook.acancel_sync_run(sync_run_id)
-    finally:
-        await hook.aclose()
 
 
 async def sleep_to_slot(delay: float, poll_interval: float) -> None:
@@ -78,6 +76,13 @@ def _wake(woken: asyncio.Future[None]) -> None:
         woken.set_result(None)
 
 
+class _ReadsRuns(Protocol):
+    """What a watch needs of its hook beyond the reads its driver makes: where the run's page is."""
+
+    @property
+    def base_url(self) -> str: ...
+
+
 class _Watch:
     """What both drivers of one run's wait share: the rules, the decisions on a look, and the event.
 
@@ -91,7 +96,7 @@ class _Watch:
         self,
         sync_run_id: int,
         rules: WaitRules,
-        hook: CensusHook,
+        hook: _ReadsRuns,
         log: logging.Logger | Any,
         *,
         census_conn_id: str,
@@ -168,6 +173,8 @@ class _Watch:
 class RunWatch(_Watch):
     """One run's wait in a trigger (asyncio): sleeps on the shared slot grid, reads through the pooled client."""
 
+    hook: CensusAsyncHook
+
     async def until_done(self, first_poll_delay: float) -> RunEvent:
         poll_at = time.time() + first_poll_delay
         while True:
@@ -205,6 +212,8 @@ class RunWatch(_Watch):
 
 class WorkerWatch(_Watch):
     """One run's wait in the worker (no event loop): the same decisions, blocking reads, one step per wake-up."""
+
+    hook: CensusHook
 
     poll_at = 0.0
     event: RunEvent | None = None

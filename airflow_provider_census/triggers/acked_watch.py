@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from airflow_provider_census.api.retry import ONE_TRY
-from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.hooks.census_async import CensusAsyncHook
 from airflow_provider_census.runs import RunSummary
 from airflow_provider_census.triggers.sync_watch import MarkStore, SyncWatch, polls
 from airflow_provider_census.triggers.watch_mark import WatchMark
@@ -51,7 +51,7 @@ class AckedWatch(SharedStreamProducer):
 
     def __init__(self, trigger: CensusSyncRunFinishedTrigger) -> None:
         self.trigger = trigger
-        self.hook = CensusHook(trigger.census_conn_id, retry_policy=ONE_TRY)
+        self.hook = CensusAsyncHook(trigger.census_conn_id, retry_policy=ONE_TRY)
         self.watch: SyncWatch | None = None
         self.lost_one = False
 

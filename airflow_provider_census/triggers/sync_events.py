@@ -33,6 +33,7 @@ from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.hooks.census_async import CensusAsyncHook
 from airflow_provider_census.runs import RunSummary
 from airflow_provider_census.triggers.acked_watch import AckedWatch, MarkStoreRequest
 from airflow_provider_census.triggers.sync_watch import CATCH_UP_RUNS, MarkStore, SyncWatch, polls
@@ -178,7 +179,7 @@ class CensusSyncRunFinishedTrigger(BaseEventTrigger):
         Nothing says when Airflow stored the events, so the mark follows them
         :data:`MARK_DELAY_SECONDS` later.
         """
-        hook = CensusHook(self.census_conn_id, retry_policy=ONE_TRY)
+        hook = CensusAsyncHook(self.census_conn_id, retry_policy=ONE_TRY)
         watch = SyncWatch(self, hook, self._mark_store())
         try:
             async for fired in polls(watch):

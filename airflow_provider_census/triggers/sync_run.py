@@ -20,6 +20,7 @@ from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.core.events import RunEvent
 from airflow_provider_census.core.wait import WaitRules
 from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.hooks.census_async import CensusAsyncHook
 from airflow_provider_census.version_compat import atask_instance_state
 from airflow_provider_census.watch import RunWatch, cancel_run
 
@@ -99,7 +100,7 @@ class WaitingTrigger(BaseTrigger):
         return RunWatch(
             sync_run_id,
             self.wait_rules(),
-            CensusHook(self.census_conn_id, retry_policy=ONE_TRY),
+            CensusAsyncHook(self.census_conn_id, retry_policy=ONE_TRY),
             log,
             census_conn_id=self.census_conn_id,
             sync_id=sync_id,

@@ -21,7 +21,7 @@ from airflow_provider_census.api.models import SyncRun
 from airflow_provider_census.api.retry import is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.core.wait import backoff, honoured
-from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.hooks.census_async import CensusAsyncHook
 from airflow_provider_census.runs import RunSummary
 from airflow_provider_census.triggers.watch_mark import WatchMark, ended_since, fired_with_marks, first_mark
 from airflow_provider_census.version_compat import aget_variable, aset_variable
@@ -81,7 +81,7 @@ class MarkStore:
 class SyncWatch:
     """One watcher's state between polls: the mark, what was saved, failures in a row."""
 
-    def __init__(self, trigger: CensusSyncRunFinishedTrigger, hook: CensusHook, marks: MarkStore) -> None:
+    def __init__(self, trigger: CensusSyncRunFinishedTrigger, hook: CensusAsyncHook, marks: MarkStore) -> None:
         self.trigger = trigger
         self.hook = hook
         self.marks = marks
@@ -188,7 +188,7 @@ async def polls(watch: SyncWatch) -> AsyncIterator[Fired]:
         await asyncio.sleep(max(0.0, began + watch.next_wait() - time.monotonic()))
 
 
-async def runs_above(hook: CensusHook, sync_id: int, floor: int | None) -> tuple[list[SyncRun], bool]:
+async def runs_above(hook: CensusAsyncHook, sync_id: int, floor: int | None) -> tuple[list[SyncRun], bool]:
     """The sync's runs newer than ``floor``, newest first, and whether the listing reached ``floor``.
 
     Without a floor (a first watch) one page is read. Paging newest first while runs start

@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 
 import pytest
+import requests
 
 from airflow_provider_census.api.budget_gate import BudgetGate, GateKey, gate_for, token_fingerprint
 from airflow_provider_census.api.errors import CensusRateLimitError, CensusServerError
@@ -287,3 +288,21 @@ def test_connections_of_one_token_keep_to_the_lowest_cap() -> None:
     assert gate_for("http://127.0.0.1:9/api/v1", token, cap=4.0).budget.rate == 4.0
     assert gate_for("http://127.0.0.1:9/api/v1", token, cap=8.0).budget.rate == 4.0
     assert gate_for("http://127.0.0.1:9/api/v1", token).budget.rate == 4.0
+
+
+def test_the_gate_learns_census_limit_from_the_emulator() -> None:
+    """Requests through one gate against a Census limited to 5 a second: the 429s teach it a rate."""
+    from airflow_provider_census.testing import CensusEmulator
+
+    with CensusEmulator(rate_limit=5) as emulator, requests.Session() as session:
+        gate = BudgetGate(GateKey(emulator.base_url, token_fingerprint(emulator.token)))
+        session.headers["Authorization"] = f"Bearer {emulator.token}"
+        statuses = []
+        for _ in range(15):
+            with gate.slot() as slot:
+                response = session.get(emulator.base_url + "/syncs/60", timeout=10)
+                slot.answered(response.status_code, float(response.headers.get("Retry-After", 0)))
+            statuses.append(response.status_code)
+        assert statuses.count(429) == emulator.rate_limited >= 1
+        assert gate.budget.rate is not None
+        assert gate.budget.paused_until > gate.budget.limited_at  # Retry-After was honoured

@@ -9,6 +9,7 @@ plugin that offers the ``census_emulator`` fixture is loaded in every pytest run
 
 from airflow_provider_census.testing.emulator import DEFAULT_GROUP_ID, DEFAULT_PAT, DEFAULT_TOKEN, CensusEmulator
 from airflow_provider_census.testing.faults import FAULT_KINDS, RUN_READS, FaultProfile
+from airflow_provider_census.testing.history import DurationModel
 from airflow_provider_census.testing.requestlog import RecordedRequest
 from airflow_provider_census.testing.runs import RunScript
 
@@ -19,6 +20,7 @@ __all__ = [
     "FAULT_KINDS",
     "RUN_READS",
     "CensusEmulator",
+    "DurationModel",
     "FaultProfile",
     "RecordedRequest",
     "RunScript",

@@ -13,10 +13,14 @@ line on stdout. Times in answers are epoch seconds, so they compare with the cal
 
     {"call": "start_run", "script": {"advance": "time", "working_seconds": 30}}
         -> {"run_id": 100, "ends_at": 1700000030.0}   (a new sync following the script, triggered)
+    {"call": "history_sync", "model": {"median": 120, "spread": 0.1, "seed": 7}, "history": 20}
+        -> {"sync_id": 1001}   (a new sync: 20 past runs drawn from the model, its next runs too)
+    {"call": "trigger", "sync_id": 1001}  -> {"run_id": 101, "ends_at": 1700000120.0}
     {"call": "run", "run_id": 100}  -> {"run": {...as GET /sync_runs/100 shows it...}}
     {"call": "requests"}            -> {"requests": [{"method", "path", "api_version", "api_path",
                                                       "status", "fault", "started_at",
-                                                      "finished_at"}, ...]}
+                                                      "finished_at"}, ...],
+                                     "rate_limited": 0}   (requests the --rate-limit refused)
     anything else                   -> {"error": "..."}
 """
 
@@ -36,6 +40,7 @@ from airflow_provider_census.testing import versions
 from airflow_provider_census.testing.emulator import DEFAULT_GROUP_ID, DEFAULT_PAT, DEFAULT_TOKEN, CensusEmulator
 from airflow_provider_census.testing.errors import ApiError
 from airflow_provider_census.testing.faults import FAULT_KINDS, FaultProfile
+from airflow_provider_census.testing.history import DurationModel
 from airflow_provider_census.testing.runs import RunScript
 
 
@@ -68,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of 429 faults (seconds)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--seed", type=int, default=None, help="seed for repeatable fault draws")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="accept at most N requests per token in any second; answer the rest 429 with Retry-After",
+    )
     parser.add_argument(
         "--control",
         action="store_true",
@@ -112,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         profile = _profile(args)
         api_versions = _api_versions(args)
+        if args.rate_limit is not None and args.rate_limit < 1:
+            raise ValueError(f"--rate-limit must be at least 1, not {args.rate_limit}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -131,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         group_id=args.group_id,
         api_versions=api_versions,
         v2_routes=args.v2_routes,
+        rate_limit=args.rate_limit,
     ) as emulator:
         _announce(emulator)
         if args.control:
@@ -180,6 +195,20 @@ def _start_run(emulator: CensusEmulator, command: dict[str, Any]) -> dict[str, A
     return {"run_id": run_id, "ends_at": None if ends is None else ends + _epoch_offset()}
 
 
+def _history_sync(emulator: CensusEmulator, command: dict[str, Any]) -> dict[str, Any]:
+    model = DurationModel(**command["model"])
+    sync_id = emulator.add_sync(RunScript(**command.get("script", {})))
+    emulator.add_history(sync_id, model.sample(int(command.get("history", 20))))
+    emulator.script_durations(sync_id, model)
+    return {"sync_id": sync_id}
+
+
+def _trigger(emulator: CensusEmulator, command: dict[str, Any]) -> dict[str, Any]:
+    run_id = emulator.trigger(int(command["sync_id"]))
+    ends = emulator.run_finished_at(run_id)
+    return {"run_id": run_id, "ends_at": None if ends is None else ends + _epoch_offset()}
+
+
 def _run(emulator: CensusEmulator, command: dict[str, Any]) -> dict[str, Any]:
     return {"run": emulator.run(int(command["run_id"]))}
 
@@ -199,12 +228,15 @@ def _requests(emulator: CensusEmulator, command: dict[str, Any]) -> dict[str, An
                 "finished_at": item.finished_at + offset,
             }
             for item in emulator.requests
-        ]
+        ],
+        "rate_limited": emulator.rate_limited,
     }
 
 
 _COMMANDS: dict[str, Callable[[CensusEmulator, dict[str, Any]], dict[str, Any]]] = {
     "start_run": _start_run,
+    "history_sync": _history_sync,
+    "trigger": _trigger,
     "run": _run,
     "requests": _requests,
 }

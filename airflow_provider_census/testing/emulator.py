@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_census.testing import versions
 from airflow_provider_census.testing.errors import ApiError
 from airflow_provider_census.testing.faults import FaultPlan, FaultProfile, PathPrefix
+from airflow_provider_census.testing.history import DurationModel
+from airflow_provider_census.testing.ratelimit import RateLimit, busiest_window
 from airflow_provider_census.testing.requestlog import RecordedRequest, RequestLog
 from airflow_provider_census.testing.runs import RunScript
 from airflow_provider_census.testing.workspace import Workspace
@@ -54,6 +56,8 @@ class CensusEmulator:
     assumes Census does.
     ``require_group=True`` makes V2's lists of sources and activations answer 400 without a
     ``group_id`` (no V2 page says they need one; this shows what users would see if they did).
+    ``rate_limit=N`` accepts at most N requests per token in any second and answers the others
+    429 with a ``Retry-After`` in whole seconds, as Census does (see :attr:`rate_limit`).
 
     Everything a test adds (models, tables, segments, datasets, destinations, syncs) lives
     in this emulator only; another emulator starts again from the seed.
@@ -74,6 +78,7 @@ class CensusEmulator:
         refuse_paused_triggers: bool = False,
         v2_routes: str = "all",
         require_group: bool = False,
+        rate_limit: int | None = None,
     ) -> None:
         if v2_routes not in versions.V2_ROUTE_MODES:
             raise ValueError(f"v2_routes must be one of {versions.V2_ROUTE_MODES}, got {v2_routes!r}")
@@ -91,6 +96,7 @@ class CensusEmulator:
         self._faults = FaultPlan()
         self._faults.set_profile(faults)
         self._log = RequestLog()
+        self._rate_limit = RateLimit(rate_limit)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -143,6 +149,7 @@ class CensusEmulator:
             self._log,
             v2_routes=self.v2_routes,
             require_group=self.require_group,
+            rate_limit=self._rate_limit,
         )
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -235,6 +242,33 @@ class CensusEmulator:
     @refuse_paused_triggers.setter
     def refuse_paused_triggers(self, refused: bool) -> None:
         self.workspace.refuse_paused_triggers = refused
+
+    @property
+    def rate_limit(self) -> int | None:
+        """Requests per token accepted in any one second (None: no limit); it can be changed while serving.
+
+        Beyond it a request is answered 429 with ``Retry-After`` in whole seconds (until the oldest
+        accepted request leaves the window) and recorded with ``fault="rate_limit"``; it changes
+        nothing and does not count. A request with a wrong token is a 401 before the limit.
+        """
+        return self._rate_limit.per_second
+
+    @rate_limit.setter
+    def rate_limit(self, per_second: int | None) -> None:
+        self._rate_limit.per_second = per_second
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests the :attr:`rate_limit` refused so far."""
+        return self._rate_limit.refused
+
+    def busiest_second(self, method: str | None = None, path: str | None = None) -> int:
+        """The most requests (these, or all) that arrived in any one-second window, refused ones too.
+
+        What a client sent, whatever was accepted: with a :attr:`rate_limit` of N, a client that
+        keeps to it shows at most N here and :attr:`rate_limited` stays 0.
+        """
+        return busiest_window(request.started_at for request in self.requests_for(method, path))
 
     def add_sync(
         self,
@@ -358,6 +392,26 @@ class CensusEmulator:
     def script_sync(self, sync_id: int, script: RunScript) -> None:
         """Make the next runs of an existing sync (seeded ones too) follow ``script``."""
         self.workspace.script_sync(sync_id, script)
+
+    def add_history(self, sync_id: int, durations: Iterable[float], *, every: float = 3600.0) -> list[int]:
+        """Give a sync past completed runs that took ``durations`` seconds, oldest first; their ids.
+
+        They ended one every ``every`` seconds, the newest ``every`` seconds ago, and ``GET
+        /syncs/{id}/sync_runs`` lists them (newest first) with ``created_at`` and ``completed_at``
+        that far apart, as a client reads the history of a sync. ``DurationModel(...).sample(20)``
+        gives seeded durations.
+        """
+        return self.workspace.add_history(sync_id, durations, every)
+
+    def script_durations(self, sync_id: int, model: DurationModel | None) -> None:
+        """Time the runs of ``sync_id`` triggered from now on by durations drawn from ``model``.
+
+        Each run then keeps its script's outcome and counts but advances in wall-clock time: queued
+        for ``model.queued_seconds`` (at most half its duration), then working, ending its drawn
+        duration after its trigger (:meth:`run_finished_at` tells when). None goes back to the
+        sync's script alone. The draws are seeded and separate from :meth:`DurationModel.sample`.
+        """
+        self.workspace.script_durations(sync_id, model)
 
     def trigger(self, sync_id: int, full_sync: bool = False) -> int:
         """Start a run directly, as if someone pressed "Sync now" in the Census app.

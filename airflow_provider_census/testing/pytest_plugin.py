@@ -39,11 +39,21 @@ def census_v2_routes() -> str:
 
 
 @pytest.fixture
-def census_emulator(census_v2_routes: str) -> Iterator[CensusEmulator]:
+def census_rate_limit() -> int | None:
+    """Requests per token ``census_emulator`` accepts in any second: None, no limit.
+
+    Override it (or parametrize it) to run tests against a Census that answers 429 beyond N
+    requests a second; ``census_emulator.rate_limited`` then counts the refusals.
+    """
+    return None
+
+
+@pytest.fixture
+def census_emulator(census_v2_routes: str, census_rate_limit: int | None) -> Iterator[CensusEmulator]:
     """A started Census emulator on a free port, serving both API versions, stopped when the test ends."""
     from airflow_provider_census.testing.emulator import CensusEmulator
 
-    emulator = CensusEmulator(v2_routes=census_v2_routes).start()
+    emulator = CensusEmulator(v2_routes=census_v2_routes, rate_limit=census_rate_limit).start()
     try:
         yield emulator
     finally:

@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +27,7 @@ from airflow_provider_census.testing import paging, v2, versions
 from airflow_provider_census.testing.catalog import JSON
 from airflow_provider_census.testing.errors import ApiError, not_found
 from airflow_provider_census.testing.faults import Decision, FaultPlan
+from airflow_provider_census.testing.ratelimit import RateLimit
 from airflow_provider_census.testing.requestlog import RecordedRequest, RequestLog
 from airflow_provider_census.testing.workspace import Workspace
 
@@ -51,6 +52,7 @@ class EmulatorState:
     log: RequestLog
     v2_routes: str = "all"
     require_group: bool = False
+    rate_limit: RateLimit = field(default_factory=RateLimit)
 
     def token_for(self, version: str) -> str:
         return self.token if version == "v1" else self.pat
@@ -158,6 +160,17 @@ def fault_response(kind: str, decision: Decision, version: str = "v1") -> web.Re
     return response
 
 
+RATE_LIMITED = "rate_limit"
+"""The ``fault`` the request log gives a request the emulator's rate limit refused."""
+
+
+def rate_limited(version: str, retry_after: int) -> web.Response:
+    """The 429 of a token over its limit, with ``Retry-After`` in whole seconds, as Census sends it."""
+    response = version_error(version, 429, "Too many requests. Please retry later.")
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def _drop(request: web.Request) -> web.Response:
     """Close the connection before any byte of an answer is written.
 
@@ -205,7 +218,7 @@ def _unserved(state: EmulatorState, request: web.Request) -> web.Response:
 
 @web.middleware
 async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Version and auth checks, faults, handling and recording, in that order, for every request."""
+    """Version and auth checks, the rate limit, faults, handling and recording, in that order, for every request."""
     state = request.app[STATE]
     started = time.monotonic()
     version, api_path = versions.split(request.path)
@@ -224,6 +237,10 @@ async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse
     if authorization != f"Bearer {state.token_for(version)}":
         record(401, None)
         return error(401, _unauthorized(state, version, authorization))
+    retry_after = state.rate_limit.admit(state.token_for(version), started)
+    if retry_after is not None:
+        record(429, RATE_LIMITED)
+        return rate_limited(version, retry_after)
     with_query = f"{api_path}?{request.query_string}" if request.query_string else api_path
     decision = state.faults.decide(request.method, request.path, with_query)
     if decision.delay > 0:

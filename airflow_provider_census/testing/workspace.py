@@ -11,10 +11,13 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
 
 from airflow_provider_census.testing import validation
 from airflow_provider_census.testing.catalog import JSON, Catalog
 from airflow_provider_census.testing.errors import invalid, not_found
+from airflow_provider_census.testing.history import DurationModel, past_run
 from airflow_provider_census.testing.runs import Run, RunScript, iso, utcnow
 
 _SEED_MAPPINGS: list[JSON] = [
@@ -93,6 +96,7 @@ class Workspace:
         self._syncs: dict[int, JSON] = {}
         self._scripts: dict[int, RunScript] = {}
         self._runs: dict[int, Run] = {}
+        self._durations: dict[int, tuple[DurationModel, Iterator[float]]] = {}
         self._run_ids = itertools.count(_FIRST_NEW_RUN_ID)
         self._seed()
 
@@ -261,6 +265,41 @@ class Workspace:
             self._sync(sync_id)
             self._scripts[sync_id] = script
 
+    def add_history(self, sync_id: int, durations: Iterable[float], every: float = 3600.0) -> list[int]:
+        """Give a sync past completed runs that took ``durations`` seconds (oldest first), one every
+        ``every`` seconds, the newest ending ``every`` seconds ago; their ids, oldest first."""
+        with self._lock:
+            self._sync(sync_id)
+            script = self._scripts[sync_id]
+            taken = [float(duration) for duration in durations]
+            if any(duration <= 0 for duration in taken):
+                raise ValueError("the durations of past runs must be positive")
+            now, ids = utcnow(), []
+            for age, duration in zip(range(len(taken), 0, -1), taken, strict=True):
+                created = now - timedelta(seconds=age * every + duration)
+                run = Run.historical(past_run(next(self._run_ids), sync_id, created, duration, script), script)
+                self._runs[run.id] = run
+                ids.append(run.id)
+            return ids
+
+    def script_durations(self, sync_id: int, model: DurationModel | None) -> None:
+        """Time the next runs of ``sync_id`` by durations drawn from ``model`` (None: by its script alone)."""
+        with self._lock:
+            self._sync(sync_id)
+            if model is None:
+                self._durations.pop(sync_id, None)
+            else:
+                self._durations[sync_id] = (model, model.future())
+
+    def _next_script(self, sync_id: int) -> RunScript:
+        """The script of the sync's next run: its own, timed by a drawn duration if it has a model."""
+        script = self._scripts[sync_id]
+        drawn = self._durations.get(sync_id)
+        if drawn is None:
+            return script
+        model, durations = drawn
+        return model.script(next(durations), script)
+
     # -- runs -------------------------------------------------------------------------
 
     def _runs_of(self, sync_id: int) -> list[Run]:
@@ -287,7 +326,7 @@ class Workspace:
                     f"unpause it first (PATCH /syncs/{sync_id} with paused: false)"
                 )
             busy = any(run.in_progress() for run in self._runs_of(sync_id))
-            run = Run(next(self._run_ids), sync_id, self._scripts[sync_id], full_sync=full_sync)
+            run = Run(next(self._run_ids), sync_id, self._next_script(sync_id), full_sync=full_sync)
             if busy:
                 run.mark_skipped()
             self._runs[run.id] = run

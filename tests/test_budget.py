@@ -1,0 +1,308 @@
+"""The request budget: the pure AIMD state table by table (core/budget.py), and its gate (api/budget_gate.py).
+
+The gate's tests run on a clock of their own: it stands still while requests line up, then
+moves on, so the order in which they go is decided by the gate alone, whatever the machine's load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+import requests
+
+from airflow_provider_census.api.budget_gate import BudgetGate, GateKey, gate_for, token_fingerprint
+from airflow_provider_census.api.errors import CensusRateLimitError, CensusServerError
+from airflow_provider_census.core.budget import Budget, BudgetRules, Priority
+from airflow_provider_census.core.wait import MAX_RETRY_AFTER_SECONDS
+
+TOKEN = "secret-token:budget-test"
+
+
+def sent_at(budget: Budget, *moments: float) -> Budget:
+    for moment in moments:
+        budget = budget.sent(moment)
+    return budget
+
+
+def ten_a_second() -> Budget:
+    """A budget that sent ten requests in its first second and met a 429 right after, Retry-After 2."""
+    busy = sent_at(Budget(), *(i / 10 for i in range(10)))
+    return busy.on_limited(1.0, 2.0, sent_at=0.9)
+
+
+# -- the pure budget -------------------------------------------------------------------------
+
+
+def test_no_limit_until_census_sets_one() -> None:
+    budget = sent_at(Budget(), 0.0, 0.0, 0.0, 0.001)
+    assert budget.rate is None
+    assert budget.next_slot(0.001) == 0.001  # as many as asked, at once: polling as without a budget
+    assert budget.sending_rate(0.5) == 4
+
+
+@pytest.mark.parametrize(
+    ("moments", "now", "next_slot"),
+    [
+        ([], 5.0, 5.0),
+        ([0.0], 0.0, 0.25),  # one every quarter second
+        ([0.0, 0.25], 0.3, 0.5),
+        ([0.0, 0.0, 0.0], 0.0, 0.75),  # asked together, paced anyway: no burst
+        ([0.0], 10.0, 10.0),  # after a quiet spell, at once
+    ],
+)
+def test_an_explicit_cap_paces_requests(moments: list[float], now: float, next_slot: float) -> None:
+    budget = sent_at(Budget(BudgetRules(cap=4.0)), *moments)
+    assert budget.rate == 4.0
+    assert budget.next_slot(now) == pytest.approx(next_slot)
+
+
+def test_a_429_halves_the_rate_requests_went_at_and_pauses_everyone() -> None:
+    budget = ten_a_second()
+    assert budget.rate == 5.0
+    assert (budget.limited_at, budget.paused_until) == (1.0, 3.0)
+    assert budget.next_slot(1.5) == 3.0
+    assert budget.next_slot(3.0) == 3.0
+
+
+def test_retry_after_is_honoured_once_for_everyone() -> None:
+    """The other 429s of requests sent before the first was acted on answer the same overload."""
+    budget = ten_a_second()
+    assert budget.on_limited(1.2, 60.0, sent_at=0.95) is budget
+    again = budget.sent(3.0).on_limited(3.1, 1.0, sent_at=3.0)  # a request sent after it: a new overload
+    assert again.rate == pytest.approx(0.5)  # half of the one request a second that went since
+    assert again.paused_until == pytest.approx(4.1)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "paused_until"),
+    [(None, 1.0), (0.0, 1.0), (2.5, 3.5), (10_000.0, 1.0 + MAX_RETRY_AFTER_SECONDS)],
+)
+def test_retry_after_pauses_up_to_the_cap_of_a_wait(retry_after: float | None, paused_until: float) -> None:
+    budget = Budget().sent(0.5).on_limited(1.0, retry_after, sent_at=0.5)
+    assert budget.paused_until == paused_until
+    assert BudgetRules().max_pause == MAX_RETRY_AFTER_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected_rate"),
+    [
+        (Budget(), 0.2),  # nothing counted yet: the floor
+        (sent_at(Budget(), *(i / 100 for i in range(100))), 50.0),  # half of 100 a second
+        (sent_at(Budget(BudgetRules(cap=20.0)), *(i / 100 for i in range(100))), 10.0),  # half of what the cap let go
+        (sent_at(Budget(BudgetRules(floor=3.0)), 0.0), 3.0),
+    ],
+)
+def test_the_rate_after_a_429(budget: Budget, expected_rate: float) -> None:
+    assert budget.on_limited(1.0, None, sent_at=0.0).rate == pytest.approx(expected_rate)
+
+
+def test_answers_grow_the_rate_back_slowly_then_lift_it() -> None:
+    budget = ten_a_second()  # 5 a second from 3.0, when the pause ends
+    assert budget.on_ok(2.0) is budget  # no growth during the pause
+    grown = budget.on_ok(13.0)
+    assert grown.rate == pytest.approx(5.0 + 0.02 * 5.0 * 10)  # 2% of the 429's rate per second
+    assert grown.on_ok(52.0).rate == pytest.approx(5.0 + 0.02 * 5.0 * 49)
+    lifted = grown.on_ok(53.0)  # twice the 429's rate: the limit no longer binds
+    assert (lifted.rate, lifted.learned, lifted.limited_rate) == (None, None, None)
+    assert Budget().on_ok(5.0) == Budget()
+
+
+def test_a_cap_bounds_what_was_learned() -> None:
+    capped = replace(ten_a_second(), rules=BudgetRules(cap=2.0))
+    assert capped.rate == 2.0
+    assert replace(capped, rules=BudgetRules(cap=8.0)).rate == 5.0
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        {"cap": 0.0},
+        {"cap": -1.0},
+        {"decrease": 1.0},
+        {"decrease": 0.0},
+        {"recovery": 0.0},
+        {"release": 1.0},
+        {"floor": 0.0},
+        {"max_pause": -1.0},
+    ],
+)
+def test_rules_that_cannot_work_are_refused(rules: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"\w"):
+        BudgetRules(**rules)
+
+
+def test_urgent_requests_come_first() -> None:
+    assert sorted([Priority.ROUTINE, Priority.URGENT]) == [Priority.URGENT, Priority.ROUTINE]
+
+
+# -- the gate ----------------------------------------------------------------------------------
+
+
+class StandingClock:
+    """A clock that stands still until :meth:`move_on`, then advances a little at every reading."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.moving = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            if self.moving:
+                self.now += 0.05
+            return self.now
+
+    def move_on(self) -> None:
+        self.moving = True
+
+
+def paused_gate(clock: StandingClock) -> BudgetGate:
+    """A gate that met a 429 (Retry-After 0.2 s of its clock): the next requests line up."""
+    gate = BudgetGate(GateKey("http://127.0.0.1:1/api/v1", "f" * 12), BudgetRules(floor=50.0), clock=clock)
+    with gate.slot() as slot:
+        slot.answered(429, 0.2)
+    assert gate.budget.paused_until == pytest.approx(0.2)
+    return gate
+
+
+def wait_until_lined_up(gate: BudgetGate, count: int) -> None:
+    """Wait (on a thread's schedule, not a clock) until ``count`` requests wait at the gate."""
+    while gate.waiting < count:
+        time.sleep(0.001)
+
+
+def test_gate_lets_urgent_requests_go_first_then_routine_in_order_threads() -> None:
+    clock = StandingClock()
+    gate = paused_gate(clock)
+    went: list[tuple[str, float]] = []
+
+    def request(name: str, priority: Priority) -> None:
+        with gate.slot(priority) as slot:
+            assert slot.sent_at is not None
+            went.append((name, slot.sent_at))
+
+    threads = []
+    for name, priority in [("poll 1", Priority.ROUTINE), ("poll 2", Priority.ROUTINE), ("trigger", Priority.URGENT)]:
+        threads.append(threading.Thread(target=request, args=(name, priority)))
+        threads[-1].start()
+        wait_until_lined_up(gate, len(threads))
+    clock.move_on()
+    for thread in threads:
+        thread.join()
+    assert [name for name, _ in went] == ["trigger", "poll 1", "poll 2"]
+    moments = [moment for _, moment in went]
+    assert moments[0] >= 0.2  # after the pause
+    assert all(later - earlier >= 1 / 50 for earlier, later in itertools.pairwise(moments))
+
+
+async def test_gate_lets_urgent_requests_go_first_then_routine_in_order_asyncio() -> None:
+    clock = StandingClock()
+    gate = paused_gate(clock)
+    went: list[str] = []
+
+    async def request(name: str, priority: Priority) -> None:
+        async with gate.slot(priority):
+            went.append(name)
+
+    tasks = []
+    for name, priority in [("poll 1", Priority.ROUTINE), ("cancel", Priority.URGENT), ("poll 2", Priority.ROUTINE)]:
+        tasks.append(asyncio.ensure_future(request(name, priority)))
+        await asyncio.sleep(0)  # the task runs until it waits at the gate
+        assert gate.waiting == len(tasks)
+    clock.move_on()
+    await asyncio.gather(*tasks)
+    assert went == ["cancel", "poll 1", "poll 2"]
+
+
+async def test_a_request_that_gives_up_waiting_leaves_the_line() -> None:
+    clock = StandingClock()
+    gate = paused_gate(clock)
+    given_up = asyncio.ensure_future(gate.slot().__aenter__())
+    waiting = asyncio.ensure_future(gate.slot().__aenter__())
+    await asyncio.sleep(0)
+    assert gate.waiting == 2
+    given_up.cancel()
+    clock.move_on()
+    slot = await waiting
+    assert slot.sent_at is not None
+    assert given_up.cancelled()
+    assert gate.waiting == 0
+
+
+def test_without_a_limit_a_slot_is_taken_at_once() -> None:
+    gate = BudgetGate(GateKey("http://census", "0" * 12), clock=StandingClock())
+    with gate.slot() as first, gate.slot() as second:
+        assert first.sent_at == second.sent_at == 0.0
+    assert gate.waiting == 0
+    assert gate.budget.rate is None
+
+
+@pytest.mark.parametrize(
+    ("raised", "learned"),
+    [
+        (CensusRateLimitError("429", http_status=429, request_label="GET run", retry_after=1.0), True),
+        (CensusServerError("503", http_status=503, request_label="GET run"), False),
+    ],
+)
+def test_the_way_out_of_a_slot_reports_a_429(raised: Exception, learned: bool) -> None:
+    gate = BudgetGate(GateKey("http://census", "0" * 12), clock=StandingClock())
+    with pytest.raises(type(raised)), gate.slot():
+        raise raised
+    assert (gate.budget.learned is not None) is learned
+
+
+def test_answers_grow_the_gate_back() -> None:
+    clock = StandingClock()
+    gate = paused_gate(clock)
+    clock.now = 100.0
+    with gate.slot() as slot:
+        slot.answered(200)
+        slot.answered(429)  # one answer per request: the first one counts
+    assert gate.budget.learned is None
+
+
+def test_one_gate_per_base_url_and_token_and_the_token_is_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    gate = gate_for("http://127.0.0.1:9/api/v1/", TOKEN)
+    assert gate_for("http://127.0.0.1:9/api/v1", TOKEN) is gate
+    assert gate_for("http://127.0.0.1:9/api/v1", TOKEN + "x") is not gate
+    assert gate_for("http://127.0.0.1:9/api/v2", TOKEN) is not gate
+    assert gate.key.token_fingerprint == token_fingerprint(TOKEN)
+    assert len(token_fingerprint(TOKEN)) == 12
+    with caplog.at_level(logging.INFO), gate.slot() as slot:
+        slot.answered(429, 0.0)
+    shown = " ".join([repr(gate), str(gate.key), repr(gate.key), caplog.text])
+    assert "answered 429" in caplog.text
+    assert TOKEN not in shown
+    assert "budget-test" not in shown
+
+
+def test_connections_of_one_token_keep_to_the_lowest_cap() -> None:
+    token = TOKEN + ":caps"
+    assert gate_for("http://127.0.0.1:9/api/v1", token, cap=10.0).budget.rate == 10.0
+    assert gate_for("http://127.0.0.1:9/api/v1", token, cap=4.0).budget.rate == 4.0
+    assert gate_for("http://127.0.0.1:9/api/v1", token, cap=8.0).budget.rate == 4.0
+    assert gate_for("http://127.0.0.1:9/api/v1", token).budget.rate == 4.0
+
+
+def test_the_gate_learns_census_limit_from_the_emulator() -> None:
+    """Requests through one gate against a Census limited to 5 a second: the 429s teach it a rate."""
+    from airflow_provider_census.testing import CensusEmulator
+
+    with CensusEmulator(rate_limit=5) as emulator, requests.Session() as session:
+        gate = BudgetGate(GateKey(emulator.base_url, token_fingerprint(emulator.token)))
+        session.headers["Authorization"] = f"Bearer {emulator.token}"
+        statuses = []
+        for _ in range(15):
+            with gate.slot() as slot:
+                response = session.get(emulator.base_url + "/syncs/60", timeout=10)
+                slot.answered(response.status_code, float(response.headers.get("Retry-After", 0)))
+            statuses.append(response.status_code)
+        assert statuses.count(429) == emulator.rate_limited >= 1
+        assert gate.budget.rate is not None
+        assert gate.budget.paused_until > gate.budget.limited_at  # Retry-After was honoured

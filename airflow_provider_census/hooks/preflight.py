@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_census.api import endpoints as ep
 from airflow_provider_census.api.errors import CensusError, CensusNotFoundError
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from airflow_provider_census.api.endpoints import Endpoint
     from airflow_provider_census.api.models import SyncRun
     from airflow_provider_census.api.sync_client import CensusClient
-    from airflow_provider_census.hooks.census import CensusHook
     from airflow_provider_census.selectors import SelectionInput
 
 OK, FALLBACK, MISSING, FAILED, NOT_TRIED = "ok", "fallback", "missing", "failed", "not tried"
@@ -86,10 +85,21 @@ class PreflightReport:
         return "\n".join([head, "", *lines, "", f"Verdict: {verdict}."])
 
 
+class PreflightHook(Protocol):
+    """What the preflight asks of the hook: its settings, and how it resolves a selection."""
+
+    @property
+    def settings(self) -> ClientSettings: ...
+
+    def select_syncs(
+        self, select: SelectionInput, exclude: SelectionInput | None = ..., *, on_no_match: str = ...
+    ) -> Sequence[Any]: ...
+
+
 class Preflight:
     """Runs the checks with one try each and a short timeout: a user is waiting for the answer."""
 
-    def __init__(self, hook: CensusHook) -> None:
+    def __init__(self, hook: PreflightHook) -> None:
         self.hook = hook
         self.settings: ClientSettings = replace(
             hook.settings, timeout=TIMEOUT_SECONDS, connect_timeout=TIMEOUT_SECONDS, retry=ONE_TRY

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow_provider_census.api import endpoints as ep
 from airflow_provider_census.api import routes, run_read
@@ -19,8 +19,10 @@ from airflow_provider_census.api.errors import CensusError, CensusNotFoundError,
 from airflow_provider_census.api.retry import may_have_acted
 
 if TYPE_CHECKING:
-    from airflow_provider_census.api.models import SyncRun
-    from airflow_provider_census.hooks.census import CensusHook
+    from airflow_provider_census.api.endpoints import Endpoint
+    from airflow_provider_census.api.models import Page, SyncRun
+    from airflow_provider_census.api.retry import RetryPolicy
+    from airflow_provider_census.api.settings import ClientSettings
 
 CLOCK_SKEW_SECONDS = 5.0
 """How far Census's clock may be behind ours when a run's ``created_at`` is compared with when we sent."""
@@ -44,7 +46,31 @@ LIST_PROTECTIONS: dict[str, tuple[str, str]] = {
 """What the look at a sync's run list protects, and what happens without it: for the log line."""
 
 
-def recent_runs_if_listed(hook: CensusHook, sync_id: int, purpose: str, per_page: int = 1) -> list[SyncRun] | None:
+T = TypeVar("T")
+
+
+class TriggeringHook(Protocol):
+    """What the rules that read Census before acting ask of the hook (it hands itself in)."""
+
+    retry_policy: RetryPolicy
+    trigger_settle_seconds: float
+
+    @property
+    def log(self) -> Any: ...
+
+    @property
+    def settings(self) -> ClientSettings: ...
+
+    def run(self, endpoint: Endpoint[T], **arguments: Any) -> T: ...
+
+    def runs_listed(self) -> bool: ...
+
+    def list_sync_runs(
+        self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
+    ) -> Page[SyncRun]: ...
+
+
+def recent_runs_if_listed(hook: TriggeringHook, sync_id: int, purpose: str, per_page: int = 1) -> list[SyncRun] | None:
     """The sync's newest runs (newest first), or None when this Census does not list a sync's runs.
 
     A V2 Census may not serve the run list (its reference does not document it); a 404 there
@@ -67,7 +93,7 @@ def recent_runs_if_listed(hook: CensusHook, sync_id: int, purpose: str, per_page
     return None
 
 
-def trigger_once(hook: CensusHook, sync_id: int, *, force_full_sync: bool = False) -> int:
+def trigger_once(hook: TriggeringHook, sync_id: int, *, force_full_sync: bool = False) -> int:
     """Start a run of the sync and return its id, never starting two by resending.
 
     The trigger is resent without a second thought only when Census surely never received
@@ -131,13 +157,15 @@ def trigger_once(hook: CensusHook, sync_id: int, *, force_full_sync: bool = Fals
     raise AssertionError("the loop returns or raises")  # pragma: no cover
 
 
-def _note_runs_unlisted(hook: CensusHook, sync_id: int) -> None:
+def _note_runs_unlisted(hook: TriggeringHook, sync_id: int) -> None:
     """The trigger found the sync that the run list answered 404 for: the list route is what is missing."""
     evidence = f"it answered 404 for sync {sync_id}, which {ep.TRIGGER_SYNC.route} found"
     routes.note_missing(hook.settings.base_url, ep.LIST_SYNC_RUNS.route, evidence)
 
 
-def _run_started_after(hook: CensusHook, sync_id: int, baseline: int, sent_at: float, deadline: float) -> int | None:
+def _run_started_after(
+    hook: TriggeringHook, sync_id: int, baseline: int, sent_at: float, deadline: float
+) -> int | None:
     """The first run newer than ``baseline`` and created since ``sent_at``, looked for during the settle time.
 
     A fixed number of looks, evenly spread over ``trigger_settle_seconds`` (the first at once,

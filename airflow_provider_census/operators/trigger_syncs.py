@@ -31,7 +31,8 @@ from airflow_provider_census.hooks.selection import checked_on_no_match
 from airflow_provider_census.links.census import CensusSyncRunsLink
 from airflow_provider_census.openlineage import CensusLineageMixin
 from airflow_provider_census.operators.arguments import CalledWithContext, resolved_when_run
-from airflow_provider_census.operators.base import SyncTriggeringTask, positive_count, task_state_store
+from airflow_provider_census.operators.base import positive_count
+from airflow_provider_census.operators.triggering_base import SyncTriggeringTask, task_state_store
 from airflow_provider_census.runs import XCOM_SYNC_RUN_IDS, XCOM_SYNC_RUNS, XCOM_SYNC_RUNS_URL
 from airflow_provider_census.selectors import Selection, SelectionInput, parse_selection
 from airflow_provider_census.triggers.sync_runs import CensusSyncRunsTrigger
@@ -268,12 +269,11 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
             )
             for progress in batch.going.values()
         ]
-        fails = (
-            (lambda event, watch: event.fails(self.expectations, watched_only=watch.watch_only))
-            if self.fail_fast
-            else None
-        )
+        fails = self._fails_fast if self.fail_fast else None
         return RunsEvent(tuple(wait_in_worker(watches, fails=fails)))
+
+    def _fails_fast(self, event: RunEvent, watch: WorkerWatch) -> bool:
+        return event.fails(self.expectations, watched_only=watch.watch_only)
 
     @staticmethod
     def _state_of(progress: SyncProgress, deadlines: Mapping[str, float | None]) -> WaitState:

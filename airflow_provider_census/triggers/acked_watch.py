@@ -17,14 +17,12 @@ from typing import TYPE_CHECKING
 from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.hooks.census_async import CensusAsyncHook
 from airflow_provider_census.runs import RunSummary
-from airflow_provider_census.triggers.sync_watch import MarkStore, SyncWatch, polls
+from airflow_provider_census.triggers.sync_watch import MarkStore, SyncWatch, WatchedSync, polls
 from airflow_provider_census.triggers.watch_mark import WatchMark
 from airflow_provider_census.version_compat import SharedStreamProducer
 
 if TYPE_CHECKING:
     from airflow.triggers.shared_stream import AdvanceItem
-
-    from airflow_provider_census.triggers.sync_events import CensusSyncRunFinishedTrigger
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class AckedWatch(SharedStreamProducer):
     they were yielded.
     """
 
-    def __init__(self, trigger: CensusSyncRunFinishedTrigger) -> None:
+    def __init__(self, trigger: WatchedSync) -> None:
         self.trigger = trigger
         self.hook = CensusAsyncHook(trigger.census_conn_id, retry_policy=ONE_TRY)
         self.watch: SyncWatch | None = None

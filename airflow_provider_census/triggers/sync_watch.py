@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from airflow_provider_census.api.errors import CensusError
 from airflow_provider_census.api.models import SyncRun
@@ -26,8 +26,18 @@ from airflow_provider_census.runs import RunSummary
 from airflow_provider_census.triggers.watch_mark import WatchMark, ended_since, fired_with_marks, first_mark
 from airflow_provider_census.version_compat import aget_variable, aset_variable
 
-if TYPE_CHECKING:
-    from airflow_provider_census.triggers.sync_events import CensusSyncRunFinishedTrigger
+
+class WatchedSync(Protocol):
+    """What a watch is told of the sync it watches: the trigger's settings and its log, nothing else."""
+
+    sync_id: int
+    census_conn_id: str
+    poll_interval: float
+    outcomes: tuple[str, ...]
+
+    @property
+    def log(self) -> Any: ...
+
 
 LIST_PAGE_SIZE = 25
 CATCH_UP_RUNS = 100
@@ -81,7 +91,7 @@ class MarkStore:
 class SyncWatch:
     """One watcher's state between polls: the mark, what was saved, failures in a row."""
 
-    def __init__(self, trigger: CensusSyncRunFinishedTrigger, hook: CensusAsyncHook, marks: MarkStore) -> None:
+    def __init__(self, trigger: WatchedSync, hook: CensusAsyncHook, marks: MarkStore) -> None:
         self.trigger = trigger
         self.hook = hook
         self.marks = marks

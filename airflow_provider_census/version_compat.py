@@ -67,6 +67,11 @@ else:
     )
 
 
+def task_state_store(context: Any) -> Any:
+    """The task's ``task_state_store`` on Airflow 3.3 and later, else None (older Airflow has none)."""
+    return context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None
+
+
 def default_deferrable() -> bool:
     """Airflow's ``[operators] default_deferrable``, read when a task is built, not at import."""
     return conf.getboolean("operators", "default_deferrable", fallback=False)

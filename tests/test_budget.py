@@ -1,4 +1,4 @@
-"""The request budget: the pure AIMD state table by table (core/budget.py), and its gate (api/budget_gate.py).
+"""The request budget: the pure AIMD state table by table (api/budget.py), and its gate (api/budget_gate.py).
 
 The gate's tests run on a clock of their own: it stands still while requests line up, then
 moves on, so the order in which they go is decided by the gate alone, whatever the machine's load.
@@ -18,7 +18,7 @@ import requests
 
 from airflow_provider_census.api.budget_gate import BudgetGate, GateKey, gate_for, token_fingerprint
 from airflow_provider_census.api.errors import CensusRateLimitError, CensusServerError
-from airflow_provider_census.core.budget import Budget, BudgetRules, Priority
+from airflow_provider_census.api.budget import Budget, BudgetRules, Priority
 from airflow_provider_census.core.wait import MAX_RETRY_AFTER_SECONDS
 
 TOKEN = "secret-token:budget-test"

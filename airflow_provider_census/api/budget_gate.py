@@ -2,7 +2,7 @@
 
 Every request to one base URL with one token, from every wait of a triggerer (or every thread of
 a worker), takes a slot of the same :class:`BudgetGate`, which carries out the pure
-:class:`~airflow_provider_census.core.budget.Budget`: it holds requests back only after Census
+:class:`~airflow_provider_census.api.budget.Budget`: it holds requests back only after Census
 answered 429 or under an explicit cap, paces them evenly, lets urgent ones go first, and learns
 from each answer. Without a limit, a slot is taken at once, under one lock, and nothing waits.
 
@@ -38,8 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import TracebackType
 
+from airflow_provider_census.api.budget import Budget, BudgetRules, Priority
 from airflow_provider_census.api.errors import CensusRateLimitError
-from airflow_provider_census.core.budget import Budget, BudgetRules, Priority
 
 log = logging.getLogger(__name__)
 

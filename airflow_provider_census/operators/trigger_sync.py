@@ -14,7 +14,8 @@ from airflow.providers.common.compat.sdk import ResumableJobMixin
 from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.core.steps import WaitState
 from airflow_provider_census.openlineage import CensusLineageMixin
-from airflow_provider_census.operators.triggering_base import SyncTriggeringTask, task_state_store
+from airflow_provider_census.operators.triggering_base import SyncTriggeringTask
+from airflow_provider_census.version_compat import task_state_store
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun

@@ -32,10 +32,11 @@ from airflow_provider_census.links.census import CensusSyncRunsLink
 from airflow_provider_census.openlineage import CensusLineageMixin
 from airflow_provider_census.operators.arguments import CalledWithContext, resolved_when_run
 from airflow_provider_census.operators.base import positive_count
-from airflow_provider_census.operators.triggering_base import SyncTriggeringTask, task_state_store
+from airflow_provider_census.operators.triggering_base import SyncTriggeringTask
 from airflow_provider_census.runs import XCOM_SYNC_RUN_IDS, XCOM_SYNC_RUNS, XCOM_SYNC_RUNS_URL
 from airflow_provider_census.selectors import Selection, SelectionInput, parse_selection
 from airflow_provider_census.triggers.sync_runs import CensusSyncRunsTrigger
+from airflow_provider_census.version_compat import task_state_store
 from airflow_provider_census.watch import WorkerWatch, wait_in_worker
 
 if TYPE_CHECKING:

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.hooks.triggering import recent_runs_if_listed
 from airflow_provider_census.operators.base import SyncRunTask, positive_seconds, task_deadlines
-from airflow_provider_census.version_compat import AIRFLOW_V_3_3_PLUS
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun
@@ -116,8 +115,3 @@ def _why_not_the_result(run: SyncRun, summary: RunSummary, expectations: RunExpe
         " but whether it was canceled cannot be read (the route that read it does not carry 'canceled'; "
         "a kill of the earlier try cancels its run)"
     )
-
-
-def task_state_store(context: Context) -> Any:
-    """The task's ``task_state_store`` on Airflow 3.3 and later, else None (older Airflow has none)."""
-    return context.get("task_state_store") if AIRFLOW_V_3_3_PLUS else None

@@ -30,6 +30,9 @@ Rules (rows) and what each demands:
   fresh run whose end decides; the sensor follows the earlier run, which decides.
 - ``failures-borne``: fewer than ``max_poll_failures`` failed polls in a row are borne.
 - ``failures-limit``: ``max_poll_failures`` failed polls in a row end the wait, naming them.
+  A poll is one request in a trigger's loop, and one hook call (retried within) in a poke.
+- ``failures-from-first-look``: the same when Census fails from the task's very first read of
+  the run on (the look before waiting, made through the hook, which retries within it).
 - ``failure-not-transient``: a 401 on the run ends the wait at once (one request, no retry).
 - ``unknown-state``: a run in a state nobody knows is never success: after
   ``unknown_state_timeout`` the task fails naming the state.
@@ -48,25 +51,27 @@ in-process task run on; a kill that cancels shows in the run either way). Deferr
 trigger's task is cancelled mid-wait, then ``await trigger.on_kill()``
 (``tests/test_trigger.py``'s way).
 
-The table (``ok``: run and asserted; ``obs``: the rule does not apply, and its "does not
-apply" is asserted; ``3.3``: Airflow 3.3 only, with the reason; ``n/a``: see
-:data:`NOT_APPLICABLE`; ``xfail``: the provider's current behaviour breaks the rule, see
-:data:`DIVERGES`)::
+The table, checked against the data that drives the tests (``ok``: run, and the rule's
+outcome asserted; ``obs``: the rule does not apply to the driver, and what it does instead is
+asserted (:data:`OBSERVED`); ``n/a``: nothing to run (:data:`NOT_APPLICABLE`); ``3.3``: on
+Airflow 3.3 only (:data:`ONLY_ON_3_3`); ``xfail``: the provider's current behaviour breaks the
+rule (:data:`DIVERGES`, ``xfail(strict=True)``))::
 
-    rule                  trigger op-worker op-deferred s-poke s-resched s-deferred syncs-w syncs-d watcher
-    wait-deadline         ok      ok        ok          ok     ok        ok         ok      ok      n/a
-    cancel-deadline       ok      ok        ok          obs    n/a       obs        ok      ok      n/a
-    skip-fail             ok      ok        ok          ok     ok        ok         ok      ok      n/a
-    skip-succeed          ok      ok        ok          ok     ok        ok         ok      ok      n/a
-    skip-wait             ok      ok        ok          ok     ok        ok         ok      ok      n/a
-    failures-borne        ok      ok        ok          ok     ok        ok         ok      ok      3.3
-    failures-limit        ok      ok        ok          ok     xfail     ok         ok      ok      3.3 obs
-    failure-not-transient ok      ok        ok          ok     ok        ok         ok      ok      3.3 obs
-    unknown-state         ok      ok        ok          ok     xfail     ok         ok      ok      3.3 obs
-    unknown-then-known    ok      ok        ok          ok     ok        ok         ok      ok      3.3
-    kill                  3.3     ok        n/a         obs    n/a       3.3 obs    ok      3.3     3.3 obs
-    kill-keep             3.3     ok        n/a         n/a    n/a       n/a        ok      3.3     n/a
-    kill-blocked          3.3     ok        n/a         n/a    n/a       n/a        ok      3.3     n/a
+    rule                     trigger op-w  op-d  s-poke s-resch s-def   syncs-w syncs-d watcher
+    wait-deadline            ok      ok    ok    ok     ok      ok      ok      ok      n/a
+    cancel-deadline          ok      ok    ok    obs    n/a     obs     ok      ok      n/a
+    skip-fail                ok      ok    ok    ok     ok      ok      ok      ok      n/a
+    skip-succeed             ok      ok    ok    ok     ok      ok      ok      ok      n/a
+    skip-wait                ok      ok    ok    ok     ok      ok      ok      ok      n/a
+    failures-borne           ok      ok    ok    ok     ok      ok      ok      ok      3.3
+    failures-limit           ok      ok    ok    ok     xfail   ok      ok      ok      3.3/obs
+    failures-from-first-look xfail   xfail xfail ok     xfail   xfail   ok      ok      n/a
+    failure-not-transient    ok      ok    ok    ok     ok      ok      ok      ok      3.3/obs
+    unknown-state            ok      ok    ok    ok     xfail   ok      ok      ok      3.3/obs
+    unknown-then-known       ok      ok    ok    ok     ok      ok      ok      ok      3.3
+    kill                     3.3     ok    n/a   obs    n/a     3.3/obs ok      3.3     3.3/obs
+    kill-keep                3.3     ok    n/a   n/a    n/a     n/a     ok      3.3     n/a
+    kill-blocked             3.3     ok    n/a   n/a    n/a     n/a     ok      3.3     n/a
 
 The ``trigger`` column also runs on every Census a core-flow test meets (the ``v2_routes``
 mark: v1, V2 as assumed, V2 as documented); the other columns on V2, whose routes the driver
@@ -118,7 +123,7 @@ SENSOR_TIMEOUT = 20.0
 """A sensor's ``timeout`` where the rule under test must end the wait first: a hang becomes a failure."""
 RUNS_ON_TIMEOUT = 1.5
 """``timeout`` where, the rule being that nothing happens (no cancel), the wait must still end."""
-RULE_FIRST_TIMEOUT = 4.0
+RULE_FIRST_TIMEOUT = 3.0
 """``timeout`` where a rule must end the wait well before it (a sensor that breaks the rule then times out)."""
 MAX_FAILURES = 3
 UNKNOWN_TIMEOUT = 0.3
@@ -137,6 +142,8 @@ class Driver:
     """A way a wait for a Census run is carried out."""
 
     name: str
+    short: str
+    """Its column in the module's table."""
     task: str
     """``operator``, ``sensor``, ``syncs`` (the many-syncs operator) or ``watcher``."""
     deferrable: bool = False
@@ -149,6 +156,13 @@ class Driver:
         return self.task in ("operator", "syncs")
 
     @property
+    def first_read_requests(self) -> int:
+        """Requests a failed first read of the run makes: the operators and the sensor look at it once through the
+        hook before they wait, and the hook's default policy retries a passing failure; the many-syncs operator's
+        first read is its trigger's first poll."""
+        return 1 if self.task == "syncs" else RetryPolicy().max_attempts
+
+    @property
     def requests_per_poll(self) -> int:
         """Requests one failed poll makes: one in the trigger's loop; a poke reads through the hook,
         whose default policy retries a passing failure within the poke."""
@@ -158,15 +172,15 @@ class Driver:
 
 
 DRIVERS = [
-    Driver("trigger", "operator", deferrable=True, in_dag=False),
-    Driver("op-worker", "operator"),
-    Driver("op-deferred", "operator", deferrable=True),
-    Driver("sensor-poke", "sensor"),
-    Driver("sensor-reschedule", "sensor", mode="reschedule"),
-    Driver("sensor-deferred", "sensor", deferrable=True),
-    Driver("syncs-worker", "syncs"),
-    Driver("syncs-deferred", "syncs", deferrable=True),
-    Driver("watcher", "watcher", in_dag=False),
+    Driver("trigger", "trigger", "operator", deferrable=True, in_dag=False),
+    Driver("op-worker", "op-w", "operator"),
+    Driver("op-deferred", "op-d", "operator", deferrable=True),
+    Driver("sensor-poke", "s-poke", "sensor"),
+    Driver("sensor-reschedule", "s-resch", "sensor", mode="reschedule"),
+    Driver("sensor-deferred", "s-def", "sensor", deferrable=True),
+    Driver("syncs-worker", "syncs-w", "syncs"),
+    Driver("syncs-deferred", "syncs-d", "syncs", deferrable=True),
+    Driver("watcher", "watcher", "watcher", in_dag=False),
 ]
 BY_NAME = {driver.name: driver for driver in DRIVERS}
 
@@ -622,6 +636,20 @@ def failures_limit(cell: Cell) -> None:
     assert cell.failed_reads(run["id"]) == ["429"] * (MAX_FAILURES * cell.driver.requests_per_poll)
 
 
+def failures_from_first_look(cell: Cell) -> None:
+    """The limit when Census fails from the task's first read of the run on: that read is one of the failures."""
+    sync_id = cell.sync(RunScript(outcome="never"))
+    run_id = cell.outside_run(sync_id)
+    cell.census.fail_next("429", count=1000, method="GET", path_prefix=cell.read_prefix, retry_after=RETRY_AFTER)
+    outcome = cell.run(sync_id, run_id, max_poll_failures=MAX_FAILURES, timeout=RULE_FIRST_TIMEOUT)
+    cell.expect_error(outcome, CensusPollingError, f"failed {MAX_FAILURES} times in a row", "429")
+    run = cell.only_run(sync_id)
+    expected = cell.driver.first_read_requests + (MAX_FAILURES - 1) * cell.driver.requests_per_poll
+    failed = cell.failed_reads(run["id"])
+    assert set(failed) == {"429"}
+    assert len(failed) == expected, f"{len(failed)} failed requests, not {expected}: {MAX_FAILURES} reads in a row"
+
+
 def failure_not_transient(cell: Cell) -> None:
     sync_id = cell.sync(RunScript(outcome="never"))
     run_id = cell.outside_run(sync_id)
@@ -688,19 +716,18 @@ def kill_blocked(cell: Cell) -> None:
         reattach_on_retry=False,
         timeout=RUNS_ON_TIMEOUT,
         kill_when=cell.waited_for(sync_id, blocker, reads=3),
-        kill_at=lambda trigger: blocker in watched_runs(trigger),
+        kill_at=lambda trigger: blocker in runs_waited_for(trigger),
     )
     assert cell.all_cancels() == [], "the run that made Census skip the task's is only watched"
     assert cell.census.run(blocker)["canceled"] is False
     assert outcome.state in ("failed", "killed"), outcome
 
 
-def watched_runs(trigger: Any) -> list[int]:
-    """The runs a trigger waits for without owning them, read from its serialized kwargs."""
+def runs_waited_for(trigger: Any) -> set[int]:
+    """The runs a trigger waits for, owned or watched, read from its serialized kwargs (what the triggerer gets)."""
     _, kwargs = trigger.serialize()
-    if "watched_run_ids" in kwargs:
-        return list(kwargs["watched_run_ids"])
-    return [] if kwargs["cancel_on_kill"] else [kwargs["sync_run_id"]]
+    single = [kwargs["sync_run_id"]] if "sync_run_id" in kwargs else []
+    return {*single, *kwargs.get("sync_run_ids", ()), *kwargs.get("watched_run_ids", ())}
 
 
 RULES: dict[str, Callable[[Cell], None]] = {
@@ -711,6 +738,7 @@ RULES: dict[str, Callable[[Cell], None]] = {
     "skip-wait": skip_wait,
     "failures-borne": failures_borne,
     "failures-limit": failures_limit,
+    "failures-from-first-look": failures_from_first_look,
     "failure-not-transient": failure_not_transient,
     "unknown-state": unknown_state,
     "unknown-then-known": unknown_then_known,
@@ -786,6 +814,9 @@ async def watcher_cell(census: CensusEmulator, rule: str) -> None:
 
 SENSOR_DRIVERS = ("sensor-poke", "sensor-reschedule", "sensor-deferred")
 NOT_APPLICABLE: dict[tuple[str, str], str] = {
+    ("failures-from-first-look", "watcher"): (
+        "a watcher has no look before its polls, and no limit (rows failures-limit, failure-not-transient)"
+    ),
     **{
         (rule, "watcher"): "a watcher starts no run and waits for none to end: no deadline, no skip policy"
         for rule in ("wait-deadline", "cancel-deadline", "skip-fail", "skip-succeed", "skip-wait")
@@ -831,6 +862,20 @@ ONLY_ON_3_3: dict[tuple[str, str], str] = {
     if key not in NOT_APPLICABLE
 }
 DIVERGES: dict[tuple[str, str], str] = {
+    **{
+        ("failures-from-first-look", driver): (
+            "the task's first look at the run (before it waits) fails without counting toward max_poll_failures: "
+            "the wait after it bears max_poll_failures failed polls more, so max_poll_failures + 1 failed reads in "
+            "a row pass (9 failed requests: the look's 6 tries and 3 polls; expected 6 + 2) and the error says "
+            "'failed 3 times in a row' after 4; the poking sensor counts its first poke, and the many-syncs "
+            "operator has no first look: both end after 3"
+        )
+        for driver in ("trigger", "op-worker", "op-deferred", "sensor-deferred")
+    },
+    ("failures-from-first-look", "sensor-reschedule"): (
+        "as in failures-limit: each reschedule poke counts its failed polls from 0, so the wait ends only at the "
+        "sensor's timeout, with AirflowSensorTimeout instead of CensusPollingError"
+    ),
     ("failures-limit", "sensor-reschedule"): (
         "each reschedule poke is a fresh task whose count of failed polls starts at 0, so max_poll_failures failed "
         "polls in a row never end the wait (the sensor's docstring says the limit holds 'in every mode'): the task "
@@ -843,6 +888,29 @@ DIVERGES: dict[tuple[str, str], str] = {
     ),
 }
 """Cells where the provider's current behaviour breaks the rule: ``xfail(strict=True)``, with the failing assertion."""
+OBSERVED: dict[tuple[str, str], str] = {
+    ("cancel-deadline", "sensor-poke"): (
+        "a sensor only watches the run: Airflow's own kill at execution_timeout ends the poking, the run goes on"
+    ),
+    ("cancel-deadline", "sensor-deferred"): (
+        "a sensor only watches the run: its trigger has no cancel deadline, its timeout ends the wait, the run goes on"
+    ),
+    ("kill", "sensor-poke"): "a sensor only watches the run: killing it never cancels the run",
+    ("kill", "sensor-deferred"): "a sensor only watches the run: killing its trigger never cancels the run",
+    ("failures-limit", "watcher"): (
+        "a watcher has no task to fail: it outlives more failed polls in a row than any task bears, and fires once "
+        "Census answers again"
+    ),
+    (
+        "failure-not-transient",
+        "watcher",
+    ): "a watcher has no task to fail: a 401 passes, and it fires once Census answers",
+    ("unknown-state", "watcher"): (
+        "a watcher has no unknown_state_timeout: a run in an unknown state never fires, and a later run still does"
+    ),
+    ("kill", "watcher"): "a watcher owns no run: stopping it (a triggerer's stop or hand-over) cancels nothing",
+}
+"""Cells where the rule does not apply to the driver, and what the driver does instead is asserted."""
 
 
 def table(drivers: list[Driver]) -> list[Any]:
@@ -856,7 +924,7 @@ def table(drivers: list[Driver]) -> list[Any]:
             if key in ONLY_ON_3_3:
                 marks.append(pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason=ONLY_ON_3_3[key]))
             if key in DIVERGES:
-                marks.append(pytest.mark.xfail(strict=True, reason=DIVERGES[key]))
+                marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=DIVERGES[key]))
             cells.append(pytest.param(rule, driver.name, id=f"{rule}-{driver.name}", marks=marks))
     return cells
 
@@ -890,11 +958,28 @@ def test_rule_through_airflow(
     run_cell(rule, driver, census_conn, request)
 
 
-def test_the_table_decides_every_cell() -> None:
-    """Every rule meets every driver: run, or not applicable for a reason written down."""
-    decided = {(rule, driver.name) for rule in RULES for driver in DRIVERS}
-    assert set(NOT_APPLICABLE) <= decided
-    assert set(ONLY_ON_3_3) | set(DIVERGES) <= decided - set(NOT_APPLICABLE)
-    assert all(reason.strip() for reason in [*NOT_APPLICABLE.values(), *ONLY_ON_3_3.values(), *DIVERGES.values()])
-    ran = {(rule, driver) for rule in RULES for driver in [d.name for d in DRIVERS]} - set(NOT_APPLICABLE)
-    assert len(ran) + len(NOT_APPLICABLE) == len(RULES) * len(DRIVERS)
+def table_status(key: tuple[str, str]) -> str:
+    """What the module's table shows for a cell, from the data that drives the tests."""
+    if key in NOT_APPLICABLE:
+        return "n/a"
+    if key in DIVERGES:
+        return "xfail"
+    status = "obs" if key in OBSERVED else "ok"
+    if key in ONLY_ON_3_3:
+        return "3.3" if status == "ok" else f"3.3/{status}"
+    return status
+
+
+def test_the_documented_table_is_the_one_the_tests_run() -> None:
+    """Every rule meets every driver, and the module's table says how, as the data does; every reason is written."""
+    lines = __doc__.split("    rule ", 1)[1].split("\n\n", 1)[0].splitlines()
+    header, rows = lines[0].split(), [line.split() for line in lines[1:]]
+    assert header == [driver.short for driver in DRIVERS]
+    documented = {(row[0], driver.name): cell for row in rows for driver, cell in zip(DRIVERS, row[1:], strict=True)}
+    assert [row[0] for row in rows] == list(RULES)
+    assert documented == {
+        (rule, driver.name): table_status((rule, driver.name)) for rule in RULES for driver in DRIVERS
+    }
+    reasons = [*NOT_APPLICABLE.values(), *ONLY_ON_3_3.values(), *DIVERGES.values(), *OBSERVED.values()]
+    assert all(reason.strip() for reason in reasons)
+    assert not set(OBSERVED) & set(NOT_APPLICABLE), "a cell that is run is not 'not applicable'"

@@ -103,6 +103,7 @@ class _Watch:
         sync_id: int | None = None,
         watch_only: bool = False,
         started_at: float | None = None,
+        state: PollState | None = None,
     ) -> None:
         self.sync_run_id = sync_run_id
         self.sync_id = sync_id
@@ -112,7 +113,7 @@ class _Watch:
         self.census_conn_id = census_conn_id
         self.watch_only = watch_only
         self.started_at = time.time() if started_at is None else started_at
-        self.state = PollState()
+        self.state = state or PollState()
         self.last_run: SyncRun | None = None
         self.last_progress: tuple[Any, ...] | None = None
         self.last_progress_at = 0.0
@@ -215,8 +216,11 @@ class WorkerWatch(_Watch):
 
     hook: CensusHook
 
-    poll_at = 0.0
     event: RunEvent | None = None
+
+    @property
+    def poll_at(self) -> float:
+        return self.state.poll_at or 0.0
 
     def wake_at(self) -> float:
         return self.rules.wake_at(self.poll_at)
@@ -233,7 +237,7 @@ class WorkerWatch(_Watch):
         if isinstance(decision, Finish):
             self.event = self._finished(decision)
         else:
-            self.poll_at = decision.at
+            self.state = replace(self.state, poll_at=decision.at)
 
     def _look(self) -> Poll | Finish:
         began = time.time()
@@ -250,7 +254,7 @@ class WorkerWatch(_Watch):
 
     def _cancel(self, status: str, reason: str) -> RunEvent:
         try:
-            self.hook.cancel_sync_run(self.sync_run_id)
+            CensusHook(self.census_conn_id, retry_policy=CANCEL_RETRIES).cancel_sync_run(self.sync_run_id)
         except CensusError as exc:
             return self._after_cancel(status, reason, exc)
         return self._after_cancel(status, reason, None)

@@ -16,9 +16,9 @@ from dataclasses import replace
 import pytest
 import requests
 
+from airflow_provider_census.api.budget import Budget, BudgetRules, Priority
 from airflow_provider_census.api.budget_gate import BudgetGate, GateKey, gate_for, token_fingerprint
 from airflow_provider_census.api.errors import CensusRateLimitError, CensusServerError
-from airflow_provider_census.api.budget import Budget, BudgetRules, Priority
 from airflow_provider_census.core.wait import MAX_RETRY_AFTER_SECONDS
 
 TOKEN = "secret-token:budget-test"

@@ -54,8 +54,8 @@ trigger's task is cancelled mid-wait, then ``await trigger.on_kill()``
 The table, checked against the data that drives the tests (``ok``: run, and the rule's
 outcome asserted; ``obs``: the rule does not apply to the driver, and what it does instead is
 asserted (:data:`OBSERVED`); ``n/a``: nothing to run (:data:`NOT_APPLICABLE`); ``3.3``: on
-Airflow 3.3 only (:data:`ONLY_ON_3_3`); ``xfail``: the provider's current behaviour breaks the
-rule (:data:`DIVERGES`, ``xfail(strict=True)``))::
+Airflow 3.3 only (:data:`ONLY_ON_3_3`); ``x<3.3``: before Airflow 3.3 the provider cannot keep
+the rule there (:data:`DIVERGES_BEFORE_3_3`, ``xfail(strict=True)`` on those lines))::
 
     rule                     trigger op-w  op-d  s-poke s-resch s-def   syncs-w syncs-d watcher
     wait-deadline            ok      ok    ok    ok     ok      ok      ok      ok      n/a
@@ -64,10 +64,10 @@ rule (:data:`DIVERGES`, ``xfail(strict=True)``))::
     skip-succeed             ok      ok    ok    ok     ok      ok      ok      ok      n/a
     skip-wait                ok      ok    ok    ok     ok      ok      ok      ok      n/a
     failures-borne           ok      ok    ok    ok     ok      ok      ok      ok      3.3
-    failures-limit           ok      ok    ok    ok     xfail   ok      ok      ok      3.3/obs
-    failures-from-first-look xfail   xfail xfail ok     xfail   xfail   ok      ok      n/a
+    failures-limit           ok      ok    ok    ok     x<3.3   ok      ok      ok      3.3/obs
+    failures-from-first-look ok      ok    ok    ok     x<3.3   ok      ok      ok      n/a
     failure-not-transient    ok      ok    ok    ok     ok      ok      ok      ok      3.3/obs
-    unknown-state            ok      ok    ok    ok     xfail   ok      ok      ok      3.3/obs
+    unknown-state            ok      ok    ok    ok     x<3.3   ok      ok      ok      3.3/obs
     unknown-then-known       ok      ok    ok    ok     ok      ok      ok      ok      3.3
     kill                     3.3     ok    n/a   obs    n/a     3.3/obs ok      3.3     3.3/obs
     kill-keep                3.3     ok    n/a   n/a    n/a     n/a     ok      3.3     n/a
@@ -105,7 +105,6 @@ from airflow_provider_census.api.errors import (
     CensusRunUnknownStateError,
     CensusSyncRunsFailedError,
 )
-from airflow_provider_census.api.retry import RetryPolicy
 from airflow_provider_census.operators.census import CensusTriggerSyncOperator, CensusTriggerSyncsOperator
 from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RecordedRequest, RunScript
@@ -155,20 +154,9 @@ class Driver:
     def owns_run(self) -> bool:
         return self.task in ("operator", "syncs")
 
-    @property
-    def first_read_requests(self) -> int:
-        """Requests a failed first read of the run makes: the operators and the sensor look at it once through the
-        hook before they wait, and the hook's default policy retries a passing failure; the many-syncs operator's
-        first read is its trigger's first poll."""
-        return 1 if self.task == "syncs" else RetryPolicy().max_attempts
-
-    @property
-    def requests_per_poll(self) -> int:
-        """Requests one failed poll makes: one in the trigger's loop; a poke reads through the hook,
-        whose default policy retries a passing failure within the poke."""
-        if self.task == "sensor" and not self.deferrable:
-            return RetryPolicy().max_attempts
-        return 1
+    requests_per_poll = 1
+    """Requests one failed look makes, in every driver: the first look before a wait, each poll of
+    the wait (trigger or worker), each poke; the rules of the wait, not the hook, retry."""
 
 
 DRIVERS = [
@@ -644,7 +632,7 @@ def failures_from_first_look(cell: Cell) -> None:
     outcome = cell.run(sync_id, run_id, max_poll_failures=MAX_FAILURES, timeout=RULE_FIRST_TIMEOUT)
     cell.expect_error(outcome, CensusPollingError, f"failed {MAX_FAILURES} times in a row", "429")
     run = cell.only_run(sync_id)
-    expected = cell.driver.first_read_requests + (MAX_FAILURES - 1) * cell.driver.requests_per_poll
+    expected = MAX_FAILURES * cell.driver.requests_per_poll
     failed = cell.failed_reads(run["id"])
     assert set(failed) == {"429"}
     assert len(failed) == expected, f"{len(failed)} failed requests, not {expected}: {MAX_FAILURES} reads in a row"
@@ -861,33 +849,16 @@ ONLY_ON_3_3: dict[tuple[str, str], str] = {
     }.items()
     if key not in NOT_APPLICABLE
 }
-DIVERGES: dict[tuple[str, str], str] = {
-    **{
-        ("failures-from-first-look", driver): (
-            "the task's first look at the run (before it waits) fails without counting toward max_poll_failures: "
-            "the wait after it bears max_poll_failures failed polls more, so max_poll_failures + 1 failed reads in "
-            "a row pass (9 failed requests: the look's 6 tries and 3 polls; expected 6 + 2) and the error says "
-            "'failed 3 times in a row' after 4; the poking sensor counts its first poke, and the many-syncs "
-            "operator has no first look: both end after 3"
-        )
-        for driver in ("trigger", "op-worker", "op-deferred", "sensor-deferred")
-    },
-    ("failures-from-first-look", "sensor-reschedule"): (
-        "as in failures-limit: each reschedule poke counts its failed polls from 0, so the wait ends only at the "
-        "sensor's timeout, with AirflowSensorTimeout instead of CensusPollingError"
-    ),
-    ("failures-limit", "sensor-reschedule"): (
-        "each reschedule poke is a fresh task whose count of failed polls starts at 0, so max_poll_failures failed "
-        "polls in a row never end the wait (the sensor's docstring says the limit holds 'in every mode'): the task "
-        "fails only at the sensor's timeout, with AirflowSensorTimeout instead of CensusPollingError"
-    ),
-    ("unknown-state", "sensor-reschedule"): (
-        "each reschedule poke starts the unknown-state clock afresh, so a run that stays in an unknown state never "
-        "meets unknown_state_timeout: the task fails only at the sensor's timeout, with AirflowSensorTimeout "
-        "instead of CensusRunUnknownStateError naming the state"
-    ),
+RESCHEDULED_POKES_FORGET = (
+    "before Airflow 3.3 a rescheduled sensor has no task_state_store to keep its count in: each poke is a fresh "
+    "task that counts its failed polls and the unknown-state clock from 0, so the wait ends only at the sensor's "
+    "timeout, with AirflowSensorTimeout instead of the rule's error (the sensor's docstring says so)"
+)
+DIVERGES_BEFORE_3_3: dict[tuple[str, str], str] = {
+    (rule, "sensor-reschedule"): RESCHEDULED_POKES_FORGET
+    for rule in ("failures-limit", "failures-from-first-look", "unknown-state")
 }
-"""Cells where the provider's current behaviour breaks the rule: ``xfail(strict=True)``, with the failing assertion."""
+"""Cells where the provider breaks the rule before Airflow 3.3: ``xfail(strict=True)`` there, with the reason."""
 OBSERVED: dict[tuple[str, str], str] = {
     ("cancel-deadline", "sensor-poke"): (
         "a sensor only watches the run: Airflow's own kill at execution_timeout ends the poking, the run goes on"
@@ -923,8 +894,12 @@ def table(drivers: list[Driver]) -> list[Any]:
             marks = []
             if key in ONLY_ON_3_3:
                 marks.append(pytest.mark.skipif(not AIRFLOW_V_3_3_PLUS, reason=ONLY_ON_3_3[key]))
-            if key in DIVERGES:
-                marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=DIVERGES[key]))
+            if key in DIVERGES_BEFORE_3_3:
+                marks.append(
+                    pytest.mark.xfail(
+                        not AIRFLOW_V_3_3_PLUS, strict=True, raises=AssertionError, reason=DIVERGES_BEFORE_3_3[key]
+                    )
+                )
             cells.append(pytest.param(rule, driver.name, id=f"{rule}-{driver.name}", marks=marks))
     return cells
 
@@ -962,8 +937,8 @@ def table_status(key: tuple[str, str]) -> str:
     """What the module's table shows for a cell, from the data that drives the tests."""
     if key in NOT_APPLICABLE:
         return "n/a"
-    if key in DIVERGES:
-        return "xfail"
+    if key in DIVERGES_BEFORE_3_3:
+        return "x<3.3"
     status = "obs" if key in OBSERVED else "ok"
     if key in ONLY_ON_3_3:
         return "3.3" if status == "ok" else f"3.3/{status}"
@@ -980,6 +955,6 @@ def test_the_documented_table_is_the_one_the_tests_run() -> None:
     assert documented == {
         (rule, driver.name): table_status((rule, driver.name)) for rule in RULES for driver in DRIVERS
     }
-    reasons = [*NOT_APPLICABLE.values(), *ONLY_ON_3_3.values(), *DIVERGES.values(), *OBSERVED.values()]
+    reasons = [*NOT_APPLICABLE.values(), *ONLY_ON_3_3.values(), *DIVERGES_BEFORE_3_3.values(), *OBSERVED.values()]
     assert all(reason.strip() for reason in reasons)
     assert not set(OBSERVED) & set(NOT_APPLICABLE), "a cell that is run is not 'not applicable'"

@@ -11,6 +11,7 @@ once, here, and are tested table by table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from airflow_provider_census.api.errors import CensusApiError, CensusError
@@ -54,10 +55,35 @@ class WaitRules:
 
 @dataclass(frozen=True)
 class PollState:
-    """What a wait remembers between looks: failed polls in a row, and since when the state is unknown."""
+    """What a wait remembers between looks: failed polls in a row, since when the state is unknown,
+    and when to look next (epoch seconds; None: at once, or as the driver spreads its first polls).
+
+    A task's first look is the first poll of its wait: the state after it travels with the wait
+    (into the trigger's kwargs, or the worker's loop), so every look counts the same.
+    """
 
     failures: int = 0
     unknown_since: float | None = None
+    poll_at: float | None = None
+
+    def to_json(self) -> dict[str, int | float | None]:
+        return {"failures": self.failures, "unknown_since": self.unknown_since, "poll_at": self.poll_at}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object] | None) -> PollState:
+        if not data:
+            return cls()
+        failures, unknown_since, poll_at = data.get("failures"), data.get("unknown_since"), data.get("poll_at")
+        return cls(int(_number(failures) or 0), _number(unknown_since), _number(poll_at))
+
+
+def _number(value: object) -> float | None:
+    """A number from JSON, or None; a TypeError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)

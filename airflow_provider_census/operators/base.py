@@ -11,14 +11,16 @@ deferral in the trigger's ``task_state``. A run id only goes down from here: to 
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_census.api.errors import CensusError, CensusInputError, CensusRunTimeoutError
-from airflow_provider_census.api.retry import is_transient, retry_after_of
+from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.api.states import RunOutcome
 from airflow_provider_census.assets.census import record_run_in_outlets
 from airflow_provider_census.core.events import RunEvent
@@ -34,7 +36,14 @@ from airflow_provider_census.core.steps import (
     after_blocker,
     after_end,
 )
-from airflow_provider_census.core.wait import WaitRules
+from airflow_provider_census.core.wait import (
+    Poll,
+    PollFailed,
+    PollState,
+    Seen,
+    WaitRules,
+    after_look,
+)
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.hooks.triggering import recent_runs_if_listed
 from airflow_provider_census.links.census import CensusSyncRunLink
@@ -214,19 +223,20 @@ class SyncRunTask(BaseOperator):
 
     def wait_for_end(self, context: Context, state: WaitState) -> RunSummary:
         """The run's summary once it ended: a first look, then the trigger (deferred) or the worker's wait."""
-        first = self.first_look(state)
-        if first is not None and first.outcome.is_terminal:
-            return first
+        polls, run = self.first_look(state)
+        if run is not None and run.outcome.is_terminal:
+            return self.summary_of(run)
         if self.deferrable:
-            self.defer(trigger=self.trigger_for(state), method_name="execute_complete", timeout=None)
+            self.defer(trigger=self.trigger_for(state, polls), method_name="execute_complete", timeout=None)
         watch = WorkerWatch(
             state.run_id,
             self.rules_for(state),
-            self.hook,
+            self.poll_hook,
             self.log,
             census_conn_id=self.census_conn_id,
             sync_id=state.sync_id,
             watch_only=state.own_run is None,
+            state=polls,
         )
         (event,) = wait_in_worker([watch])
         return self.ended(event, state)
@@ -247,23 +257,36 @@ class SyncRunTask(BaseOperator):
                 "in Census, then clear the task."
             ) from None
 
-    def first_look(self, state: WaitState) -> RunSummary | None:
-        """The run's summary before waiting, or None if Census could not be read just now.
+    def first_look(self, state: WaitState) -> tuple[PollState, SyncRun | None]:
+        """The wait's first poll, before any deferral: the run (None if it could not be read just now) and
+        the poll state the wait goes on from, so that this look counts like every later one.
 
-        The run exists by then, so a passing fault must not fail the task: the wait that
-        follows tolerates ``max_poll_failures`` failed polls in a row. A rate limit is waited
-        out here (capped as between retries), since the wait polls at once.
+        The run exists by then, so a passing fault does not fail the task: it is one of the
+        ``max_poll_failures`` failed polls in a row, and the next poll backs off (and honours
+        ``Retry-After``) as every poll does. A failure that will not pass is raised as it is.
         """
+        began = time.time()
+        run = None
         try:
-            return self.summary_of(self.hook.get_sync_run(state.run_id, sync_id=state.sync_id))
+            run = self.poll_hook.get_sync_run(state.run_id, sync_id=state.sync_id)
         except CensusError as exc:
-            if not is_transient(exc):
+            failed = PollFailed.of(state.run_id, exc)
+            if not failed.transient:
                 raise
             self.log.warning("Could not read Census sync run %s yet (%s); waiting for it anyway", state.run_id, exc)
-            retry_after = retry_after_of(exc)
-            if retry_after:
-                time.sleep(min(retry_after, self.hook.retry_policy.max_retry_after))
-            return None
+            look: Seen | PollFailed = failed
+        else:
+            look = Seen(run.id, run.status, run.outcome)
+        jitter = random.uniform(0, self.poll_seconds / 10)  # noqa: S311
+        polls, decision = after_look(
+            self.rules_for(state), PollState(), look, began=began, now=time.time(), jitter=jitter
+        )
+        return replace(polls, poll_at=decision.at if isinstance(decision, Poll) else None), run
+
+    @cached_property
+    def poll_hook(self) -> CensusHook:
+        """The hook the wait polls through: one try per poll, as in the trigger (the wait's rules retry)."""
+        return CensusHook(self.census_conn_id, retry_policy=ONE_TRY)
 
     def rules(self, wait_deadline: float | None, cancel_deadline: float | None) -> WaitRules:
         """The rules of this task's waits, with its deadlines."""
@@ -280,13 +303,15 @@ class SyncRunTask(BaseOperator):
         rules = self.rules(**state.deadlines)
         return rules if state.own_run is not None else rules.watching_only()
 
-    def trigger_for(self, state: WaitState) -> CensusSyncRunTrigger:
-        """The trigger of the wait for the state's run, carrying the state to hand back with its event."""
+    def trigger_for(self, state: WaitState, polls: PollState) -> CensusSyncRunTrigger:
+        """The trigger of the wait for the state's run, going on from the first look's ``polls``,
+        and carrying the task's state to hand back with its event."""
         rules = self.rules_for(state)
         return CensusSyncRunTrigger(
             sync_run_id=state.run_id,
             sync_id=state.sync_id,
             task_state=state.to_json(),
+            poll_state=polls.to_json(),
             **self.waiting_kwargs(rules, cancel_on_kill=self.cancels_on_kill and state.own_run is not None),
         )
 

@@ -262,7 +262,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
             WorkerWatch(
                 progress.run_id,
                 self.rules(**deadlines),
-                self.hook,
+                self.poll_hook,
                 self.log,
                 census_conn_id=self.census_conn_id,
                 sync_id=progress.sync_id,

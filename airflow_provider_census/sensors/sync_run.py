@@ -16,13 +16,19 @@ from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.core.steps import FindBlocker, WaitState, Watch, after_blocker, after_end
 from airflow_provider_census.core.wait import Poll, PollFailed, PollState, Seen, after_look
 from airflow_provider_census.operators.base import SyncRunTask
-from airflow_provider_census.version_compat import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue
+from airflow_provider_census.version_compat import (
+    AirflowSensorTimeout,
+    BaseSensorOperator,
+    PokeReturnValue,
+    task_state_store,
+)
 
 if TYPE_CHECKING:
-    from airflow_provider_census.api.models import SyncRun
     from airflow_provider_census.core.events import RunEvent
     from airflow_provider_census.version_compat import Context
 
+POKE_STATE_KEY = "census_poke_state"
+"""Where a rescheduled sensor keeps its failed polls in a row and since when the state is unknown (Airflow 3.3+)."""
 PROVIDER_21_EVENT_KEYS = frozenset({"sync_run_id", "status", "error_message"})
 """The event of provider 2.1's trigger. One may wait in a deferred task's ``next_kwargs`` across the upgrade."""
 
@@ -75,32 +81,22 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        return self._follow_from(context, self._given_state(), self._read_or_none)
+        return self._follow_from(context, self._given_state())
 
-    def _follow_from(self, context: Context, state: WaitState, read: Any) -> int:
-        """Read the run once (``read``: may bear a passing failure), then finish on its end or defer for it."""
-        run = read(state)
+    def _follow_from(self, context: Context, state: WaitState) -> int:
+        """Look at the run once, then finish on its end or defer for it (its sync id as Census says)."""
+        polls, run = self.first_look(state)
         if run is not None:
             state = WaitState(run.id, run.sync_id, wait_deadline=state.wait_deadline)
         self.publish(context, state.sync_id, state.run_id)
         if run is not None and run.outcome.is_terminal:
             return self.follow(context, state, self.summary_of(run))
         self.waiting = state
-        self.defer(trigger=self.trigger_for(state), method_name="execute_complete", timeout=None)
+        self.defer(trigger=self.trigger_for(state, polls), method_name="execute_complete", timeout=None)
 
     def _given_state(self) -> WaitState:
         """The run to wait for, for at most the sensor's timeout (a sensor never cancels)."""
         return WaitState(self._run_id(), self._given_sync_id(), wait_deadline=time.time() + float(self.timeout))
-
-    def _read_or_none(self, state: WaitState) -> SyncRun | None:
-        """The run, or None on a passing failure: the trigger bears those (``max_poll_failures``), as poking does."""
-        try:
-            return self.hook.get_sync_run(state.run_id, sync_id=state.sync_id)
-        except CensusError as exc:
-            if PollFailed.of(state.run_id, exc).transient:
-                self.log.warning("Could not read Census sync run %s yet (%s); waiting for it anyway", state.run_id, exc)
-                return None
-            raise
 
     def publish_followed(self, context: Context, state: WaitState) -> None:
         """The run that made Census skip the given one decides the sensor: its link and id are the sensor's now."""
@@ -112,14 +108,16 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
         Passing failures are borne up to ``max_poll_failures`` in a row, an unknown state up to
         ``unknown_state_timeout``; a finished run ends the wait with its id as the task's XCom,
         unless it was skipped and ``on_skipped="wait"``: then the run it yielded to is followed,
-        at once. The count lives on the sensor, so it spans the pokes of one try in poke mode;
-        in reschedule mode each poke starts afresh, and the sensor's ``timeout`` bounds the wait.
+        at once. The count spans the pokes of one try: on the sensor in poke mode, in the task's
+        ``task_state_store`` in reschedule mode (Airflow 3.3+; before, each poke starts afresh and
+        the sensor's ``timeout`` bounds the wait).
         """
         state = self._given_state()
+        self._poll_state = self._polls_kept(context)
         while True:
             began, run = time.time(), None
             try:
-                run = self.hook.get_sync_run(state.run_id, sync_id=state.sync_id)
+                run = self.poll_hook.get_sync_run(state.run_id, sync_id=state.sync_id)
             except CensusError as exc:
                 failed = PollFailed.of(state.run_id, exc)
                 if not failed.transient:
@@ -135,6 +133,7 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
                 self.log.info(
                     "Census sync run %s is %s; waiting", state.run_id, run.status if run else "not read this time"
                 )
+                self._keep_polls(context)
                 return PokeReturnValue(is_done=False)
             if run is None or decision.status == "error":
                 raise rebuild_error(decision.error or "CensusPollingError", decision.message, decision.http_status)
@@ -148,6 +147,22 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
                 self.log.info("Census skipped run %s for run %s; following run %s", run.id, step.run_id, step.run_id)
                 continue
             return PokeReturnValue(is_done=True, xcom_value=self.finish(context, summary))
+
+    def _polls_kept(self, context: Context) -> PollState:
+        """The poll state so far: the sensor's own in poke mode; in reschedule mode, what this try's
+        last poke kept in the store (a new try starts afresh, as a poking sensor does)."""
+        store = task_state_store(context) if self.reschedule else None
+        if store is None:
+            return self._poll_state
+        kept = store.get(POKE_STATE_KEY)
+        if not isinstance(kept, dict) or kept.get("try_number") != context["ti"].try_number:
+            return PollState()
+        return PollState.from_json(kept)
+
+    def _keep_polls(self, context: Context) -> None:
+        store = task_state_store(context) if self.reschedule else None
+        if store is not None:
+            store.set(POKE_STATE_KEY, {**self._poll_state.to_json(), "try_number": context["ti"].try_number})
 
     def _run_id(self) -> int:
         return census_id(self.sync_run_id, "sync_run_id")
@@ -187,8 +202,7 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
             event["status"],
             run_id,
         )
-        state = WaitState(run_id, None, wait_deadline=time.time() + float(self.timeout))
-        return self._follow_from(context, state, lambda state: self.hook.get_sync_run(state.run_id))
+        return self._follow_from(context, WaitState(run_id, wait_deadline=time.time() + float(self.timeout)))
 
 
 def _is_provider_21_event(event: object) -> TypeGuard[Mapping[str, Any]]:

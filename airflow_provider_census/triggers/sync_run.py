@@ -18,7 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.core.events import RunEvent
-from airflow_provider_census.core.wait import WaitRules
+from airflow_provider_census.core.wait import PollState, WaitRules
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.hooks.census_async import CensusAsyncHook
 from airflow_provider_census.version_compat import atask_instance_state
@@ -43,6 +43,8 @@ class WaitingTrigger(BaseTrigger):
         (Airflow 3.3 and later call ``on_kill`` on triggers).
     :param started_at: epoch seconds when the wait began, for progress messages.
     :param task_state: JSON the task gets back in the event, untouched: its record of the wait.
+    :param poll_state: where the task's first look left the polls (failures in a row, since when
+        the state is unknown, when to poll next), so that look counts like the trigger's own.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class WaitingTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         started_at: float | None = None,
         task_state: dict[str, Any] | None = None,
+        poll_state: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.census_conn_id = census_conn_id
@@ -68,6 +71,7 @@ class WaitingTrigger(BaseTrigger):
         self.cancel_on_kill = bool(cancel_on_kill)
         self.started_at = time.time() if started_at is None else float(started_at)
         self.task_state = task_state
+        self.poll_state = poll_state
 
     def _waiting_kwargs(self) -> dict[str, Any]:
         return {
@@ -80,6 +84,7 @@ class WaitingTrigger(BaseTrigger):
             "cancel_on_kill": self.cancel_on_kill,
             "started_at": self.started_at,
             "task_state": self.task_state,
+            "poll_state": self.poll_state,
         }
 
     def wait_rules(self) -> WaitRules:
@@ -106,6 +111,7 @@ class WaitingTrigger(BaseTrigger):
             sync_id=sync_id,
             watch_only=watch_only,
             started_at=self.started_at,
+            state=PollState.from_json(self.poll_state),
         )
 
     async def handed_over(self) -> bool:
@@ -134,7 +140,11 @@ class WaitingTrigger(BaseTrigger):
         await cancel_run(self.census_conn_id, sync_run_id)
 
     def _first_poll_delay(self) -> float:
-        """Up to one interval at random, so waits that start together do not poll together."""
+        """When the task's first look said, else up to one interval at random, so waits that start
+        together do not poll together."""
+        poll_at = PollState.from_json(self.poll_state).poll_at
+        if poll_at is not None:
+            return max(0.0, poll_at - time.time())
         return random.uniform(0, self.poll_interval)  # noqa: S311
 
 

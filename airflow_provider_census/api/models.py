@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any, Generic, TypedDict, TypeVar
 
 from airflow_provider_census.api.states import RunOutcome, classify_run
@@ -366,3 +367,14 @@ class Page(Generic[T]):
         if not self.next_url or len(self.items) < self.per_page:
             return None
         return self.number + 1
+
+
+def census_time(timestamp: str | None) -> float | None:
+    """An ISO 8601 time as Census writes it (``2021-10-20T02:44:35.381Z``) in epoch seconds; None if unreadable."""
+    if not timestamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()

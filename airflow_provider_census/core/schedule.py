@@ -32,9 +32,8 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
-from airflow_provider_census.api.models import SyncRun
+from airflow_provider_census.api.models import SyncRun, census_time
 from airflow_provider_census.api.states import RunOutcome
 
 HISTORY_RUNS = 20
@@ -94,21 +93,10 @@ def completed_durations(runs: Iterable[SyncRun]) -> list[float]:
     for run in runs:
         if run.outcome is not RunOutcome.SUCCEEDED:
             continue
-        created, completed = _epoch(run.created_at), _epoch(run.completed_at)
+        created, completed = census_time(run.created_at), census_time(run.completed_at)
         if created is not None and completed is not None:
             durations.append(completed - created)
     return durations
-
-
-def _epoch(timestamp: str | None) -> float | None:
-    """An ISO 8601 time as Census writes it (``2021-10-20T02:44:35.381Z``) in epoch seconds."""
-    if not timestamp:
-        return None
-    try:
-        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 @dataclass(frozen=True)

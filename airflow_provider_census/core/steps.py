@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.core.wait import json_number
 
 MAX_RETRIGGERS_AFTER_SKIPS = 3
 """With ``on_skipped="wait"``, how many fresh runs one task triggers after skipped ones before it gives up."""
@@ -86,15 +87,7 @@ class WaitState:
 
 def read_deadlines(data: Mapping[str, Any]) -> dict[str, float | None]:
     """``wait_deadline`` and ``cancel_deadline`` from JSON; a TypeError names one that is not epoch seconds."""
-    return {key: _epoch(data.get(key)) for key in ("wait_deadline", "cancel_deadline")}
-
-
-def _epoch(value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"a deadline must be epoch seconds, got {value!r}")
-    return float(value)
+    return {key: json_number(data.get(key)) for key in ("wait_deadline", "cancel_deadline")}
 
 
 @dataclass(frozen=True)

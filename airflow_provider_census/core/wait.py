@@ -74,10 +74,10 @@ class PollState:
         if not data:
             return cls()
         failures, unknown_since, poll_at = data.get("failures"), data.get("unknown_since"), data.get("poll_at")
-        return cls(int(_number(failures) or 0), _number(unknown_since), _number(poll_at))
+        return cls(int(json_number(failures) or 0), json_number(unknown_since), json_number(poll_at))
 
 
-def _number(value: object) -> float | None:
+def json_number(value: object) -> float | None:
     """A number from JSON, or None; a TypeError for anything else."""
     if value is None:
         return None

@@ -10,12 +10,12 @@ not serve it, and logs which protection that costs (:data:`LIST_PROTECTIONS`).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow_provider_census.api import endpoints as ep
 from airflow_provider_census.api import routes, run_read
 from airflow_provider_census.api.errors import CensusError, CensusNotFoundError, CensusTriggerUnconfirmedError
+from airflow_provider_census.api.models import census_time
 from airflow_provider_census.api.retry import may_have_acted
 
 if TYPE_CHECKING:
@@ -187,16 +187,5 @@ def _run_started_after(
 
 def _created_since(run: SyncRun, sent_at: float) -> bool:
     """False only for a run Census says it created before our trigger went out; no date proves nothing."""
-    created = _epoch(run.created_at)
+    created = census_time(run.created_at)
     return created is None or created >= sent_at - CLOCK_SKEW_SECONDS
-
-
-def _epoch(timestamp: str | None) -> float | None:
-    """An ISO 8601 time as Census writes it (``2021-10-20T02:44:35.381Z``) in epoch seconds."""
-    if not timestamp:
-        return None
-    try:
-        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()

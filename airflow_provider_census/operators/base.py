@@ -266,22 +266,27 @@ class SyncRunTask(BaseOperator):
         ``Retry-After``) as every poll does. A failure that will not pass is raised as it is.
         """
         began = time.time()
-        run = None
+        look, run = self.look_at(state)
+        if isinstance(look, PollFailed):
+            self.log.warning(
+                "Could not read Census sync run %s yet (%s); waiting for it anyway", state.run_id, look.description
+            )
+        jitter = random.uniform(0, self.poll_seconds / 10)  # noqa: S311
+        polls, decision = after_look(
+            self.rules_for(state), PollState(), look, began=began, now=time.time(), jitter=jitter
+        )
+        return replace(polls, poll_at=decision.at if isinstance(decision, Poll) else None), run
+
+    def look_at(self, state: WaitState) -> tuple[Seen | PollFailed, SyncRun | None]:
+        """One read of the state's run (one try) as the rules see it; a failure that will not pass is raised."""
         try:
             run = self.poll_hook.get_sync_run(state.run_id, sync_id=state.sync_id)
         except CensusError as exc:
             failed = PollFailed.of(state.run_id, exc)
             if not failed.transient:
                 raise
-            self.log.warning("Could not read Census sync run %s yet (%s); waiting for it anyway", state.run_id, exc)
-            look: Seen | PollFailed = failed
-        else:
-            look = Seen(run.id, run.status, run.outcome)
-        jitter = random.uniform(0, self.poll_seconds / 10)  # noqa: S311
-        polls, decision = after_look(
-            self.rules_for(state), PollState(), look, began=began, now=time.time(), jitter=jitter
-        )
-        return replace(polls, poll_at=decision.at if isinstance(decision, Poll) else None), run
+            return failed, None
+        return Seen(run.id, run.status, run.outcome), run
 
     @cached_property
     def poll_hook(self) -> CensusHook:

@@ -11,10 +11,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from airflow_provider_census.api.errors import CensusError, rebuild_error
+from airflow_provider_census.api.errors import rebuild_error
 from airflow_provider_census.api.inputs import census_id
 from airflow_provider_census.core.steps import FindBlocker, WaitState, Watch, after_blocker, after_end
-from airflow_provider_census.core.wait import Poll, PollFailed, PollState, Seen, after_look
+from airflow_provider_census.core.wait import Poll, PollState, after_look
 from airflow_provider_census.operators.base import SyncRunTask
 from airflow_provider_census.version_compat import (
     AirflowSensorTimeout,
@@ -115,16 +115,9 @@ class CensusSyncRunSensor(SyncRunTask, BaseSensorOperator):
         state = self._given_state()
         self._poll_state = self._polls_kept(context)
         while True:
-            began, run = time.time(), None
-            try:
-                run = self.poll_hook.get_sync_run(state.run_id, sync_id=state.sync_id)
-            except CensusError as exc:
-                failed = PollFailed.of(state.run_id, exc)
-                if not failed.transient:
-                    raise
-                look: Seen | PollFailed = failed
-            else:
-                look = Seen(run.id, run.status, run.outcome)
+            began = time.time()
+            look, run = self.look_at(state)
+            if run is not None:
                 state = WaitState(run.id, run.sync_id, state.watching, state.skips, state.wait_deadline)
                 self.publish(context, state.sync_id, state.run_id)
             rules = self.rules(None, None)

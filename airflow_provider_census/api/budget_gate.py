@@ -107,6 +107,10 @@ class BudgetGate:
         self._budget = Budget(rules or BudgetRules())
         self._queue: list[tuple[int, int, _Waiter]] = []
         self._order = itertools.count()
+        self.taken_at_once = 0
+        """Slots taken the moment they were asked for: every one, while nothing limits the token."""
+        self.taken_after_waiting = 0
+        """Slots taken after waiting in line: under a cap, a learned limit or a ``Retry-After``."""
 
     def __repr__(self) -> str:
         return f"BudgetGate({self.key}, rate={self.budget.rate})"
@@ -143,6 +147,7 @@ class BudgetGate:
             if self._queue or self._budget.next_slot(now) > now:
                 return None
             self._budget = self._budget.sent(now)
+            self.taken_at_once += 1
             return now
 
     def _join(self, waiter: _Waiter, priority: Priority) -> None:
@@ -160,6 +165,7 @@ class BudgetGate:
                 return None, at - now
             heapq.heappop(self._queue)
             self._budget = self._budget.sent(now)
+            self.taken_after_waiting += 1
             self._wake_head()
             return now, None
 
@@ -308,6 +314,12 @@ def gate_of(settings: ClientSettings) -> BudgetGate | None:
     if settings.request_budget == BUDGET_OFF:
         return None
     return gate_for(settings.base_url, settings.token, settings.request_cap)
+
+
+def gates() -> list[BudgetGate]:
+    """Every gate this process has made so far (for tests and benchmarks)."""
+    with _GATES_LOCK:
+        return list(_GATES.values())
 
 
 def forget() -> None:

@@ -94,7 +94,8 @@ def request_budget(extras: Mapping[str, Any], origin: str) -> tuple[str, float |
             f"{origin} has {REQUEST_BUDGET_EXTRA} {named!r}; use {BUDGET_LEARN} (the default: no limit until Census "
             f"answers 429, then the rate it allows) or {BUDGET_OFF} (no budget: every request goes at once)."
         )
-    cap = _request_cap(extra(extras, REQUEST_CAP_EXTRA), origin)
+    given = extras.get(REQUEST_CAP_EXTRA)  # 0 is refused, not taken for "not set" as extra() would
+    cap = _request_cap(extra(extras, REQUEST_CAP_EXTRA) if given is None else given, origin)
     if cap is not None and budget == BUDGET_OFF:
         raise CensusConfigurationError(
             f"{origin} has {REQUEST_CAP_EXTRA} {cap:g} and {REQUEST_BUDGET_EXTRA} {BUDGET_OFF}: a cap needs the "

@@ -197,7 +197,8 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
         wait = f"; it asked to wait {retry_after:g} s" if retry_after is not None else ""
         return CensusRateLimitError(
             f"Census is rate limiting requests ({where}){wait}. Run fewer Census tasks at once or "
-            "raise their poll_interval.",
+            "raise their poll_interval; for a token shared with other tools or Airflow processes, set the "
+            "connection's extra max_requests_per_second.",
             **common,
         )
     if status >= 500:

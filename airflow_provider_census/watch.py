@@ -181,17 +181,20 @@ class RunWatch(Watch):
                 await sleep_to_slot(delay, self.rules.poll_interval)
             due = deadline_due(self.rules, time.time())
             if due is not None:
-                event = self._at_deadline(due, await self._look())
+                event = self._at_deadline(due, await self._look(final=True))
                 return event or await self._cancel("timeout", "The task's execution_timeout passed")
             decision = await self._look()
             if isinstance(decision, Finish):
                 return self._finished(decision)
             poll_at = decision.at
 
-    async def _look(self) -> Poll | Finish:
+    async def _look(self, *, final: bool = False) -> Poll | Finish:
+        """One read (a ``final`` one, at a deadline, goes before the routine polls of the request budget)."""
         began = time.time()
         try:
-            read: SyncRun | CensusError = await self.hook.aget_sync_run(self.sync_run_id, sync_id=self.sync_id)
+            read: SyncRun | CensusError = await self.hook.aget_sync_run(
+                self.sync_run_id, sync_id=self.sync_id, urgent=final
+            )
         except CensusError as exc:
             read = exc
         return self._decide(read, began)

@@ -39,7 +39,7 @@ class WorkerWatch(Watch):
         """At or after :meth:`wake_at`: act on a deadline, or look once and decide; ``event`` is set at the end."""
         due = deadline_due(self.rules, time.time())
         if due is not None:
-            self.event = self._at_deadline(due, self._look()) or self._cancel(
+            self.event = self._at_deadline(due, self._look(final=True)) or self._cancel(
                 "timeout", "The task's execution_timeout passed"
             )
             return
@@ -49,10 +49,11 @@ class WorkerWatch(Watch):
         else:
             self.state = replace(self.state, poll_at=decision.at)
 
-    def _look(self) -> Poll | Finish:
+    def _look(self, *, final: bool = False) -> Poll | Finish:
+        """One read (a ``final`` one, at a deadline, goes before the routine polls of the request budget)."""
         began = time.time()
         try:
-            read: SyncRun | CensusError = self.hook.get_sync_run(self.sync_run_id, sync_id=self.sync_id)
+            read: SyncRun | CensusError = self.hook.get_sync_run(self.sync_run_id, sync_id=self.sync_id, urgent=final)
         except CensusError as exc:
             read = exc
         return self._decide(read, began)

@@ -30,6 +30,7 @@ import pytest  # noqa: E402
 pytest_plugins = ["airflow_provider_census.testing.pytest_plugin"]
 
 from airflow_provider_census.api import budget_gate, routes  # noqa: E402
+from airflow_provider_census.api.budget import BudgetRules  # noqa: E402
 from airflow_provider_census.api.retry import RetryPolicy  # noqa: E402
 from airflow_provider_census.hooks.census import CensusHook  # noqa: E402
 from airflow_provider_census.testing import CensusEmulator  # noqa: E402
@@ -65,9 +66,22 @@ def forget_routes_learnt_by_the_test() -> Iterator[None]:
     routes.forget()
 
 
+QUICK_BUDGET = BudgetRules(recovery=1.0, floor=20.0)
+"""The request budget's reactions for tests that inject 429s into a run's reads to test the wait's
+rules, polling many times a second: the budget still learns and pauses for ``Retry-After``, but
+recovers within a second and never slows a token below 20 requests a second (its production floor,
+one request every 5 s, would make each such test wait minutes; it matters where tasks poll every
+10 s). ``tests/test_request_budget.py`` tests the budget with its production rules."""
+BUDGET_RULES_AS_SHIPPED = frozenset({"test_request_budget", "test_budget"})
+
+
 @pytest.fixture(autouse=True)
-def forget_request_budgets_of_the_test() -> Iterator[None]:
+def forget_request_budgets_of_the_test(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """The same for the request budgets: a 429 one test provoked must not slow the next test's requests."""
+    if request.module.__name__.rsplit(".", 1)[-1] not in BUDGET_RULES_AS_SHIPPED:
+        monkeypatch.setattr(budget_gate, "RULES", QUICK_BUDGET)
     yield
     budget_gate.forget()
 

@@ -104,7 +104,7 @@ class BudgetGate:
         self.key = key
         self._clock = clock
         self._lock = threading.Lock()
-        self._budget = Budget(rules or BudgetRules())
+        self._budget = Budget(rules or RULES)
         self._queue: list[tuple[int, int, _Waiter]] = []
         self._order = itertools.count()
         self.taken_at_once = 0
@@ -292,6 +292,10 @@ class Slot:
 
 _GATES: dict[GateKey, BudgetGate] = {}
 _GATES_LOCK = threading.Lock()
+
+
+RULES = BudgetRules()
+"""How every gate of this process reacts (a test suite that provokes 429s on purpose may quicken them)."""
 
 
 def gate_for(base_url: str, token: str, cap: float | None = None) -> BudgetGate:

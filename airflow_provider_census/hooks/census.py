@@ -34,7 +34,7 @@ from airflow_provider_census.get_provider_info import CONNECTION_TYPE
 from airflow_provider_census.hooks import selection
 from airflow_provider_census.hooks.catalog import CatalogCalls, every_item
 from airflow_provider_census.hooks.connection import client_settings, connection_must_exist
-from airflow_provider_census.hooks.connection_form import ConnectionForm
+from airflow_provider_census.hooks.connection_form import connection_form_widgets, ui_field_behaviour
 from airflow_provider_census.hooks.provider21 import Provider21HookMethods
 from airflow_provider_census.version_compat import BaseHook
 
@@ -55,7 +55,7 @@ TEST_CONNECTION_TIMEOUT = 10.0
 """Seconds a connection test waits to connect, and then for the answer; it is tried once."""
 
 
-class CensusHook(CatalogCalls, Provider21HookMethods, ConnectionForm, BaseHook):
+class CensusHook(CatalogCalls, Provider21HookMethods, BaseHook):
     """Talks to the Census management API, v1 or V2, through an Airflow connection.
 
     :param census_conn_id: the Airflow connection (type ``census``). Its extras choose the API:
@@ -92,6 +92,16 @@ class CensusHook(CatalogCalls, Provider21HookMethods, ConnectionForm, BaseHook):
         self.retry_policy = retry_policy or RetryPolicy()
         self.trigger_settle_seconds = trigger_settle_seconds
         self._warned_v1 = False
+
+    # -- the connection form (Airflow 2 reads these from this class itself; Airflow 3.2+ reads get_provider_info) --
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        return connection_form_widgets()
 
     # -- from connection to client --
 

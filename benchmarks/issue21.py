@@ -240,10 +240,18 @@ def run_side_by_side(
 
 
 def budget_benchmark(
-    pythons: dict[str, str], scenario: BudgetScenario, *, official: bool, cap: bool
+    pythons: dict[str, str],
+    scenario: BudgetScenario,
+    *,
+    official: bool,
+    cap: bool,
+    only: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every population against an emulator of its own, limited to ``scenario.limit`` requests per second."""
+    """Every population (or those named in ``only``) against an emulator of its own, limited to
+    ``scenario.limit`` requests per second."""
+    pythons = {"many": pythons["ours"], **pythons}
     populations = budget_populations(scenario, official and "official" in pythons, cap)
+    populations = [p for p in populations if not only or p.name in only]
     base = scenario.as_scenario()
     with tempfile.TemporaryDirectory(prefix="census-bench-budget-") as tmp:
         home = Path(tmp)

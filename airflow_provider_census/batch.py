@@ -25,16 +25,20 @@ class SyncProgress:
     run_id: int
     watching: bool = False
     skips: int = 0
+    schedule: dict[str, Any] | None = None
+    """Where the run's polls go by its sync's history (the JSON of ``core.schedule.ScheduledPolls``)."""
 
-    def to_json(self) -> list[int | bool]:
-        return [self.sync_id, self.run_id, self.watching, self.skips]
+    def to_json(self) -> list[Any]:
+        return [self.sync_id, self.run_id, self.watching, self.skips, self.schedule]
 
     @classmethod
     def from_json(cls, data: object) -> SyncProgress:
-        if not isinstance(data, list) or len(data) != 4:
-            raise ValueError(f"a sync's progress must be [sync_id, run_id, watching, skips], got {data!r:.100}")
-        sync_id, run_id, watching, skips = data
-        return cls(int(sync_id), int(run_id), bool(watching), int(skips))
+        if not isinstance(data, list) or len(data) != 5 or not isinstance(data[4], dict | None):
+            raise ValueError(
+                f"a sync's progress must be [sync_id, run_id, watching, skips, schedule], got {data!r:.100}"
+            )
+        sync_id, run_id, watching, skips, schedule = data
+        return cls(int(sync_id), int(run_id), bool(watching), int(skips), schedule)
 
 
 @dataclass
@@ -50,9 +54,9 @@ class SyncBatch:
     problems: dict[int, str] = field(default_factory=dict)
     own_runs: dict[int, int] = field(default_factory=dict)
 
-    def start(self, sync_id: int, run_id: int, skips: int = 0) -> None:
-        """The task's own run of the sync is going."""
-        self.going[sync_id] = SyncProgress(sync_id, run_id, skips=skips)
+    def start(self, sync_id: int, run_id: int, skips: int = 0, schedule: dict[str, Any] | None = None) -> None:
+        """The task's own run of the sync is going (its polls placed by ``schedule``, if any)."""
+        self.going[sync_id] = SyncProgress(sync_id, run_id, skips=skips, schedule=schedule)
         self.own_runs[sync_id] = run_id
 
     def watch(self, sync_id: int, blocking_run_id: int, skips: int) -> None:

@@ -254,7 +254,7 @@ class WorkerWatch(_Watch):
 
     def _cancel(self, status: str, reason: str) -> RunEvent:
         try:
-            CensusHook(self.census_conn_id, retry_policy=CANCEL_RETRIES).cancel_sync_run(self.sync_run_id)
+            self.hook.with_retry_policy(CANCEL_RETRIES).cancel_sync_run(self.sync_run_id)
         except CensusError as exc:
             return self._after_cancel(status, reason, exc)
         return self._after_cancel(status, reason, None)

@@ -109,6 +109,14 @@ CASES: dict[str, tuple[str, list[str]]] = {
         " poll_interval=0.1)",
         ["a"],
     ),
+    "polling_fixed_and_durable_off": (
+        'CensusTriggerSyncOperator(task_id="sync", sync_id=SYNC_A, polling="fixed", durable=False, poll_interval=0.1)',
+        ["a"],
+    ),
+    "many_syncs_polling_fixed": (
+        'CensusTriggerSyncsOperator(task_id="syncs", select=["label:crm_b"], polling="fixed", poll_interval=0.1)',
+        ["b"],
+    ),
     "sync_id_an_xcomarg": (
         "@task\n"
         "def sync_to_run():\n"

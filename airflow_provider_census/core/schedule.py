@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from airflow_provider_census.api.models import SyncRun, census_time
@@ -124,12 +124,62 @@ class PollPlan:
             return _up_to(_next_step(self.window_start, self.window_gap, elapsed), self.window_end)
         return _next_step(self.window_end, self.poll_interval, elapsed)
 
+    def to_json(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in PLAN_FIELDS}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> PollPlan:
+        """The plan back from a trigger's kwargs; a TypeError or KeyError says what is wrong with it."""
+        values = {name: data[name] for name in PLAN_FIELDS}
+        if not all(isinstance(value, int | float) and not isinstance(value, bool) for value in values.values()):
+            raise TypeError(f"a poll plan holds numbers only, got {dict(data)!r:.200}")
+        return cls(**{name: float(value) for name, value in values.items()})  # type: ignore[arg-type]
+
     def offsets(self, until: float) -> list[float]:
         """Every poll up to and including the first at or after ``until``: the polls a run ending then costs."""
         polls = [self.early]
         while polls[-1] < until:
             polls.append(self.next_offset(polls[-1]))
         return polls
+
+
+@dataclass(frozen=True)
+class ScheduledPolls:
+    """A run's plan, anchored at ``started_at``, the moment its trigger answered (epoch seconds)."""
+
+    plan: PollPlan
+    started_at: float
+
+    def next_poll(self, began: float) -> float:
+        """When to poll after a poll that began at ``began`` (epoch seconds)."""
+        return self.started_at + self.plan.next_offset(began - self.started_at)
+
+    def to_json(self) -> dict[str, object]:
+        return {"started_at": self.started_at, "plan": self.plan.to_json()}
+
+    @classmethod
+    def from_json(cls, data: object) -> ScheduledPolls | None:
+        """The schedule a trigger was given, None for fixed polling; a ValueError for one that cannot be read."""
+        if data is None:
+            return None
+        try:
+            if not isinstance(data, Mapping) or not isinstance(data["plan"], Mapping):
+                raise TypeError("not a mapping with a plan")
+            started_at = data["started_at"]
+            if isinstance(started_at, bool) or not isinstance(started_at, int | float):
+                raise TypeError(f"started_at {started_at!r}")
+            return cls(PollPlan.from_json(data["plan"]), float(started_at))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"a poll schedule cannot be read ({exc!r})") from None
+
+
+def schedule_for(runs: Iterable[SyncRun] | None, poll_interval: float, started_at: float) -> ScheduledPolls | None:
+    """The schedule of a run triggered at ``started_at``, from the sync's recent runs (newest first), or None."""
+    plan = plan_polls(summarize(completed_durations(runs or ())), poll_interval)
+    return None if plan is None else ScheduledPolls(plan, started_at)
+
+
+PLAN_FIELDS = ("poll_interval", "early", "sparse_gap", "window_start", "window_gap", "window_end")
 
 
 def _up_to(offset: float, end: float) -> float:

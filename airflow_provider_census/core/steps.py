@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.core.schedule import ScheduledPolls
 from airflow_provider_census.core.wait import json_number
 
 MAX_RETRIGGERS_AFTER_SKIPS = 3
@@ -30,6 +31,7 @@ class WaitState:
     ``watching`` marks a run that made Census skip the task's own: the task waits for it but
     never cancels it. ``skips`` counts the skipped runs this task waited out. The deadlines are
     epoch seconds: stop waiting at ``wait_deadline``; cancel the task's own run at ``cancel_deadline``.
+    ``schedule`` places the polls of the task's own run by its sync's history (None: every interval).
     """
 
     run_id: int
@@ -38,6 +40,7 @@ class WaitState:
     skips: int = 0
     wait_deadline: float | None = None
     cancel_deadline: float | None = None
+    schedule: ScheduledPolls | None = None
 
     @property
     def own_run(self) -> int | None:
@@ -50,9 +53,9 @@ class WaitState:
     def with_deadlines(self, wait_deadline: float | None, cancel_deadline: float | None) -> WaitState:
         return replace(self, wait_deadline=wait_deadline, cancel_deadline=cancel_deadline)
 
-    def waiting_for(self, run_id: int) -> WaitState:
-        """The task's own fresh run, triggered after a skip."""
-        return replace(self, run_id=run_id, watching=False)
+    def waiting_for(self, run_id: int, schedule: ScheduledPolls | None = None) -> WaitState:
+        """The task's own fresh run, triggered after a skip (polled as its sync's history says)."""
+        return replace(self, run_id=run_id, watching=False, schedule=schedule)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,7 @@ class WaitState:
             "skips": self.skips,
             "wait_deadline": self.wait_deadline,
             "cancel_deadline": self.cancel_deadline,
+            "schedule": None if self.schedule is None else self.schedule.to_json(),
         }
 
     @classmethod
@@ -76,6 +80,7 @@ class WaitState:
                 watching=bool(data.get("watching", False)),
                 skips=int(data.get("skips", 0)),
                 **read_deadlines(data),
+                schedule=ScheduledPolls.from_json(data.get("schedule")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"the task's wait state cannot be read ({exc!r})") from None
@@ -163,7 +168,7 @@ def after_blocker(state: WaitState, blocker: Blocker, policy: SkipPolicy, now: f
         return state, _fresh_or_too_late(state, now)
     if blocker.ended and policy.triggers:
         return state, _fresh_or_too_late(state, now)
-    return replace(state, run_id=blocker.run_id, watching=policy.triggers), Watch(blocker.run_id)
+    return replace(state, run_id=blocker.run_id, watching=policy.triggers, schedule=None), Watch(blocker.run_id)
 
 
 def _fresh_or_too_late(state: WaitState, now: float) -> Step:

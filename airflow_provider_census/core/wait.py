@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from airflow_provider_census.api.errors import CensusApiError, CensusError
 from airflow_provider_census.api.retry import is_transient, retry_after_of
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.core.schedule import ScheduledPolls
 
 MAX_BACKOFF_INTERVALS = 8.0
 """After failed polls in a row, the wait before the next one grows to at most this many intervals."""
@@ -34,6 +35,7 @@ class WaitRules:
     :param unknown_state_timeout: seconds a run may stay in a state the provider does not know.
     :param wait_deadline: stop waiting then (the run goes on).
     :param cancel_deadline: cancel the run then, and stop.
+    :param schedule: where a run's history places its polls (:mod:`.schedule`); None: every interval.
     """
 
     poll_interval: float
@@ -41,11 +43,17 @@ class WaitRules:
     unknown_state_timeout: float = 600.0
     wait_deadline: float | None = None
     cancel_deadline: float | None = None
+    schedule: ScheduledPolls | None = None
+
+    def next_poll(self, began: float) -> float:
+        """When to look again at a run still going, after a look that began at ``began``: where the
+        run's history places it (``polling="adaptive"``), else one interval later."""
+        return began + self.poll_interval if self.schedule is None else self.schedule.next_poll(began)
 
     def watching_only(self) -> WaitRules:
         """For a run the task only watches: stop at the earlier deadline, and never cancel it."""
         deadlines = [deadline for deadline in (self.wait_deadline, self.cancel_deadline) if deadline]
-        return replace(self, wait_deadline=min(deadlines, default=None), cancel_deadline=None)
+        return replace(self, wait_deadline=min(deadlines, default=None), cancel_deadline=None, schedule=None)
 
     def wake_at(self, poll_at: float) -> float:
         """When the driver wakes next: the next poll, or a deadline if one comes first."""
@@ -161,8 +169,8 @@ def after_look(
                 f"{rules.unknown_state_timeout:.0f} s"
             )
             return PollState(unknown_since=since), Finish("finished", message)
-        return PollState(unknown_since=since), Poll(began + rules.poll_interval)
-    return PollState(), Poll(began + rules.poll_interval)
+        return PollState(unknown_since=since), Poll(rules.next_poll(began))
+    return PollState(), Poll(rules.next_poll(began))
 
 
 def _after_failure(

@@ -13,6 +13,7 @@ names (:mod:`.provider21`). Its async calls are those of
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from airflow_provider_census.api.sync_client import CensusClient
     from airflow_provider_census.hooks.census_async import CensusAsyncHook
     from airflow_provider_census.hooks.preflight import PreflightReport
+    from airflow_provider_census.hooks.triggering import StartedRun
     from airflow_provider_census.selectors import Selection, SelectionInput
 
 T = TypeVar("T")
@@ -130,6 +132,18 @@ class CensusHook(CatalogCalls, Provider21HookMethods, BaseHook):
             settings = self.settings_from_connection(self.get_connection(self.census_conn_id))
         self._warn_if_v1(settings)
         return settings
+
+    def with_retry_policy(self, retry_policy: RetryPolicy) -> CensusHook:
+        """This connection's hook with another retry policy (a wait's one-try polls, a cancel's
+        retries), on the settings this hook read: the connection is read, and v1 warned of, once."""
+        other = CensusHook(
+            self.census_conn_id,
+            timeout=self.timeout,
+            retry_policy=retry_policy,
+            trigger_settle_seconds=self.trigger_settle_seconds,
+        )
+        other.__dict__["settings"] = replace(self.settings, retry=retry_policy)
+        return other
 
     def _warn_if_v1(self, settings: ClientSettings) -> None:
         """One warning per task while a connection still talks v1.
@@ -373,6 +387,10 @@ class CensusHook(CatalogCalls, Provider21HookMethods, BaseHook):
 
     def trigger_sync_run(self, sync_id: int | str, *, force_full_sync: bool = False) -> int:
         """Start a run of the sync and return its id, never starting two by resending (see :mod:`.triggering`)."""
+        return self.start_sync_run(sync_id, force_full_sync=force_full_sync).run_id
+
+    def start_sync_run(self, sync_id: int | str, *, force_full_sync: bool = False) -> StartedRun:
+        """:meth:`trigger_sync_run`, with when Census answered and the sync's runs before it (newest first)."""
         from airflow_provider_census.hooks import triggering
 
         return triggering.trigger_once(self, census_id(sync_id, "sync_id"), force_full_sync=force_full_sync)

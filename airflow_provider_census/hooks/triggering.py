@@ -10,6 +10,7 @@ not serve it, and logs which protection that costs (:data:`LIST_PROTECTIONS`).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow_provider_census.api import endpoints as ep
@@ -17,6 +18,7 @@ from airflow_provider_census.api import routes, run_read
 from airflow_provider_census.api.errors import CensusError, CensusNotFoundError, CensusTriggerUnconfirmedError
 from airflow_provider_census.api.models import census_time
 from airflow_provider_census.api.retry import may_have_acted
+from airflow_provider_census.core.schedule import HISTORY_RUNS
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.endpoints import Endpoint
@@ -93,8 +95,22 @@ def recent_runs_if_listed(hook: TriggeringHook, sync_id: int, purpose: str, per_
     return None
 
 
-def trigger_once(hook: TriggeringHook, sync_id: int, *, force_full_sync: bool = False) -> int:
-    """Start a run of the sync and return its id, never starting two by resending.
+@dataclass(frozen=True)
+class StartedRun:
+    """A run the trigger started: its id, when Census answered (epoch seconds), and the sync's runs
+    before it, newest first (None where Census does not list them), which its polls are placed by."""
+
+    run_id: int
+    started_at: float
+    runs_before: tuple[SyncRun, ...] | None
+
+
+def trigger_once(hook: TriggeringHook, sync_id: int, *, force_full_sync: bool = False) -> StartedRun:
+    """Start a run of the sync, never starting two by resending.
+
+    The sync's newest runs are read once before (one request, :data:`HISTORY_RUNS` of them):
+    the newest is the baseline a lost answer is checked against, and their durations place the
+    new run's polls (:mod:`airflow_provider_census.core.schedule`).
 
     The trigger is resent without a second thought only when Census surely never received
     it: no connection was made, or Census answered 429 (see :mod:`..api.retry`). When its
@@ -106,8 +122,9 @@ def trigger_once(hook: TriggeringHook, sync_id: int, *, force_full_sync: bool = 
     ``budget_seconds``; past that, :class:`CensusTriggerUnconfirmedError` says to look in
     Census before trying again.
     """
-    newest_before = recent_runs_if_listed(hook, sync_id, "lost_answer")
+    newest_before = recent_runs_if_listed(hook, sync_id, "lost_answer", per_page=HISTORY_RUNS)
     listed = newest_before is not None
+    runs_before = None if newest_before is None else tuple(newest_before)
     baseline = newest_before[0].id if newest_before else 0
     deadline = time.monotonic() + hook.retry_policy.budget_seconds
     sent_at = time.time()
@@ -133,7 +150,7 @@ def trigger_once(hook: TriggeringHook, sync_id: int, *, force_full_sync: bool = 
                     exc,
                     adopted,
                 )
-                return adopted
+                return StartedRun(adopted, time.time(), runs_before)
             wait = hook.retry_policy.wait_seconds(attempt, exc)
             if attempt == attempts or time.monotonic() + wait >= deadline:
                 raise CensusTriggerUnconfirmedError(
@@ -153,7 +170,7 @@ def trigger_once(hook: TriggeringHook, sync_id: int, *, force_full_sync: bool = 
         else:
             if not listed:
                 _note_runs_unlisted(hook, sync_id)
-            return run_id
+            return StartedRun(run_id, time.time(), runs_before)
     raise AssertionError("the loop returns or raises")  # pragma: no cover
 
 

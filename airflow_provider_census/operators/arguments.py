@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, Union
+
+from airflow_provider_census.api.errors import CensusInputError
+from airflow_provider_census.selectors import Selection, SelectionInput, parse_selection
 
 if TYPE_CHECKING:
     from airflow_provider_census.version_compat import Context
@@ -58,3 +61,30 @@ def _is_template(item: object) -> bool:
 def _resolved_by_airflow(item: object) -> bool:
     """An XComArg, on every Airflow version: its class has a ``resolve(context, ...)``, which rendering calls."""
     return not isinstance(item, str | int) and callable(getattr(item, "resolve", None))
+
+
+SelectArgument = Union["SelectionInput", "Selection", CalledWithContext[Union["SelectionInput", "Selection"]]]
+ExcludeArgument = Union["SelectionInput", CalledWithContext["SelectionInput"], None]
+
+
+def parse_if_known(select: SelectArgument, exclude: ExcludeArgument) -> None:
+    """Parse a selection that is known when the DAG file is imported, so that a typo fails the import, not a run."""
+    if isinstance(select, CalledWithContext) or isinstance(exclude, CalledWithContext):
+        return
+    if not resolved_when_run(select, exclude):
+        parsed_selection(select, exclude)
+
+
+def selection_when_run(select: SelectArgument, exclude: ExcludeArgument, context: Context) -> Selection:
+    """The selection as the task runs: rendered, or made from its context by a callable ``select``/``exclude``."""
+    chosen = select.function(context) if isinstance(select, CalledWithContext) else select
+    left_out = exclude.function(context) if isinstance(exclude, CalledWithContext) else exclude
+    return parsed_selection(chosen, left_out)
+
+
+def parsed_selection(select: SelectionInput | Selection, exclude: SelectionInput | None) -> Selection:
+    if isinstance(select, Selection):
+        if exclude is not None:
+            raise CensusInputError("Pass exclude to parse_selection with the rest of the selection, not beside it.")
+        return select
+    return parse_selection(select, exclude)

@@ -200,13 +200,13 @@ class SyncRunTask(BaseOperator):
                 )
                 self.publish_followed(context, state)
             elif isinstance(step, TriggerFresh):
-                state = state.waiting_for(self.trigger_fresh(context, state))
+                state = self.trigger_fresh(context, state)
 
     def publish_followed(self, context: Context, state: WaitState) -> None:
         """A run the task now follows instead of the skipped one: the sensor's result, so its link points there."""
 
-    def trigger_fresh(self, context: Context, state: WaitState) -> int:
-        """Trigger a fresh run of the state's sync after a skip; only the operators do."""
+    def trigger_fresh(self, context: Context, state: WaitState) -> WaitState:
+        """Trigger a fresh run of the state's sync after a skip, and wait for it; only the operators do."""
         raise NotImplementedError
 
     def blocker_of(self, skipped: RunSummary, sync_id: int | None) -> Blocker:
@@ -291,7 +291,7 @@ class SyncRunTask(BaseOperator):
     @cached_property
     def poll_hook(self) -> CensusHook:
         """The hook the wait polls through: one try per poll, as in the trigger (the wait's rules retry)."""
-        return CensusHook(self.census_conn_id, retry_policy=ONE_TRY)
+        return self.hook.with_retry_policy(ONE_TRY)
 
     def rules(self, wait_deadline: float | None, cancel_deadline: float | None) -> WaitRules:
         """The rules of this task's waits, with its deadlines."""
@@ -305,7 +305,7 @@ class SyncRunTask(BaseOperator):
 
     def rules_for(self, state: WaitState) -> WaitRules:
         """The rules of the wait for the state's run; a run the task only watches is never canceled."""
-        rules = self.rules(**state.deadlines)
+        rules = replace(self.rules(**state.deadlines), schedule=state.schedule)
         return rules if state.own_run is not None else rules.watching_only()
 
     def trigger_for(self, state: WaitState, polls: PollState) -> CensusSyncRunTrigger:
@@ -317,6 +317,7 @@ class SyncRunTask(BaseOperator):
             sync_id=state.sync_id,
             task_state=state.to_json(),
             poll_state=polls.to_json(),
+            poll_plan=None if rules.schedule is None else rules.schedule.to_json(),
             **self.waiting_kwargs(rules, cancel_on_kill=self.cancels_on_kill and state.own_run is not None),
         )
 

@@ -19,6 +19,7 @@ from airflow_provider_census.version_compat import task_state_store
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun
+    from airflow_provider_census.hooks.triggering import StartedRun
     from airflow_provider_census.runs import RunSummary
     from airflow_provider_census.version_compat import Context
 
@@ -41,7 +42,14 @@ class CensusTriggerSyncOperator(CensusLineageMixin, ResumableJobMixin, SyncTrigg
     :param force_full_sync: resync every record instead of only the changes.
     :param wait_for_completion: wait for the run to end (default); if False, return at once.
     :param deferrable: wait in the triggerer; defaults to ``[operators] default_deferrable``.
-    :param poll_interval: seconds between polls of the run.
+    :param poll_interval: seconds between polls of the run; with ``polling="adaptive"`` the
+        longest gap once the run's likely end has come.
+    :param polling: ``adaptive`` (default): where the sync's recent completed runs took about as
+        long each time, poll once early (a run that fails at once), rarely while the run surely
+        goes on, densely around its likely end, then every ``poll_interval``; the history comes
+        with the one look at the sync's runs made before each trigger. A sync without history,
+        or with erratic durations, is polled every ``poll_interval``. ``fixed``: always every
+        ``poll_interval``.
     :param timeout: how long to wait for the run (seconds or timedelta); then the task fails
         and the run goes on. ``execution_timeout``, when set, cancels the run instead.
     :param cancel_on_kill: cancel the run when the task is killed: on the worker, and while
@@ -76,6 +84,7 @@ class CensusTriggerSyncOperator(CensusLineageMixin, ResumableJobMixin, SyncTrigg
         super().__init__(**kwargs)
         self.sync_id = sync_id
         self.durable = self.durable and self.reattach_on_retry
+        self._started: StartedRun | None = None
         self._kept_run: SyncRun | None = None
         self._kept_verdict = "fresh"
         self._result: int | None = None
@@ -89,7 +98,10 @@ class CensusTriggerSyncOperator(CensusLineageMixin, ResumableJobMixin, SyncTrigg
         """Trigger the sync (or, before Airflow 3.3, adopt its newest run an earlier try left going)."""
         sync_id = census_id(self.sync_id, "sync_id")
         adopted = self.newest_run_going(context, sync_id) if task_state_store(context) is None else None
-        return adopted if adopted is not None else self._trigger(sync_id)
+        if adopted is not None:
+            return adopted
+        self._started = self._trigger(sync_id)
+        return self._started.run_id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """Census's status of the run an earlier try kept, judged at once by this task's rules (below)."""
@@ -116,7 +128,10 @@ class CensusTriggerSyncOperator(CensusLineageMixin, ResumableJobMixin, SyncTrigg
             self._forget_kept_run(context)
             self._result = run_id
         else:
-            self._result = self.follow(context, WaitState(run_id, sync_id).with_deadlines(**self.deadlines(context)))
+            started = self._started if self._started is not None and self._started.run_id == run_id else None
+            schedule = None if started is None else self.schedule_of(started)
+            state = WaitState(run_id, sync_id, schedule=schedule).with_deadlines(**self.deadlines(context))
+            self._result = self.follow(context, state)
         return self._result
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
@@ -128,21 +143,21 @@ class CensusTriggerSyncOperator(CensusLineageMixin, ResumableJobMixin, SyncTrigg
 
     # -- the rest of the task's own steps --
 
-    def _trigger(self, sync_id: int) -> int:
-        run_id = self.hook.trigger_sync_run(sync_id, force_full_sync=self.force_full_sync)
-        self.log.info("Triggered Census sync %s: run %s", sync_id, run_id)
-        return run_id
+    def _trigger(self, sync_id: int) -> StartedRun:
+        started = self.hook.start_sync_run(sync_id, force_full_sync=self.force_full_sync)
+        self.log.info("Triggered Census sync %s: run %s", sync_id, started.run_id)
+        return started
 
-    def trigger_fresh(self, context: Context, state: WaitState) -> int:
+    def trigger_fresh(self, context: Context, state: WaitState) -> WaitState:
         """A fresh run after a skip: kept for later tries like the first, and published; it decides the task."""
         sync_id = census_id(self.sync_id, "sync_id")
-        run_id = self._trigger(sync_id)
+        started = self._trigger(sync_id)
         store = task_state_store(context)
         if store is not None and self.durable:
-            store.set(STATE_STORE_KEY, run_id)
-        self.log.info("Triggered fresh run %s of sync %s after the skip; it decides the task.", run_id, sync_id)
-        self.publish(context, sync_id, run_id)
-        return run_id
+            store.set(STATE_STORE_KEY, started.run_id)
+        self.log.info("Triggered fresh run %s of sync %s after the skip; it decides the task.", started.run_id, sync_id)
+        self.publish(context, sync_id, started.run_id)
+        return state.waiting_for(started.run_id, self.schedule_of(started))
 
     def finish(self, context: Context, summary: RunSummary) -> int:
         """The shared finish, then forget the kept run: the task has its result."""

@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_census.api.errors import CensusError, CensusInputError, CensusSyncRunsFailedError
+from airflow_provider_census.api.errors import CensusError, CensusSyncRunsFailedError
 from airflow_provider_census.api.settings import syncs_app_url
 from airflow_provider_census.assets.census import record_runs_in_outlets
 from airflow_provider_census.batch import SyncBatch, SyncProgress
 from airflow_provider_census.core.events import RunEvent, RunsEvent
+from airflow_provider_census.core.schedule import ScheduledPolls
 from airflow_provider_census.core.steps import (
     Done,
     FindBlocker,
@@ -30,16 +32,17 @@ from airflow_provider_census.core.steps import (
 from airflow_provider_census.hooks.selection import checked_on_no_match
 from airflow_provider_census.links.census import CensusSyncRunsLink
 from airflow_provider_census.openlineage import CensusLineageMixin
-from airflow_provider_census.operators.arguments import CalledWithContext, resolved_when_run
+from airflow_provider_census.operators.arguments import CalledWithContext, parse_if_known, selection_when_run
 from airflow_provider_census.operators.base import positive_count
 from airflow_provider_census.operators.triggering_base import SyncTriggeringTask
 from airflow_provider_census.runs import XCOM_SYNC_RUN_IDS, XCOM_SYNC_RUNS, XCOM_SYNC_RUNS_URL
-from airflow_provider_census.selectors import Selection, SelectionInput, parse_selection
+from airflow_provider_census.selectors import Selection, SelectionInput
 from airflow_provider_census.triggers.sync_runs import CensusSyncRunsTrigger
 from airflow_provider_census.version_compat import task_state_store
 from airflow_provider_census.watch import WorkerWatch, wait_in_worker
 
 if TYPE_CHECKING:
+    from airflow_provider_census.hooks.triggering import StartedRun
     from airflow_provider_census.version_compat import Context
 
 MANY_STATE_STORE_KEY = "census_sync_runs"
@@ -79,7 +82,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         still going and fail (without it, every run is waited for to its end).
     :param max_concurrent_triggers: how many syncs are triggered at the same time.
 
-    ``force_full_sync``, ``wait_for_completion``, ``deferrable``, ``poll_interval``,
+    ``force_full_sync``, ``wait_for_completion``, ``deferrable``, ``poll_interval``, ``polling``,
     ``timeout``, ``cancel_on_kill``, ``reattach_on_retry``, ``on_skipped``,
     ``max_rejected_records``, ``max_rejected_share``, ``max_poll_failures`` and
     ``unknown_state_timeout`` are those of :class:`CensusTriggerSyncOperator`.
@@ -110,36 +113,16 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         self.on_no_match = checked_on_no_match(on_no_match)
         self.fail_fast = fail_fast
         self.max_concurrent_triggers = positive_count(max_concurrent_triggers, "max_concurrent_triggers")
-        self._parse_what_is_known_now()
+        parse_if_known(self.select, self.exclude)
         self._batch: SyncBatch | None = None
         self.sync_ids: list[int] = []
         """The selected syncs, once the task has run (OpenLineage reads them)."""
 
-    def _parse_what_is_known_now(self) -> None:
-        """Parse a selection that is known when the DAG file is imported, so that a typo fails the import, not a run."""
-        select, exclude = self.select, self.exclude
-        if isinstance(select, CalledWithContext) or isinstance(exclude, CalledWithContext):
-            return
-        if not resolved_when_run(select, exclude):
-            self._parsed(select, exclude)
-
-    def _selection(self, context: Context) -> Selection:
-        """The selection as the task runs: rendered, or made from its context by a callable ``select``/``exclude``."""
-        select = self.select.function(context) if isinstance(self.select, CalledWithContext) else self.select
-        exclude = self.exclude.function(context) if isinstance(self.exclude, CalledWithContext) else self.exclude
-        return self._parsed(select, exclude)
-
-    @staticmethod
-    def _parsed(select: SelectionInput | Selection, exclude: SelectionInput | None) -> Selection:
-        if isinstance(select, Selection):
-            if exclude is not None:
-                raise CensusInputError("Pass exclude to parse_selection with the rest of the selection, not beside it.")
-            return select
-        return parse_selection(select, exclude)
-
     def execute(self, context: Context) -> dict[str, int]:
         syncs = self.hook.select_syncs(
-            self._selection(context), include_paused=self.include_paused, on_no_match=self.on_no_match
+            selection_when_run(self.select, self.exclude, context),
+            include_paused=self.include_paused,
+            on_no_match=self.on_no_match,
         )
         batch = self._batch = SyncBatch()
         if not syncs:
@@ -188,7 +171,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         workers = min(self.max_concurrent_triggers, len(wanted))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="census-trigger") as pool:
             futures = {
-                pool.submit(self.hook.trigger_sync_run, sync_id, force_full_sync=self.force_full_sync): (sync_id, skips)
+                pool.submit(self.hook.start_sync_run, sync_id, force_full_sync=self.force_full_sync): (sync_id, skips)
                 for sync_id, skips in wanted
             }
             for future in as_completed(futures):
@@ -200,17 +183,18 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
                         other.cancel()
         self._publish_runs(context, batch, [sync_id for sync_id, _ in wanted])
 
-    def _record_trigger(self, batch: SyncBatch, future: Future[int], sync_id: int, skips: int) -> None:
+    def _record_trigger(self, batch: SyncBatch, future: Future[StartedRun], sync_id: int, skips: int) -> None:
         if future.cancelled():
             batch.give_up(sync_id, "not triggered: fail_fast stopped the task after another sync failed to trigger")
             return
         try:
-            run_id = future.result()
+            started = future.result()
         except CensusError as exc:
             batch.give_up(sync_id, f"triggering it failed: {exc}")
             return
-        batch.start(sync_id, run_id, skips)
-        self.log.info("Triggered Census sync %s: run %s", sync_id, run_id)
+        schedule = self.schedule_of(started)
+        batch.start(sync_id, started.run_id, skips, None if schedule is None else schedule.to_json())
+        self.log.info("Triggered Census sync %s: run %s", sync_id, started.run_id)
 
     def _publish_runs(self, context: Context, batch: SyncBatch, sync_ids: list[int]) -> None:
         """Push the runs by sync id and one link to them, before waiting, and log each new run's URL."""
@@ -245,6 +229,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
                 batch.own_going_run_ids,
                 watched_run_ids=batch.watched_run_ids,
                 sync_ids={str(progress.run_id): progress.sync_id for progress in batch.going.values()},
+                poll_plans={str(p.run_id): p.schedule for p in batch.going.values() if p.schedule is not None},
                 fail_fast=self.fail_fast,
                 on_skipped=self.expectations.on_skipped,
                 max_rejected_records=self.expectations.max_rejected_records,
@@ -261,7 +246,7 @@ class CensusTriggerSyncsOperator(CensusLineageMixin, SyncTriggeringTask):
         watches = [
             WorkerWatch(
                 progress.run_id,
-                self.rules(**deadlines),
+                replace(self.rules(**deadlines), schedule=ScheduledPolls.from_json(progress.schedule)),
                 self.poll_hook,
                 self.log,
                 census_conn_id=self.census_conn_id,

@@ -9,16 +9,20 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_census.api.errors import CensusInputError
 from airflow_provider_census.api.states import RunOutcome
+from airflow_provider_census.core.schedule import ScheduledPolls, schedule_for
 from airflow_provider_census.hooks.triggering import recent_runs_if_listed
 from airflow_provider_census.operators.base import SyncRunTask, positive_seconds, task_deadlines
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun
+    from airflow_provider_census.hooks.triggering import StartedRun
     from airflow_provider_census.runs import RunExpectations, RunSummary
     from airflow_provider_census.version_compat import Context
 
 DEFAULT_TIMEOUT = timedelta(hours=24)
+POLLING_MODES = ("adaptive", "fixed")
 
 
 class SyncTriggeringTask(SyncRunTask):
@@ -38,9 +42,16 @@ class SyncTriggeringTask(SyncRunTask):
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         cancel_on_kill: bool = True,
         reattach_on_retry: bool = True,
+        polling: str = "adaptive",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if polling not in POLLING_MODES:
+            raise CensusInputError(
+                f"polling must be one of {', '.join(map(repr, POLLING_MODES))}, got {polling!r}: 'adaptive' places "
+                "the polls of a run by how long the sync's recent runs took, 'fixed' polls every poll_interval."
+            )
+        self.polling = polling
         self.force_full_sync = force_full_sync
         self.wait_for_completion = wait_for_completion
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
@@ -55,6 +66,28 @@ class SyncTriggeringTask(SyncRunTask):
     @property
     def cancels_on_kill(self) -> bool:
         return self.cancel_on_kill
+
+    def schedule_of(self, started: StartedRun) -> ScheduledPolls | None:
+        """Where the new run's polls go: by its sync's history when ``polling="adaptive"``; None: every interval."""
+        if self.polling != "adaptive":
+            return None
+        schedule = schedule_for(started.runs_before, self.poll_interval, started.started_at)
+        if schedule is not None:
+            plan = schedule.plan
+            self.log.info(
+                "Run %s: the sync's recent runs ended %.0f-%.0f s after their trigger; polling at %.0f s, then "
+                "every %.1f s from %.0f s to %.0f s, then every %.0f s (polling='fixed' polls every %.0f s).",
+                started.run_id,
+                plan.window_start,
+                plan.window_end,
+                plan.early,
+                plan.window_gap,
+                plan.window_start,
+                plan.window_end,
+                plan.poll_interval,
+                plan.poll_interval,
+            )
+        return schedule
 
     def deadlines(self, context: Context) -> dict[str, float | None]:
         return task_deadlines(context, self.timeout, self.execution_timeout)

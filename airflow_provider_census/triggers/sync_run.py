@@ -18,6 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_census.api.retry import ONE_TRY
 from airflow_provider_census.core.events import RunEvent
+from airflow_provider_census.core.schedule import ScheduledPolls
 from airflow_provider_census.core.wait import PollState, WaitRules
 from airflow_provider_census.hooks.census import CensusHook
 from airflow_provider_census.hooks.census_async import CensusAsyncHook
@@ -45,6 +46,9 @@ class WaitingTrigger(BaseTrigger):
     :param task_state: JSON the task gets back in the event, untouched: its record of the wait.
     :param poll_state: where the task's first look left the polls (failures in a row, since when
         the state is unknown, when to poll next), so that look counts like the trigger's own.
+    :param poll_plan: where the run's polls go by its sync's history (``polling="adaptive"``):
+        ``{"started_at": epoch, "plan": {...}}`` (:class:`~airflow_provider_census.core.schedule.ScheduledPolls`);
+        None polls every ``poll_interval``.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class WaitingTrigger(BaseTrigger):
         started_at: float | None = None,
         task_state: dict[str, Any] | None = None,
         poll_state: dict[str, Any] | None = None,
+        poll_plan: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.census_conn_id = census_conn_id
@@ -72,6 +77,7 @@ class WaitingTrigger(BaseTrigger):
         self.started_at = time.time() if started_at is None else float(started_at)
         self.task_state = task_state
         self.poll_state = poll_state
+        self.poll_plan = poll_plan
 
     def _waiting_kwargs(self) -> dict[str, Any]:
         return {
@@ -85,26 +91,36 @@ class WaitingTrigger(BaseTrigger):
             "started_at": self.started_at,
             "task_state": self.task_state,
             "poll_state": self.poll_state,
+            "poll_plan": self.poll_plan,
         }
 
-    def wait_rules(self) -> WaitRules:
-        """The rules every run of this trigger is waited for by."""
+    def wait_rules(self, poll_plan: dict[str, Any] | None = None) -> WaitRules:
+        """The rules a run of this trigger is waited for by, its polls placed by ``poll_plan`` if any."""
         return WaitRules(
             poll_interval=self.poll_interval,
             max_poll_failures=self.max_poll_failures,
             unknown_state_timeout=self.unknown_state_timeout,
             wait_deadline=self.wait_deadline,
             cancel_deadline=self.cancel_deadline,
+            schedule=ScheduledPolls.from_json(poll_plan),
         )
 
     def _class_path(self) -> str:
         return f"{PUBLIC_MODULE}.{type(self).__qualname__}"
 
-    def watch_of(self, sync_run_id: int, log: Any, *, sync_id: int | None, watch_only: bool = False) -> RunWatch:
+    def watch_of(
+        self,
+        sync_run_id: int,
+        log: Any,
+        *,
+        sync_id: int | None,
+        watch_only: bool = False,
+        poll_plan: dict[str, Any] | None = None,
+    ) -> RunWatch:
         """The driver of one run's wait, handed all it needs from this trigger."""
         return RunWatch(
             sync_run_id,
-            self.wait_rules(),
+            self.wait_rules(poll_plan),
             CensusAsyncHook(self.census_conn_id, retry_policy=ONE_TRY),
             log,
             census_conn_id=self.census_conn_id,
@@ -184,7 +200,7 @@ class CensusSyncRunTrigger(WaitingTrigger):
 
     async def watch(self, log: Any, first_poll_delay: float = 0.0) -> RunEvent:
         """Poll the run until it ends or a deadline passes; the event, carrying the task's state back."""
-        watch = self.watch_of(self.sync_run_id, log, sync_id=self.sync_id)
+        watch = self.watch_of(self.sync_run_id, log, sync_id=self.sync_id, poll_plan=self.poll_plan)
         try:
             event = await watch.until_done(first_poll_delay)
         finally:

@@ -34,6 +34,8 @@ class CensusSyncRunsTrigger(WaitingTrigger):
     :param watched_run_ids: runs the task waits for but did not start (the earlier run that
         made Census skip one of the task's): never canceled, and their end fails nothing.
     :param sync_ids: the sync of each run, by run id as text (see ``CensusSyncRunTrigger``'s ``sync_id``).
+    :param poll_plans: where each run's polls go by its sync's history, by run id as text (see
+        ``CensusSyncRunTrigger``'s ``poll_plan``); a run without one is polled every ``poll_interval``.
     :param fail_fast: stop every other wait at the first run that does not succeed.
     :param on_skipped: the task's skipped policy: a skip counts as a failure unless it is
         ``succeed`` or ``wait`` (the task then handles the skip after the event).
@@ -47,6 +49,7 @@ class CensusSyncRunsTrigger(WaitingTrigger):
         *,
         watched_run_ids: list[int] | None = None,
         sync_ids: dict[str, int] | None = None,
+        poll_plans: dict[str, dict[str, Any]] | None = None,
         fail_fast: bool = False,
         on_skipped: str = "fail",
         max_rejected_records: int | None = None,
@@ -57,6 +60,7 @@ class CensusSyncRunsTrigger(WaitingTrigger):
         self.sync_run_ids = [int(run_id) for run_id in sync_run_ids]
         self.watched_run_ids = [int(run_id) for run_id in watched_run_ids or ()]
         self.sync_ids = {str(run_id): int(sync_id) for run_id, sync_id in (sync_ids or {}).items()}
+        self.poll_plans = {str(run_id): plan for run_id, plan in (poll_plans or {}).items()}
         self.fail_fast = bool(fail_fast)
         self.expectations = RunExpectations(on_skipped, max_rejected_records, max_rejected_share)
         self._open_runs: set[int] = set(self.sync_run_ids)
@@ -67,6 +71,7 @@ class CensusSyncRunsTrigger(WaitingTrigger):
             "sync_run_ids": self.sync_run_ids,
             "watched_run_ids": self.watched_run_ids,
             "sync_ids": self.sync_ids,
+            "poll_plans": self.poll_plans,
             "fail_fast": self.fail_fast,
             "on_skipped": expectations.on_skipped,
             "max_rejected_records": expectations.max_rejected_records,
@@ -90,7 +95,13 @@ class CensusSyncRunsTrigger(WaitingTrigger):
         """A :class:`~airflow_provider_census.watch.RunWatch` per run, side by side; one event once all ended."""
         watched = set(self.watched_run_ids)
         watches = {
-            run_id: self.watch_of(run_id, log, sync_id=self.sync_ids.get(str(run_id)), watch_only=run_id in watched)
+            run_id: self.watch_of(
+                run_id,
+                log,
+                sync_id=self.sync_ids.get(str(run_id)),
+                watch_only=run_id in watched,
+                poll_plan=self.poll_plans.get(str(run_id)),
+            )
             for run_id in [*self.sync_run_ids, *self.watched_run_ids]
         }
         tasks = {

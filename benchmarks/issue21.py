@@ -453,7 +453,7 @@ def history_plan(base_url: str, token: str, sync_id: int, scenario: HistoryScena
     from airflow_provider_census.api.models import SyncRun
     from airflow_provider_census.core.schedule import HISTORY_RUNS, completed_durations, plan_polls, summarize
 
-    url = f"{base_url}/syncs/{sync_id}/sync_runs?per_page={HISTORY_RUNS + 5}&order=desc"
+    url = f"{base_url}/syncs/{sync_id}/sync_runs?per_page={HISTORY_RUNS}&order=desc"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=30) as answer:
         runs = [SyncRun.from_api(item) for item in json.loads(answer.read())["data"]]
@@ -463,6 +463,24 @@ def history_plan(base_url: str, token: str, sync_id: int, scenario: HistoryScena
         return None
     squeezed = {key: value / scenario.compress for key, value in asdict(plan).items()}
     return squeezed
+
+
+def first_look(emulator: Emulator, run_id: int, interval: float, plan: dict[str, Any] | None) -> dict[str, Any]:
+    """The task's first look at its run, right after the trigger (one GET, as the operator makes it), and
+    the poll state the trigger goes on from: the next poll where the wait's rules place it."""
+    from airflow_provider_census.core.schedule import ScheduledPolls
+    from airflow_provider_census.core.wait import PollState, WaitRules
+
+    began = time.time()
+    request = urllib.request.Request(
+        f"{emulator.base_url}/sync_runs/{run_id}", headers={"Authorization": f"Bearer {emulator.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        status = json.loads(answer.read())["data"]["status"]
+    if status not in ("queued", "working"):
+        raise RuntimeError(f"run {run_id} is {status} at its first look: runs this short do not belong here")
+    rules = WaitRules(poll_interval=interval, schedule=ScheduledPolls.from_json(plan))
+    return PollState(poll_at=rules.next_poll(began)).to_json()
 
 
 def history_benchmark(python: str, scenario: HistoryScenario) -> dict[str, Any]:
@@ -521,9 +539,10 @@ def history_benchmark(python: str, scenario: HistoryScenario) -> dict[str, Any]:
                         runs[mode][run_id] = {"sync_id": sync_id, "ends_at": float(answer["ends_at"]),
                                               "started_at": started_at, "cohort": sync["cohort"]}  # fmt: skip
                         line: dict[str, Any] = {"run": run_id, "sync_id": sync_id}
-                        plan = plans_by_sync.get(sync_id)
-                        if mode == "adaptive" and plan is not None:
+                        plan = plans_by_sync.get(sync_id) if mode == "adaptive" else None
+                        if plan is not None:
                             line["plan"] = {"started_at": started_at, "plan": plan}
+                        line["poll_state"] = first_look(emulator, run_id, scenario.interval, line.get("plan"))
                         workers[mode].send(line)
                 for worker in workers.values():
                     worker.send({"end": True})

@@ -74,7 +74,9 @@ BATCH_EVENTS: dict[int, float] = {}
 
 STREAMED_PLANS: dict[str, Any] = {}
 STREAMED_SYNCS: dict[str, int] = {}
-"""Streamed runs (see ``watch_all``): each one's poll plan and sync, as their lines came."""
+STREAMED_STATES: dict[str, Any] = {}
+"""Streamed runs (see ``watch_all``): each one's poll plan, sync and poll state (where the task's first
+look left the polls), as their lines came."""
 
 PLANS: dict[str, Any] = {}
 """Poll plans handed to triggers (``given``), and whether a trigger did not take them (``unsupported``)."""
@@ -154,15 +156,24 @@ def plan_kwargs(trigger_class: type, name: str, value: Any) -> dict[str, Any]:
     """``{name: value}`` when there is a value and the trigger takes it, else nothing (see :data:`PLANS`)."""
     if not value:
         return {}
-    if name not in inspect.signature(trigger_class.__init__).parameters:
+    takes = any(
+        name in inspect.signature(cls.__init__).parameters for cls in trigger_class.__mro__ if "__init__" in vars(cls)
+    )
+    if not takes:
         PLANS["unsupported"] = True
         return {}
     PLANS["given"] = PLANS.get("given", 0) + 1
     return {name: value}
 
 
-def ours(poll_interval: float, plans: dict[str, Any] | None = None, sync_ids: dict[str, int] | None = None) -> Waiter:
-    """One ``CensusSyncRunTrigger`` per run; with ``plans``, each run's poll plan (JSON) as its ``poll_plan``."""
+def ours(
+    poll_interval: float,
+    plans: dict[str, Any] | None = None,
+    sync_ids: dict[str, int] | None = None,
+    states: dict[str, Any] | None = None,
+) -> Waiter:
+    """One ``CensusSyncRunTrigger`` per run; with ``plans``, each run's poll plan (JSON) as its
+    ``poll_plan``; with ``states``, each run's ``poll_state`` (the task's first look)."""
     from airflow_provider_census.hooks.census_async import CensusAsyncHook
     from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 
@@ -171,8 +182,9 @@ def ours(poll_interval: float, plans: dict[str, Any] | None = None, sync_ids: di
     async def wait(run_id: int) -> str:
         plan = plan_kwargs(CensusSyncRunTrigger, "poll_plan", (plans or {}).get(str(run_id)))
         sync_id = (sync_ids or {}).get(str(run_id))
+        poll_state = (states or {}).get(str(run_id))
         trigger = CensusSyncRunTrigger(
-            run_id, sync_id=sync_id, census_conn_id=CONN_ID, poll_interval=poll_interval, **plan
+            run_id, sync_id=sync_id, census_conn_id=CONN_ID, poll_interval=poll_interval, poll_state=poll_state, **plan
         )
         return outcome_of(await first_event(trigger.run()))
 
@@ -360,6 +372,7 @@ async def watch_all(
             runs.append(run_id)
             STREAMED_PLANS.update({str(run_id): line["plan"]} if line.get("plan") else {})
             STREAMED_SYNCS.update({str(run_id): line["sync_id"]} if line.get("sync_id") else {})
+            STREAMED_STATES.update({str(run_id): line["poll_state"]} if line.get("poll_state") else {})
             started.append(asyncio.ensure_future(one(run_id)))
         await asyncio.gather(*started)
 
@@ -401,12 +414,13 @@ def measured_waiters(
 ) -> tuple[Waiter | None, BatchWaiter | None]:
     """The waiters of the measured part: with the order's poll plans (and the runs' syncs) for ours and many."""
     plans, sync_ids = order.get("plans"), order.get("sync_ids")
+    states = None
     if order.get("stream"):
-        plans, sync_ids = STREAMED_PLANS, STREAMED_SYNCS
+        plans, sync_ids, states = STREAMED_PLANS, STREAMED_SYNCS, STREAMED_STATES
     if kind == "many":
         return None, many(poll_interval, runs_per_trigger, plans)
     if kind == "ours" and (plans is not None or sync_ids is not None):
-        return ours(poll_interval, plans, sync_ids), None
+        return ours(poll_interval, plans, sync_ids, states), None
     return wait, None
 
 

@@ -873,7 +873,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--budget-cap", action="store_true", help="budget: also ours with max_requests_per_second at the limit"
     )
-    parser.add_argument("--history-syncs", type=int, help="history: syncs per cohort (default 200; 30 with --quick)")
+    parser.add_argument(
+        "--history-syncs",
+        type=int,
+        help="history: consistent syncs (default 400; 30 with --quick); half as many without history, and erratic",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
         "--profile", type=Path, help="write cProfile stats of each population's measured part into this folder"

@@ -29,6 +29,13 @@ event (``completed``, ``ended`` in another state, or ``error``: the wait gave up
 polls: requests that timed out or failed on the client side, by exception type. Ours tolerates
 failed polls and polls again; the official trigger ends on its first (the triggerer fails the task);
 the floors count them and poll again.
+For issue 21 (``benchmarks/issue21.py``) the order may also hold ``deadline`` (epoch seconds:
+the waits still going then are cancelled, their runs counted lost), ``plans`` (run id -> the
+trigger's ``poll_plan``), ``sync_ids``, or ``stream: true``: the runs then come one per line
+after the order (``{"run": id, "sync_id": ..., "plan": ..., "poll_state": ...}``, then
+``{"end": true}``), each wait started as its line arrives, as a task defers right after its
+trigger. ``--runs-per-trigger K`` splits ``many`` into one ``CensusSyncRunsTrigger`` per K runs.
+The request budget is set by the connection's extras, which ``run.py`` writes.
 With ``--observe-watches`` (ours and many) it also reports when each run's own wait loop (the
 provider's ``RunWatch``) saw the run end, wrapped from outside like the failed-poll count: a
 many-runs trigger holds every run's end until the last one, so its event time says when the task

@@ -402,3 +402,24 @@ def test_a_retry_after_too_many_rejected_records_syncs_again(
     assert xcom(dag_run, "sync") == newest_run
     summary = xcom(dag_run, "sync", key="sync_run")
     assert (summary["sync_run_id"], summary["outcome"], summary["records_failed"]) == (newest_run, "succeeded", 0)
+
+
+@pytest.mark.parametrize("switch", [{"durable": False}, {"reattach_on_retry": False}], ids=["durable", "reattach"])
+def test_switched_off_a_retry_triggers_afresh_and_keeps_nothing(
+    census_conn: CensusEmulator, retry_dags: Path, switch: dict[str, bool]
+) -> None:
+    """``durable=False`` (Airflow's switch; ``reattach_on_retry=False`` the provider's): the run the first try
+    left, which completed, is not the result: a second run is triggered, and no try keeps a run id."""
+    sync_id = census_conn.add_sync(EARLIER_RUNS["completed"])
+    census_conn.fail_next("403", method="GET", path_prefix="/sync_runs/")
+    set_the_scene(census_conn, sync_id, "completed")
+    name = next(iter(switch))
+    dag_run = run_retry_dag(retry_dags, f"census_reattach_off_{name}", sync_id=sync_id, deferrable=False, **switch)
+    assert task_states(dag_run) == {("sync", -1): "success"}
+    posts = census_conn.requests_for("POST", f"/syncs/{sync_id}/trigger")
+    first_run, newest_run = census_conn.runs_of(sync_id)[-1]["id"], census_conn.runs_of(sync_id)[0]["id"]
+    # (Before 3.3 there is no store, and a run that completed is triggered afresh with the switch on too;
+    # on 3.3+ the switch on takes it as the result, with one trigger: the first test of this module.)
+    assert len(posts) == 2, "the retry triggers afresh"
+    assert xcom(dag_run, "sync") == newest_run != first_run
+    assert {seen["kept"] for seen in TRIES} == {None}, TRIES

@@ -97,9 +97,10 @@ def test_the_core_decides_without_airflow_or_io(source: Path) -> None:
     assert not outside | drivers, f"core/{source.name} imports {sorted(outside | drivers)}"
 
 
-def test_the_wait_drivers_know_no_task_and_no_trigger() -> None:
-    """``watch.py`` is handed its run, rules and hook; it never reads the task or the trigger that made it."""
-    imported = imported_modules(PACKAGE / "watch.py")
+@pytest.mark.parametrize("driver", ["watch.py", "worker_wait.py"])
+def test_the_wait_drivers_know_no_task_and_no_trigger(driver: str) -> None:
+    """A driver is handed its run, rules and hook; it never reads the task or the trigger that made it."""
+    imported = imported_modules(PACKAGE / driver)
     assert not {
         name
         for name in imported

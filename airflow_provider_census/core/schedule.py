@@ -3,7 +3,7 @@
 Polling every ``poll_interval`` finds a run's end, on average, half an interval late, and spends
 as many polls while the run is surely still going as around its end. A sync that runs for about
 the same time every day tells us where its end will likely fall, so the same number of polls
-can be placed better (issue 21):
+can be placed better:
 
 - one **early** poll, to catch a run that fails at once (at half an interval: when fixed polling
   makes its first, on average);

@@ -30,10 +30,11 @@ from airflow_provider_census.api.settings import (
     sync_run_app_url,
     v1_is_retired,
 )
-from airflow_provider_census.get_provider_info import CONN_FIELDS, CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
+from airflow_provider_census.get_provider_info import CONNECTION_TYPE
 from airflow_provider_census.hooks import selection
 from airflow_provider_census.hooks.catalog import CatalogCalls, every_item
 from airflow_provider_census.hooks.connection import client_settings, connection_must_exist
+from airflow_provider_census.hooks.connection_form import ConnectionForm
 from airflow_provider_census.hooks.provider21 import Provider21HookMethods
 from airflow_provider_census.version_compat import BaseHook
 
@@ -54,7 +55,7 @@ TEST_CONNECTION_TIMEOUT = 10.0
 """Seconds a connection test waits to connect, and then for the answer; it is tried once."""
 
 
-class CensusHook(CatalogCalls, Provider21HookMethods, BaseHook):
+class CensusHook(CatalogCalls, Provider21HookMethods, ConnectionForm, BaseHook):
     """Talks to the Census management API, v1 or V2, through an Airflow connection.
 
     :param census_conn_id: the Airflow connection (type ``census``). Its extras choose the API:
@@ -91,34 +92,6 @@ class CensusHook(CatalogCalls, Provider21HookMethods, BaseHook):
         self.retry_policy = retry_policy or RetryPolicy()
         self.trigger_settle_seconds = trigger_settle_seconds
         self._warned_v1 = False
-
-    # -- the connection form (Airflow 2 reads these; Airflow 3.2+ reads get_provider_info) --
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
-            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
-            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
-        }
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Airflow 2's form, from the same declaration: text fields (it offers no choices), a checkbox for a flag."""
-        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-        from wtforms import BooleanField, StringField
-
-        return {
-            name: BooleanField(spec["label"], description=spec["description"], default=spec["schema"].get("default"))
-            if "boolean" in spec["schema"]["type"]
-            else StringField(
-                spec["label"],
-                widget=BS3TextFieldWidget(),
-                description=spec["description"],
-                default=spec["schema"].get("default"),
-            )
-            for name, spec in CONN_FIELDS.items()
-        }
 
     # -- from connection to client --
 

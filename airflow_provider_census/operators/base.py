@@ -61,7 +61,7 @@ from airflow_provider_census.version_compat import (
     BaseOperatorLink,
     default_deferrable,
 )
-from airflow_provider_census.watch import WorkerWatch, wait_in_worker
+from airflow_provider_census.worker_wait import WorkerWatch, wait_in_worker
 
 if TYPE_CHECKING:
     from airflow_provider_census.api.models import SyncRun

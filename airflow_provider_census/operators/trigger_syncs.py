@@ -39,7 +39,7 @@ from airflow_provider_census.runs import XCOM_SYNC_RUN_IDS, XCOM_SYNC_RUNS, XCOM
 from airflow_provider_census.selectors import Selection, SelectionInput
 from airflow_provider_census.triggers.sync_runs import CensusSyncRunsTrigger
 from airflow_provider_census.version_compat import task_state_store
-from airflow_provider_census.watch import WorkerWatch, wait_in_worker
+from airflow_provider_census.worker_wait import WorkerWatch, wait_in_worker
 
 if TYPE_CHECKING:
     from airflow_provider_census.hooks.triggering import StartedRun

@@ -47,6 +47,19 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "the network path can read it. Every read of the connection logs a warning. Default false.",
         "schema": {"type": ["boolean", "null"], "default": False},
     },
+    "max_requests_per_second": {
+        "label": "Max requests per second",
+        "description": "Optional cap on the requests each Airflow process (a worker, a triggerer) sends to Census "
+        "with this token, e.g. 5 or 0.5; for a token shared with other tools. With N triggerers on one token, "
+        "give each the limit divided by N. Empty: no cap until Census answers 429, then the rate it allows.",
+        "schema": {"type": ["number", "null"]},
+    },
+    "request_budget": {
+        "label": "Request budget",
+        "description": "learn (default): requests go at once until Census answers 429, then every wait on the "
+        "token slows down together and speeds up again slowly. off: no budget, every request goes at once.",
+        "schema": {"type": ["string", "null"], "default": "learn", "enum": ["learn", "off"]},
+    },
 }
 
 # Airflow 3.3 applies placeholders to the standard fields only (here the password): each extra

@@ -29,7 +29,7 @@ import pytest  # noqa: E402
 
 pytest_plugins = ["airflow_provider_census.testing.pytest_plugin"]
 
-from airflow_provider_census.api import routes  # noqa: E402
+from airflow_provider_census.api import budget_gate, routes  # noqa: E402
 from airflow_provider_census.api.retry import RetryPolicy  # noqa: E402
 from airflow_provider_census.hooks.census import CensusHook  # noqa: E402
 from airflow_provider_census.testing import CensusEmulator  # noqa: E402
@@ -63,6 +63,13 @@ def forget_routes_learnt_by_the_test() -> Iterator[None]:
     """Each test's emulator may reuse an earlier one's port: what that Census served must not carry over."""
     yield
     routes.forget()
+
+
+@pytest.fixture(autouse=True)
+def forget_request_budgets_of_the_test() -> Iterator[None]:
+    """The same for the request budgets: a 429 one test provoked must not slow the next test's requests."""
+    yield
+    budget_gate.forget()
 
 
 @pytest.fixture(autouse=True)

@@ -57,9 +57,15 @@ def test_no_limit_until_census_sets_one() -> None:
     ],
 )
 def test_an_explicit_cap_paces_requests(moments: list[float], now: float, next_slot: float) -> None:
-    budget = sent_at(Budget(BudgetRules(cap=4.0)), *moments)
+    budget = sent_at(Budget(BudgetRules(cap=4.0, headroom=0.0)), *moments)
     assert budget.rate == 4.0
     assert budget.next_slot(now) == pytest.approx(next_slot)
+
+
+def test_paced_requests_keep_a_headroom_so_jitter_cannot_bunch_one_too_many_into_a_second() -> None:
+    budget = sent_at(Budget(BudgetRules(cap=4.0)), 0.0, 0.0, 0.0, 0.0)
+    assert BudgetRules().headroom == 0.1
+    assert budget.next_slot(0.0) == pytest.approx(4 * 1.1 / 4)  # the fifth: 1.1 s after the first
 
 
 def test_a_429_halves_the_rate_requests_went_at_and_pauses_everyone() -> None:
@@ -130,6 +136,8 @@ def test_a_cap_bounds_what_was_learned() -> None:
         {"release": 1.0},
         {"floor": 0.0},
         {"max_pause": -1.0},
+        {"headroom": -0.1},
+        {"headroom": 1.0},
     ],
 )
 def test_rules_that_cannot_work_are_refused(rules: dict[str, float]) -> None:

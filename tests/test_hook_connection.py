@@ -255,7 +255,16 @@ def test_connection_form_agrees_with_provider_info() -> None:
         "relabeling": behaviour["relabeling"],
         "placeholders": behaviour["placeholders"],
     }
-    assert set(conn_type["conn-fields"]) == {"api_version", "region", "group_id", "base_url", "allow_insecure_http"}
+    assert set(conn_type["conn-fields"]) == {
+        "api_version",
+        "region",
+        "group_id",
+        "base_url",
+        "allow_insecure_http",
+        "max_requests_per_second",
+        "request_budget",
+    }
+    assert conn_type["conn-fields"]["request_budget"]["schema"]["enum"] == ["learn", "off"]
     assert "unencrypted" in conn_type["conn-fields"]["allow_insecure_http"]["description"]
     assert conn_type["conn-fields"]["api_version"]["schema"]["enum"] == ["v2", "v1"]
     for needed in ("personal access token", "workspace API key", "2027-01-15"):

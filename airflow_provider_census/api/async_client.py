@@ -1,4 +1,9 @@
-"""The asynchronous transport, for triggers: ``aiohttp``, never blocking the event loop."""
+"""The asynchronous transport, for triggers: ``aiohttp``, never blocking the event loop.
+
+Every request passes the process's request budget of the connection's token
+(:mod:`.budget_gate`), the one the synchronous transport's requests pass too, unless the
+connection turned it off.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from airflow_provider_census.api.budget_gate import gate_of
 from airflow_provider_census.api.endpoints import Request
 from airflow_provider_census.api.settings import ClientSettings
 from airflow_provider_census.api.transport_failures import transport_error
@@ -33,16 +39,26 @@ class AsyncCensusClient:
         self.settings = settings
         self._session = session
         self._owns_session = session is None
+        self._gate = gate_of(settings)
 
     async def run(self, request: Request[T]) -> T:
         if self.settings.retry.max_attempts <= 1:
             return parse(self.settings, request, await self._send(request))
-        async for attempt in self.settings.retry.async_retrying(request):
+        async for attempt in self.settings.retry.async_retrying(request, paced=self._gate is not None):
             with attempt:
                 return parse(self.settings, request, await self._send(request))
         raise AssertionError("tenacity either returns or raises")  # pragma: no cover
 
     async def _send(self, request: Request[Any]) -> Answer:
+        """One request on the wire, in its turn at the token's request budget, which learns from the answer."""
+        if self._gate is None:
+            return await self._exchange(request)
+        async with self._gate.slot(request.priority) as slot:
+            answer = await self._exchange(request)
+            slot.answered(answer.status, answer.retry_after)
+        return answer
+
+    async def _exchange(self, request: Request[Any]) -> Answer:
         url, headers, body = prepare(self.settings, request)
         session = self._open_session()
         try:

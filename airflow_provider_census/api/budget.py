@@ -19,7 +19,8 @@ It learns Census's limit the way TCP learns a path's capacity (AIMD):
 - **An explicit cap** (requests per second, from the connection) bounds the rate at all times,
   for teams that share a token and know their share.
 
-Requests under a rate are paced evenly, one every ``1 / rate`` seconds, never in bursts. Which
+Requests under a rate are paced evenly, one every ``1 / rate`` seconds and a little more
+(:attr:`BudgetRules.headroom`), never in bursts. Which
 waiting request takes the next slot is the :class:`Priority`'s: urgent first, then routine, each
 in the order they came.
 
@@ -58,6 +59,10 @@ class BudgetRules:
     :param floor: the rate never falls below this (one request every 5 s by default).
     :param max_pause: the longest ``Retry-After`` waited for in full, in seconds (as
         ``core.wait.MAX_RETRY_AFTER_SECONDS`` for one wait).
+    :param headroom: requests under a rate are spaced this share wider than ``1 / rate``: paced
+        exactly, ``rate + 1`` requests span exactly one second, and the network's jitter between
+        here and Census could put them all into one second where Census counts (a cap set to
+        Census's limit would then meet 429s).
     """
 
     cap: float | None = None
@@ -66,6 +71,7 @@ class BudgetRules:
     release: float = 2.0
     floor: float = 0.2
     max_pause: float = 300.0
+    headroom: float = 0.1
 
     def __post_init__(self) -> None:
         """Refuse rules that cannot work, where they are written (a connection extra, a test)."""
@@ -75,6 +81,8 @@ class BudgetRules:
             raise ValueError(f"decrease must be between 0 and 1, not {self.decrease}")
         if self.recovery <= 0 or self.release <= 1 or self.floor <= 0 or self.max_pause < 0:
             raise ValueError("recovery and floor must be positive, release above 1, max_pause not negative")
+        if not 0 <= self.headroom < 1:
+            raise ValueError(f"headroom must be at least 0 and below 1, not {self.headroom}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ class Budget:
     def sent(self, now: float) -> Budget:
         """A request went at ``now``: the next waits its turn under the rate, and it is counted."""
         rate = self.rate
-        next_at = _NEVER if rate is None else max(self.next_at, now) + 1.0 / rate
+        next_at = _NEVER if rate is None else max(self.next_at, now) + (1.0 + self.rules.headroom) / rate
         counted = self._rolled(now)
         return replace(counted, next_at=next_at, window_sent=counted.window_sent + 1)
 

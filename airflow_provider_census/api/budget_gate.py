@@ -6,22 +6,24 @@ a worker), takes a slot of the same :class:`BudgetGate`, which carries out the p
 answered 429 or under an explicit cap, paces them evenly, lets urgent ones go first, and learns
 from each answer. Without a limit, a slot is taken at once, under one lock, and nothing waits.
 
-    gate = gate_for(settings.base_url, token, cap=requests_per_second)   # once per call site
-    async with gate.slot(Priority.ROUTINE) as slot:                     # or ``with`` in a thread
+    gate = gate_of(settings)                            # the transport's, once per client
+    async with gate.slot(request.priority) as slot:     # or ``with`` in a thread
         answer = await send(request)
-        slot.answered(answer.status, retry_after_seconds)
+        slot.answered(answer.status, answer.retry_after)
 
 The gate is known by the base URL and a fingerprint of the token (:class:`GateKey`): the token
 itself is never kept beside it, shown or logged.
 
-Not wired in yet. Where it goes: the transports' one-method seam, ``AsyncCensusClient._send`` and
-``CensusClient._send``, each wrapped in a slot of ``gate_for(settings.base_url, settings.token,
-settings.request_cap)`` (a connection extra to add to ``ClientSettings``), reporting the
-``Answer``'s status and ``Retry-After``; the priority comes with the request: URGENT for a
-trigger (``hooks/triggering.trigger_once``), a cancel (``CensusHook.cancel_sync_run`` and the
-triggers' ``cancel_run``) and a run's final read (the look at a deadline in
-``triggers/census._RunWatch._at_deadline``, the operators' read after the event), ROUTINE for
-every other read, the polls of ``_RunWatch._look`` above all.
+Where it is wired: the transports' one-method seam, ``CensusClient._send`` and
+``AsyncCensusClient._send``, so a task's requests and a triggerer's spend the same budget. A
+connection's extras choose it (``ClientSettings.request_budget``: ``learn`` or ``off``, no gate
+at all; ``ClientSettings.request_cap``, an explicit cap). A request's priority comes with it
+(``Request.priority``, from its endpoint): URGENT for a trigger and a cancel, and for a run's
+final read when its caller asks (``CensusHook.get_sync_run(..., urgent=True)`` and
+``aget_sync_run``); ROUTINE for every other read, the polls above all. A 429 retried by the
+retry policy goes back through the gate, which holds it until the pause it set for everyone
+ends; the policy does not wait for the ``Retry-After`` a second time (``RetryPolicy.retrying(...,
+paced=True)``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from types import TracebackType
 
 from airflow_provider_census.api.budget import Budget, BudgetRules, Priority
 from airflow_provider_census.api.errors import CensusRateLimitError
+from airflow_provider_census.api.settings import BUDGET_OFF, ClientSettings
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,10 @@ class BudgetGate:
         self._budget = Budget(rules or BudgetRules())
         self._queue: list[tuple[int, int, _Waiter]] = []
         self._order = itertools.count()
+        self.taken_at_once = 0
+        """Slots taken the moment they were asked for: every one, while nothing limits the token."""
+        self.taken_after_waiting = 0
+        """Slots taken after waiting in line: under a cap, a learned limit or a ``Retry-After``."""
 
     def __repr__(self) -> str:
         return f"BudgetGate({self.key}, rate={self.budget.rate})"
@@ -140,6 +147,7 @@ class BudgetGate:
             if self._queue or self._budget.next_slot(now) > now:
                 return None
             self._budget = self._budget.sent(now)
+            self.taken_at_once += 1
             return now
 
     def _join(self, waiter: _Waiter, priority: Priority) -> None:
@@ -157,6 +165,7 @@ class BudgetGate:
                 return None, at - now
             heapq.heappop(self._queue)
             self._budget = self._budget.sent(now)
+            self.taken_after_waiting += 1
             self._wake_head()
             return now, None
 
@@ -298,3 +307,22 @@ def gate_for(base_url: str, token: str, cap: float | None = None) -> BudgetGate:
     if cap is not None:
         gate.limit_to(cap)
     return gate
+
+
+def gate_of(settings: ClientSettings) -> BudgetGate | None:
+    """The gate requests on these settings pass, or None when the connection turned the budget off."""
+    if settings.request_budget == BUDGET_OFF:
+        return None
+    return gate_for(settings.base_url, settings.token, settings.request_cap)
+
+
+def gates() -> list[BudgetGate]:
+    """Every gate this process has made so far (for tests and benchmarks)."""
+    with _GATES_LOCK:
+        return list(_GATES.values())
+
+
+def forget() -> None:
+    """Drop every gate of this process (for tests: the next emulator may reuse an earlier one's port)."""
+    with _GATES_LOCK:
+        _GATES.clear()

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from airflow_provider_census.api import routes
+from airflow_provider_census.api.budget import Priority
 from airflow_provider_census.api.errors import CensusApiVersionError
 from airflow_provider_census.api.models import (
     Activation,
@@ -63,6 +64,7 @@ class Request(Generic[T]):
     safe_to_retry: bool = True
     assumed: bool = False
     route: str = ""
+    priority: Priority = Priority.ROUTINE
 
     @property
     def label(self) -> str:
@@ -80,6 +82,9 @@ class Endpoint(Generic[T]):
     sending, since no V2 page documents it as required; a refusal that asks for a group names
     the connection's extra (:func:`~.wire.parse`). ``documented_on_v2`` says whether Fivetran's V2 reference (a Public
     Preview) documents the V2 path; the others are v1's, assumed to exist on V2 as well.
+    ``priority`` is the place in line of its requests when the token's request budget holds
+    requests back: URGENT for what a task or a user waits on (a trigger, a cancel), ROUTINE
+    for the rest; :meth:`bind` may raise it (a run's final read).
     """
 
     name: str
@@ -91,6 +96,7 @@ class Endpoint(Generic[T]):
     group: bool = False
     instead: Mapping[str, str] = field(default_factory=dict)
     documented_on_v2: bool = False
+    priority: Priority = Priority.ROUTINE
 
     def assumed_on(self, api_version: str) -> bool:
         """Whether this call is sent to ``api_version`` on the belief that it exists, not on its reference."""
@@ -108,9 +114,13 @@ class Endpoint(Generic[T]):
         params: QueryParams | None = None,
         body: Any = None,
         group_id: str | None = None,
+        priority: Priority | None = None,
         **path_args: str | int,
     ) -> Request[T]:
-        """The request for this connection's API version, path parts URL-quoted (slugs and names are user text)."""
+        """The request for this connection's API version, path parts URL-quoted (slugs and names are user text).
+
+        ``priority`` overrides the endpoint's own (None: the endpoint's).
+        """
         template = self.paths.get(settings.api_version)
         if template is None:
             raise self._version_error(settings)
@@ -129,6 +139,7 @@ class Endpoint(Generic[T]):
             safe_to_retry=self.safe_to_retry,
             assumed=self.assumed_on(settings.api_version) and not routes.is_served(settings.base_url, self.route),
             route=self.route,
+            priority=self.priority if priority is None else priority,
         )
 
     def _version_error(self, settings: ClientSettings) -> CensusApiVersionError:
@@ -300,7 +311,7 @@ DELETE_SYNC: Endpoint[SyncWrite] = Endpoint(
 
 TRIGGER_SYNC: Endpoint[int] = Endpoint(
     "trigger_sync_run", "POST", _both("/syncs/{sync_id}/trigger"), "sync {sync_id}", _one(_run_id),
-    safe_to_retry=False, documented_on_v2=True,
+    safe_to_retry=False, documented_on_v2=True, priority=Priority.URGENT,
 )  # fmt: skip
 # Reading runs: V2's reference documents only test_status; the other two are v1's, assumed on V2
 # (see hooks/run_routes.py for the order they are tried in, and what is remembered).
@@ -316,5 +327,5 @@ SYNC_RUN_STATUS: Endpoint[SyncRun] = Endpoint(
 )  # fmt: skip
 CANCEL_SYNC_RUN: Endpoint[Envelope] = Endpoint(
     "cancel_sync_run", "POST", _both("/sync_runs/{sync_run_id}/cancel"), "sync run {sync_run_id}", _whole,
-    documented_on_v2=True,
+    documented_on_v2=True, priority=Priority.URGENT,
 )  # fmt: skip

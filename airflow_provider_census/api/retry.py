@@ -9,6 +9,10 @@ creation) is resent here only when Census surely never received it: the connecti
 never made, or Census refused it with 429. Any other failure of such a request goes back to
 the caller, which must look at Census's state before trying again (see the hook's
 ``trigger_sync_run``).
+
+Where requests pass a request budget (``paced``, :mod:`.budget_gate`), a 429 is resent at once:
+the budget already paused every request of the token for its ``Retry-After``, and holds the
+resent one until that pause ends, so it is never waited for twice.
 """
 
 from __future__ import annotations
@@ -99,32 +103,39 @@ class RetryPolicy:
             return is_transient(exc)
         return surely_not_received(exc)
 
-    def wait_seconds(self, attempt: int, exc: BaseException | None) -> float:
-        """Census's ``Retry-After`` if it sent one (capped), else exponential backoff with jitter."""
+    def wait_seconds(self, attempt: int, exc: BaseException | None, *, paced: bool = False) -> float:
+        """Census's ``Retry-After`` if it sent one (capped), else exponential backoff with jitter.
+
+        ``paced``: the request passes a request budget, which waits out a 429 for everyone, so
+        the 429 is resent at once, to wait at the budget's gate.
+        """
+        if paced and isinstance(exc, CensusRateLimitError):
+            return 0.0
         retry_after = retry_after_of(exc)
         if retry_after is not None:
             return min(retry_after, self.max_retry_after)
         exponential = self.initial_wait * 2.0 ** max(0, attempt - 1)
         return min(self.max_wait, exponential + random.uniform(0, self.initial_wait))  # noqa: S311
 
-    def _tenacity_arguments(self, request: Retryable) -> dict[str, Any]:
+    def _tenacity_arguments(self, request: Retryable, paced: bool) -> dict[str, Any]:
         def retry(state: tenacity.RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
             return exc is not None and self.should_retry(request, exc)
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return self.wait_seconds(state.attempt_number, exc)
+            return self.wait_seconds(state.attempt_number, exc, paced=paced)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            gated = paced and isinstance(exc, CensusRateLimitError)
             log.info(
-                "Census %s failed (%s); try %d of %d in %.1f s",
+                "Census %s failed (%s); try %d of %d %s",
                 request.label,
                 exc,
                 state.attempt_number + 1,
                 self.max_attempts,
-                state.upcoming_sleep,
+                "once the request budget's pause ends" if gated else f"in {state.upcoming_sleep:.1f} s",
             )
 
         return {
@@ -135,11 +146,13 @@ class RetryPolicy:
             "reraise": True,
         }
 
-    def retrying(self, request: Retryable) -> tenacity.Retrying:
-        return tenacity.Retrying(**self._tenacity_arguments(request))
+    def retrying(self, request: Retryable, *, paced: bool = False) -> tenacity.Retrying:
+        """Tries of ``request`` in a thread; ``paced`` when it passes a request budget (see :meth:`wait_seconds`)."""
+        return tenacity.Retrying(**self._tenacity_arguments(request, paced))
 
-    def async_retrying(self, request: Retryable) -> tenacity.AsyncRetrying:
-        return tenacity.AsyncRetrying(**self._tenacity_arguments(request))
+    def async_retrying(self, request: Retryable, *, paced: bool = False) -> tenacity.AsyncRetrying:
+        """Tries of ``request`` in an event loop; ``paced`` as for :meth:`retrying`."""
+        return tenacity.AsyncRetrying(**self._tenacity_arguments(request, paced))
 
 
 ONE_TRY = RetryPolicy(max_attempts=1)

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from airflow_provider_census.api import endpoints as ep
 from airflow_provider_census.api import routes
+from airflow_provider_census.api.budget import Priority
 from airflow_provider_census.api.endpoints import Endpoint, Request
 from airflow_provider_census.api.errors import CensusError, CensusNotFoundError
 from airflow_provider_census.api.inputs import PageQuery
@@ -55,12 +56,14 @@ class RunRoute:
     endpoint: Endpoint[Any]
     needs_sync_id: bool = False
 
-    def request(self, settings: ClientSettings, run_id: int, sync_id: int | None) -> Request[Any]:
+    def request(
+        self, settings: ClientSettings, run_id: int, sync_id: int | None, priority: Priority | None = None
+    ) -> Request[Any]:
         if self.endpoint is ep.LIST_SYNC_RUNS:
-            return self.endpoint.bind(settings, params=RUN_LIST_LOOK.params(), sync_id=sync_id or 0)
+            return self.endpoint.bind(settings, params=RUN_LIST_LOOK.params(), sync_id=sync_id or 0, priority=priority)
         if self.endpoint is ep.SYNC_RUN_STATUS:
-            return self.endpoint.bind(settings, params={"sync_run_id": run_id})
-        return self.endpoint.bind(settings, sync_run_id=run_id)
+            return self.endpoint.bind(settings, params={"sync_run_id": run_id}, priority=priority)
+        return self.endpoint.bind(settings, sync_run_id=run_id, priority=priority)
 
     def pick(self, answer: Any, run_id: int, sync_id: int | None) -> SyncRun | None:
         """The run from the answer, its sync filled in when known; None when a list does not hold it."""
@@ -88,14 +91,21 @@ def run_routes(settings: ClientSettings, sync_id: int | None) -> list[RunRoute]:
     ]
 
 
-def read_run(settings: ClientSettings, run_id: int, sync_id: int | None = None) -> Steps[SyncRun]:
-    """Read one run by the first route that works; see the module's docstring for the rules."""
+def read_run(
+    settings: ClientSettings, run_id: int, sync_id: int | None = None, *, urgent: bool = False
+) -> Steps[SyncRun]:
+    """Read one run by the first route that works; see the module's docstring for the rules.
+
+    ``urgent``: the reads go ahead of routine polls when the token's request budget holds
+    requests back (a run's final read, which a task waits on); else they are routine.
+    """
+    priority = Priority.URGENT if urgent else Priority.ROUTINE
     routes = run_routes(settings, sync_id)
     not_found: list[RunRoute] = []
     for route in routes:
         last = route is routes[-1]
         try:
-            answer = yield route.request(settings, run_id, sync_id)
+            answer = yield route.request(settings, run_id, sync_id, priority)
         except CensusNotFoundError as exc:
             if last or not is_route_404(exc):
                 raise

@@ -43,6 +43,13 @@ MIGRATION_STEPS = (
 )
 
 
+BUDGET_LEARN = "learn"
+"""The default request budget: no cap until Census answers 429, then the rate it teaches (see :mod:`.budget`)."""
+BUDGET_OFF = "off"
+"""No request budget at all: every request goes the moment it is asked for, 429 or not."""
+REQUEST_BUDGETS = (BUDGET_LEARN, BUDGET_OFF)
+
+
 def region_base_url(region: str, api_version: str) -> str:
     """The API base URL of a Census region (``us`` or ``eu``) for one API version."""
     return f"{REGION_APP_HOSTS[region]}/api/{api_version}"
@@ -83,7 +90,9 @@ class ClientSettings:
     requests are scoped to. ``region`` is the Census region the connection names (``us``,
     ``eu``, or None for a host of no region): usually that of ``base_url``'s host, but a
     proxy's base_url may stand for a region, so it is kept apart for the errors that
-    depend on it. ``token`` is excluded from ``repr``.
+    depend on it. ``token`` is excluded from ``repr``. ``request_budget`` is ``learn`` (requests
+    pass this process's budget of the token, :mod:`.budget_gate`) or ``off`` (no budget);
+    ``request_cap`` an explicit limit of that budget, in requests per second.
     """
 
     base_url: str
@@ -95,3 +104,5 @@ class ClientSettings:
     timeout: float = 30.0
     connect_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    request_budget: str = BUDGET_LEARN
+    request_cap: float | None = None

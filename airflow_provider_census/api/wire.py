@@ -59,6 +59,11 @@ class Answer:
     headers: Mapping[str, str]
     body: bytes
 
+    @property
+    def retry_after(self) -> float | None:
+        """Census's ``Retry-After`` wish, in seconds, if it sent one."""
+        return parse_retry_after(_header(self.headers, "Retry-After"))
+
 
 def prepare(settings: ClientSettings, request: Request[Any]) -> tuple[str, dict[str, str], bytes | None]:
     """The URL, headers and body to send; the token travels only in the Authorization header."""
@@ -167,7 +172,7 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
     message = _census_message(settings, payload)
     said = f": {message}" if message else f"; the body was {_describe_body(settings, answer.body, payload)}"
     where = f"HTTP {status} on {request.label}"
-    retry_after = parse_retry_after(_header(answer.headers, "Retry-After"))
+    retry_after = answer.retry_after
     common: dict[str, Any] = {
         "http_status": status,
         "request_label": request.label,
@@ -192,7 +197,8 @@ def _error_for_status(settings: ClientSettings, request: Request[Any], answer: A
         wait = f"; it asked to wait {retry_after:g} s" if retry_after is not None else ""
         return CensusRateLimitError(
             f"Census is rate limiting requests ({where}){wait}. Run fewer Census tasks at once or "
-            "raise their poll_interval.",
+            "raise their poll_interval; for a token shared with other tools or Airflow processes, set the "
+            "connection's extra max_requests_per_second.",
             **common,
         )
     if status >= 500:

@@ -321,18 +321,25 @@ class CensusHook(CatalogCalls, Provider21HookMethods, ConnectionForm, BaseHook):
 
     # -- runs --
 
-    def get_sync_run(self, sync_run_id: int | str, *, sync_id: int | str | None = None) -> SyncRun:
+    def get_sync_run(
+        self, sync_run_id: int | str, *, sync_id: int | str | None = None, urgent: bool = False
+    ) -> SyncRun:
         """One run, read by the first route this Census serves (see :mod:`..api.run_read`).
 
         ``sync_id``, when known, lets a V2 without ``GET /sync_runs/{id}`` find the run in its
         sync's list (with every field) before falling back to ``GET /syncs/test_status``.
+        ``urgent`` puts the read ahead of routine polls when the token's request budget holds
+        requests back: a run's final read, which a task waits on.
         """
         run_id, known_sync = census_id(sync_run_id, "sync_run_id"), _optional_sync_id(sync_id)
-        return run_read.drive(run_read.read_run(self.settings, run_id, known_sync), self.client.run)
+        steps = run_read.read_run(self.settings, run_id, known_sync, urgent=urgent)
+        return run_read.drive(steps, self.client.run)
 
-    async def aget_sync_run(self, sync_run_id: int | str, *, sync_id: int | str | None = None) -> SyncRun:
+    async def aget_sync_run(
+        self, sync_run_id: int | str, *, sync_id: int | str | None = None, urgent: bool = False
+    ) -> SyncRun:
         """:meth:`get_sync_run` on the running loop's shared client."""
-        return await self._async.aget_sync_run(sync_run_id, sync_id=sync_id)
+        return await self._async.aget_sync_run(sync_run_id, sync_id=sync_id, urgent=urgent)
 
     def list_sync_runs(
         self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"

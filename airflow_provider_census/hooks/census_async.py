@@ -108,11 +108,17 @@ class CensusAsyncHook(BaseHook):
         """Make one call; ``arguments`` fill its path, query and body, as for ``CensusHook.run``."""
         return await self._send(lambda settings: endpoint.bind(settings, **arguments))
 
-    async def aget_sync_run(self, sync_run_id: int | str, *, sync_id: int | str | None = None) -> SyncRun:
-        """One run, read by the first route this Census serves (see :mod:`..api.run_read`)."""
+    async def aget_sync_run(
+        self, sync_run_id: int | str, *, sync_id: int | str | None = None, urgent: bool = False
+    ) -> SyncRun:
+        """One run, read by the first route this Census serves (see :mod:`..api.run_read`).
+
+        ``urgent`` puts the read ahead of routine polls when the token's request budget holds
+        requests back: a run's final read (at a deadline), which a task waits on.
+        """
         run_id = census_id(sync_run_id, "sync_run_id")
         known_sync = None if sync_id is None else census_id(sync_id, "sync_id")
-        steps = run_read.read_run(await self.asettings(), run_id, known_sync)
+        steps = run_read.read_run(await self.asettings(), run_id, known_sync, urgent=urgent)
         return await run_read.adrive(steps, lambda request: self._send(lambda _settings: request))
 
     async def alist_sync_runs(

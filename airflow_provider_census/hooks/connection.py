@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -23,9 +24,12 @@ from airflow_provider_census.api.errors import CensusConfigurationError
 from airflow_provider_census.api.retry import RetryPolicy
 from airflow_provider_census.api.settings import (
     API_VERSIONS,
+    BUDGET_LEARN,
+    BUDGET_OFF,
     DEFAULT_API_VERSION,
     DEFAULT_REGION,
     REGION_APP_HOSTS,
+    REQUEST_BUDGETS,
     TOKEN_KINDS,
     V1_RETIRED_ON,
     ClientSettings,
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 INSECURE_HTTP_EXTRA = "allow_insecure_http"
+REQUEST_CAP_EXTRA = "max_requests_per_second"
+REQUEST_BUDGET_EXTRA = "request_budget"
 _TRUE = frozenset({"true", "yes", "1", "on"})
 _FALSE = frozenset({"false", "no", "0", "off", ""})
 
@@ -59,6 +65,7 @@ def client_settings(
             f"(it talks Census API {api_version})."
         )
     mask_secret(token)
+    budget, cap = request_budget(extras, origin)
     return ClientSettings(
         base_url=base_url,
         token=token,
@@ -68,7 +75,51 @@ def client_settings(
         token_origin=origin,
         timeout=timeout,
         retry=retry or RetryPolicy(),
+        request_budget=budget,
+        request_cap=cap,
     )
+
+
+def request_budget(extras: Mapping[str, Any], origin: str) -> tuple[str, float | None]:
+    """The connection's request budget (``learn`` or ``off``) and its cap in requests per second (None: none).
+
+    ``request_budget`` ``learn`` (the default) keeps to the rate Census teaches with its 429s,
+    within ``max_requests_per_second`` when set; ``off`` sends every request at once, as without
+    a budget, so a cap beside it cannot hold and is refused.
+    """
+    named = extra(extras, REQUEST_BUDGET_EXTRA)
+    budget = str(named).strip().lower() if named not in (None, "") else BUDGET_LEARN
+    if budget not in REQUEST_BUDGETS:
+        raise CensusConfigurationError(
+            f"{origin} has {REQUEST_BUDGET_EXTRA} {named!r}; use {BUDGET_LEARN} (the default: no limit until Census "
+            f"answers 429, then the rate it allows) or {BUDGET_OFF} (no budget: every request goes at once)."
+        )
+    given = extras.get(REQUEST_CAP_EXTRA)  # 0 is refused, not taken for "not set" as extra() would
+    cap = _request_cap(extra(extras, REQUEST_CAP_EXTRA) if given is None else given, origin)
+    if cap is not None and budget == BUDGET_OFF:
+        raise CensusConfigurationError(
+            f"{origin} has {REQUEST_CAP_EXTRA} {cap:g} and {REQUEST_BUDGET_EXTRA} {BUDGET_OFF}: a cap needs the "
+            f"budget. Remove {REQUEST_CAP_EXTRA} to send without a budget, or set {REQUEST_BUDGET_EXTRA} to "
+            f"{BUDGET_LEARN} to keep to the cap."
+        )
+    return budget, cap
+
+
+def _request_cap(value: Any, origin: str) -> float | None:
+    """``max_requests_per_second``: a positive number (JSON, or text as Airflow 2's form stores it), or empty."""
+    if value is None or value == "":
+        return None
+    try:
+        cap = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        cap = math.nan
+    if not math.isfinite(cap) or cap <= 0:
+        raise CensusConfigurationError(
+            f"{origin} has {REQUEST_CAP_EXTRA} {value!r}; put a positive number of requests per second there "
+            "(e.g. 5, or 0.5 for one request every 2 s) that this process may send to Census on the connection's "
+            "token, or leave it empty for no cap (the budget then learns Census's limit from its 429 answers)."
+        )
+    return cap
 
 
 @contextmanager

@@ -45,6 +45,7 @@ from run import (
 LEARN = {"request_budget": "learn"}
 OFF = {"request_budget": "off"}
 RATE_LIMITED = "rate_limit"  # the request log's fault for a request the emulator's limit refused
+EARLY_SECONDS = 30.0  # the budget part tells what happened in the first seconds (learning the limit) from later
 
 
 @dataclass(frozen=True)
@@ -116,15 +117,12 @@ def busiest_window(moments: Sequence[float], seconds: float = 1.0) -> int:
     return busiest
 
 
-def windows_over(moments: Sequence[float], limit: int) -> int:
-    """Whole seconds (from the first request) in which more than ``limit`` requests arrived."""
-    if not moments:
-        return 0
-    start = min(moments)
+def windows_over(moments: Sequence[float], limit: int, start: float) -> list[int]:
+    """The whole seconds (counted from ``start``) in which more than ``limit`` requests arrived."""
     counts: dict[int, int] = defaultdict(int)
     for moment in moments:
-        counts[int(moment - start)] += 1
-    return sum(1 for count in counts.values() if count > limit)
+        counts[math.floor(moment - start)] += 1
+    return sorted(second for second, count in counts.items() if count > limit)
 
 
 def lag_stats(lags: Sequence[float]) -> dict[str, float]:
@@ -331,7 +329,8 @@ def budget_figures(
         "busiest_arrived": busiest_window(arrived),
         "busiest_accepted": busiest_window(accepted),
         "busiest_refused": busiest_window(refused),
-        "seconds_over": windows_over(arrived, scenario.limit),
+        "seconds_over": windows_over(arrived, scenario.limit, start_at),
+        "refused_early": sum(1 for moment in refused if moment < start_at + EARLY_SECONDS),
         "requests": len(measured),
         "refused": len(refused),
         "accepted_polls": accepted_polls,
@@ -355,6 +354,15 @@ def budget_figures(
     }
 
 
+def over_split(seconds: Sequence[int]) -> str:
+    early = sum(1 for second in seconds if second < EARLY_SECONDS)
+    return f"{early} / {len(seconds) - early}"
+
+
+def refused_split(figures: dict[str, Any]) -> str:
+    return f"{figures['refused_early']} / {figures['refused'] - figures['refused_early']}"
+
+
 def fmt_lag(stats: dict[str, float], first: str = "p50", second: str = "p99") -> str:
     return f"{stats[first]:.1f} / {stats[second]:.1f}"
 
@@ -373,8 +381,10 @@ def print_budget(found: dict[str, dict[str, Any]], scenario: BudgetScenario) -> 
     rows: list[tuple[str, Any, str]] = [
         ("busiest 1 s at Census: arrived (accepted + refused)", lambda f: f"{f['busiest_arrived']}", f"<= {L}"),
         ("busiest 1 s: accepted / refused", lambda f: f"{f['busiest_accepted']} / {f['busiest_refused']}", ""),
-        ("whole seconds with more than the limit arriving", lambda f: f"{f['seconds_over']}", "0"),
+        ("whole seconds with more than the limit arriving", lambda f: f"{len(f['seconds_over'])}", "0"),
+        (f"  of which in the first {EARLY_SECONDS:g} s / later", lambda f: over_split(f["seconds_over"]), ""),
         ("requests in all / refused (429)", lambda f: f"{f['requests']} / {f['refused']}", ""),
+        (f"  refused in the first {EARLY_SECONDS:g} s / later", refused_split, ""),
         ("runs completed and reported", lambda f: f"{f['completed']}", f"{scenario.waits}"),
         ("failed waits (gave up: error event)", lambda f: f"{f['failed_waits']}", "0"),
         ("lost runs (no event by the deadline, or a wrong one)", lambda f: f"{f['lost_runs']}", "0"),

@@ -114,10 +114,11 @@ QUICK_SCENARIOS = {
 class Emulator:
     """The emulator's CLI with ``--control``: commands go in on stdin, answers come back on stdout."""
 
-    def __init__(self, python: str, latency: float, log: Path) -> None:
+    def __init__(self, python: str, latency: float, log: Path, options: Sequence[str] = ()) -> None:
         self.log = log
         with log.open("w") as stderr:  # the other served versions' URLs, and any trouble
             command = ["-m", "airflow_provider_census.testing", "--port", "0", "--latency", str(latency), "--control"]
+            command += list(options)  # e.g. --rate-limit N
             self.process = subprocess.Popen(
                 [python, *command],
                 stdin=subprocess.PIPE,
@@ -152,9 +153,13 @@ class Emulator:
         answer = self.call("start_run", script=script)
         return int(answer["run_id"]), float(answer["ends_at"])
 
-    def connection_json(self) -> str:
-        """One Airflow connection both providers read: a full origin in host, the token as password."""
-        return json.dumps({"conn_type": "census", "host": self.origin, "password": self.token})
+    def connection_json(self, extra: dict[str, Any] | None = None) -> str:
+        """One Airflow connection both providers read: a full origin in host, the token as password;
+        ``extra`` (e.g. the request budget's settings) as its JSON extra."""
+        conn: dict[str, Any] = {"conn_type": "census", "host": self.origin, "password": self.token}
+        if extra:
+            conn["extra"] = extra
+        return json.dumps(conn)
 
     def close(self) -> None:
         self._in.close()  # the emulator stops when its stdin ends
@@ -236,22 +241,30 @@ def start_worker(
     home: Path,
     profile: Path | None,
     extra: Sequence[str] = (),
+    *,
+    name: str | None = None,
+    connection_extra: dict[str, Any] | None = None,
 ) -> Worker:
-    """A fresh interpreter for one population; its Airflow home and log are its own."""
-    (home / kind).mkdir(exist_ok=True)
+    """A fresh interpreter for one population; its Airflow home and log are its own.
+
+    ``name`` tells apart populations of the same kind (their homes and logs); ``connection_extra``
+    goes into the connection's JSON extra (the request budget's settings, issue 21).
+    """
+    name = name or kind
+    (home / name).mkdir(exist_ok=True)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env |= {
-        "AIRFLOW_HOME": str(home / kind),
+        "AIRFLOW_HOME": str(home / name),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_CENSUS_DEFAULT": emulator.connection_json(),
+        "AIRFLOW_CONN_CENSUS_DEFAULT": emulator.connection_json(connection_extra),
     }
-    log = home / f"{kind}-{scenario.name}.log"
+    log = home / f"{name}-{scenario.name}.log"
     command = [python, str(HERE / "trigger_worker.py"), kind, "--poll-interval", str(scenario.poll_interval), *extra]
     if kind == "ours" and scenario.slot_seconds is not None:
         command += ["--slot-seconds", str(scenario.slot_seconds)]
     if profile:
         profile.mkdir(parents=True, exist_ok=True)
-        command += ["--profile", str(profile.resolve() / f"{kind}-{scenario.name}.pstats")]
+        command += ["--profile", str(profile.resolve() / f"{name}-{scenario.name}.pstats")]
     process = subprocess.Popen(
         [*command, "--warm-run", str(emulator.warm_run)],
         cwd=home,  # not the repository: the official worker must import the published package
@@ -765,7 +778,7 @@ def chosen_scenarios(names: Sequence[str] | None) -> list[str]:
     return [name for name in SCENARIOS if name in asked]
 
 
-PARTS = ("scale", "many", "parse", "deployment")
+PARTS = ("scale", "many", "parse", "deployment", "budget", "history", "cost")
 DEFAULT_PARTS = ("scale", "many", "parse")
 
 
@@ -775,6 +788,34 @@ def chosen_parts(names: Sequence[str] | None) -> set[str]:
     if unknown:
         raise SystemExit(f"unknown part {', '.join(sorted(unknown))}; pick of: {', '.join(PARTS)}")
     return asked
+
+
+def issue21_parts(parts: set[str], args: argparse.Namespace, pythons: dict[str, str]) -> dict[str, Any]:
+    """Issue 21's parts (``benchmarks/issue21.py``), in the order budget, history, cost; their figures."""
+    import issue21
+
+    found: dict[str, Any] = {}
+    if "budget" in parts:
+        budget = issue21.QUICK_BUDGET_SCENARIO if args.quick else issue21.BUDGET_SCENARIO
+        budget = issue21.scaled_budget(budget, args.budget_waits, args.budget_limit)
+        found["budget"] = issue21.budget_benchmark(pythons, budget, official=True, cap=args.budget_cap)
+        issue21.print_budget(found["budget"], budget)
+        sys.stdout.flush()
+    if "history" in parts:
+        history = issue21.QUICK_HISTORY_SCENARIO if args.quick else issue21.HISTORY_SCENARIO
+        if args.history_syncs:
+            history = replace(history, syncs=args.history_syncs)
+        found["history"] = issue21.history_benchmark(sys.executable, history)
+        issue21.print_history(found["history"], history)
+        sys.stdout.flush()
+    if "cost" in parts:
+        cost = issue21.QUICK_COST_SCENARIO if args.quick else issue21.COST_SCENARIO
+        if args.triggers:
+            cost = cost.changed(triggers=args.triggers)
+        found["cost"] = issue21.cost_benchmark(sys.executable, cost)
+        issue21.print_cost(found["cost"], cost)
+        sys.stdout.flush()
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -821,6 +862,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--syncs", type=int, help="many, deployment: syncs per population (default 100; 20 and 10 with --quick)"
     )
+    parser.add_argument(
+        "--budget-waits", type=int, help="budget: waits per population (default 10000; 400 with --quick)"
+    )
+    parser.add_argument(
+        "--budget-limit",
+        type=int,
+        help="budget: the emulator's requests per second per token (default 50; 8 with --quick)",
+    )
+    parser.add_argument(
+        "--budget-cap", action="store_true", help="budget: also ours with max_requests_per_second at the limit"
+    )
+    parser.add_argument(
+        "--history-syncs",
+        type=int,
+        help="history: consistent syncs (default 400; 30 with --quick); half as many without history, and erratic",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument(
         "--profile", type=Path, help="write cProfile stats of each population's measured part into this folder"
@@ -862,6 +919,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         many_found = many_benchmark(sys.executable, many_scenario)
         print_many(many_found, many_scenario)
         sys.stdout.flush()
+    issue21 = issue21_parts(parts, args, populations)
     lines = {"3": sys.executable, "2": os.path.abspath(args.airflow2_python) if args.airflow2_python else None}
     parse_runs = args.parse_runs if args.parse_runs is not None else (3 if args.quick else 15)
     parse_wanted = parse_runs > 0 and "parse" in parts
@@ -880,7 +938,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"took {time.monotonic() - started:.0f} s.")  # fmt: skip
     if args.json:
         found = {s.name: {"scenario": asdict(s), "scale": scale[s.name]} for s in scenarios}
-        args.json.write_text(json.dumps({"scenarios": found, "parse": parse, "many": many_found}, indent=2))
+        everything = {"scenarios": found, "parse": parse, "many": many_found, "issue21": issue21}
+        args.json.write_text(json.dumps(everything, indent=2, default=str))
     return deployment_code
 
 

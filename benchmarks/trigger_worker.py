@@ -29,6 +29,13 @@ event (``completed``, ``ended`` in another state, or ``error``: the wait gave up
 polls: requests that timed out or failed on the client side, by exception type. Ours tolerates
 failed polls and polls again; the official trigger ends on its first (the triggerer fails the task);
 the floors count them and poll again.
+For issue 21 (``benchmarks/issue21.py``) the order may also hold ``deadline`` (epoch seconds:
+the waits still going then are cancelled, their runs counted lost), ``plans`` (run id -> the
+trigger's ``poll_plan``), ``sync_ids``, or ``stream: true``: the runs then come one per line
+after the order (``{"run": id, "sync_id": ..., "plan": ..., "poll_state": ...}``, then
+``{"end": true}``), each wait started as its line arrives, as a task defers right after its
+trigger. ``--runs-per-trigger K`` splits ``many`` into one ``CensusSyncRunsTrigger`` per K runs.
+The request budget is set by the connection's extras, which ``run.py`` writes.
 With ``--observe-watches`` (ours and many) it also reports when each run's own wait loop (the
 provider's ``RunWatch``) saw the run end, wrapped from outside like the failed-poll count: a
 many-runs trigger holds every run's end until the last one, so its event time says when the task
@@ -43,6 +50,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import inspect
 import json
 import os
 import random
@@ -67,6 +75,18 @@ BatchWaiter = Callable[[list[int]], Awaitable[dict[int, str]]]
 
 FAILED_POLLS: Counter[str] = Counter()
 """Client-side failures of polls (timeouts, dropped connections, errors), by exception type."""
+
+BATCH_EVENTS: dict[int, float] = {}
+"""Many-runs triggers: when the event carrying each run came (its trigger's one event)."""
+
+STREAMED_PLANS: dict[str, Any] = {}
+STREAMED_SYNCS: dict[str, int] = {}
+STREAMED_STATES: dict[str, Any] = {}
+"""Streamed runs (see ``watch_all``): each one's poll plan, sync and poll state (where the task's first
+look left the polls), as their lines came."""
+
+PLANS: dict[str, Any] = {}
+"""Poll plans handed to triggers (``given``), and whether a trigger did not take them (``unsupported``)."""
 
 WATCH_ENDS: dict[int, float] = {}
 """With ``--observe-watches``: epoch seconds when each run's wait loop returned (it saw the run end)."""
@@ -139,30 +159,69 @@ def outcome_of(payload: dict[str, Any]) -> str:
     return "completed" if (payload.get("summary") or {}).get("outcome") == "succeeded" else "ended"
 
 
-def ours(poll_interval: float) -> Waiter:
-    from airflow_provider_census.hooks.census import CensusHook
+def plan_kwargs(trigger_class: type, name: str, value: Any) -> dict[str, Any]:
+    """``{name: value}`` when there is a value and the trigger takes it, else nothing (see :data:`PLANS`)."""
+    if not value:
+        return {}
+    takes = any(
+        name in inspect.signature(cls.__init__).parameters for cls in trigger_class.__mro__ if "__init__" in vars(cls)
+    )
+    if not takes:
+        PLANS["unsupported"] = True
+        return {}
+    PLANS["given"] = PLANS.get("given", 0) + 1
+    return {name: value}
+
+
+def ours(
+    poll_interval: float,
+    plans: dict[str, Any] | None = None,
+    sync_ids: dict[str, int] | None = None,
+    states: dict[str, Any] | None = None,
+) -> Waiter:
+    """One ``CensusSyncRunTrigger`` per run; with ``plans``, each run's poll plan (JSON) as its
+    ``poll_plan``; with ``states``, each run's ``poll_state`` (the task's first look)."""
+    from airflow_provider_census.hooks.census_async import CensusAsyncHook
     from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 
-    count_failures(CensusHook, "aget_sync_run")  # the trigger logs a failed poll and polls again
+    count_failures(CensusAsyncHook, "aget_sync_run")  # the trigger logs a failed poll and polls again
 
     async def wait(run_id: int) -> str:
-        trigger = CensusSyncRunTrigger(run_id, census_conn_id=CONN_ID, poll_interval=poll_interval)
+        plan = plan_kwargs(CensusSyncRunTrigger, "poll_plan", (plans or {}).get(str(run_id)))
+        sync_id = (sync_ids or {}).get(str(run_id))
+        poll_state = (states or {}).get(str(run_id))
+        trigger = CensusSyncRunTrigger(
+            run_id, sync_id=sync_id, census_conn_id=CONN_ID, poll_interval=poll_interval, poll_state=poll_state, **plan
+        )
         return outcome_of(await first_event(trigger.run()))
 
     return wait
 
 
-def many(poll_interval: float) -> BatchWaiter:
-    """One ``CensusSyncRunsTrigger`` over every run, as the many-syncs operator defers to it."""
-    from airflow_provider_census.hooks.census import CensusHook
+def many(poll_interval: float, runs_per_trigger: int | None = None, plans: dict[str, Any] | None = None) -> BatchWaiter:
+    """``CensusSyncRunsTrigger``s over every run, as many-syncs operators defer to them: one over all
+    the runs, or one per ``runs_per_trigger`` runs (all in this loop); with ``plans``, their ``poll_plans``."""
+    from airflow_provider_census.hooks.census_async import CensusAsyncHook
     from airflow_provider_census.triggers.census import CensusSyncRunsTrigger
 
-    count_failures(CensusHook, "aget_sync_run")
+    count_failures(CensusAsyncHook, "aget_sync_run")
+
+    async def one_trigger(run_ids: list[int]) -> dict[int, str]:
+        given = {str(run_id): (plans or {})[str(run_id)] for run_id in run_ids if str(run_id) in (plans or {})}
+        plan = plan_kwargs(CensusSyncRunsTrigger, "poll_plans", given)
+        trigger = CensusSyncRunsTrigger(run_ids, census_conn_id=CONN_ID, poll_interval=poll_interval, **plan)
+        payload = await first_event(trigger.run())
+        at = time.time()
+        BATCH_EVENTS.update({run_id: at for run_id in run_ids})
+        return {int(run["sync_run_id"]): outcome_of(run) for run in payload["runs"]}
 
     async def wait_all(run_ids: list[int]) -> dict[int, str]:
-        trigger = CensusSyncRunsTrigger(run_ids, census_conn_id=CONN_ID, poll_interval=poll_interval)
-        payload = await first_event(trigger.run())
-        return {int(run["sync_run_id"]): outcome_of(run) for run in payload["runs"]}
+        size = runs_per_trigger or len(run_ids)
+        chunks = [run_ids[i : i + size] for i in range(0, len(run_ids), size)]
+        outcomes: dict[int, str] = {}
+        for found in await asyncio.gather(*(one_trigger(chunk) for chunk in chunks)):
+            outcomes.update(found)
+        return outcomes
 
     return wait_all
 
@@ -276,12 +335,19 @@ def one_by_one(wait: Waiter) -> BatchWaiter:
 
 
 async def watch_all(
-    wait: Waiter | None, runs: list[int], rss_at: float, batch: BatchWaiter | None = None
+    wait: Waiter | None,
+    runs: list[int],
+    rss_at: float,
+    batch: BatchWaiter | None = None,
+    deadline: float | None = None,
+    stream: bool = False,
 ) -> dict[str, Any]:
     """Every wait at once in this loop; the time and verdict of each event, and memory at ``rss_at``.
 
-    ``batch`` (the many-runs trigger) waits for all the runs at once instead: its one event
-    gives every run the same event time.
+    ``batch`` (many-runs triggers) waits for all the runs at once instead: each run's event time
+    is that of its trigger's one event. At ``deadline`` (epoch seconds) the waits still going are
+    cancelled: their runs get no event (lost), and ``cut`` says how many. With ``stream`` (ours
+    only), ``runs`` starts empty and each run comes on its own line of stdin, its wait started at once.
     """
     events: dict[str, list[Any]] = {}
     memory: dict[str, int] = {}
@@ -295,20 +361,47 @@ async def watch_all(
         assert batch is not None
         outcomes = await batch(runs)
         at = time.time()
-        events.update({str(run_id): [at, outcome] for run_id, outcome in outcomes.items()})
+        events.update({str(run_id): [BATCH_EVENTS.get(run_id, at), outcome] for run_id, outcome in outcomes.items()})
 
     async def sample_memory() -> None:
         await asyncio.sleep(max(0.0, rss_at - time.time()))
         memory["rss_during"] = rss()
 
+    async def streamed() -> None:
+        """Start each wait as its line comes (``{"run": id, "sync_id": ..., "plan": ...}``), until ``{"end": true}``."""
+        loop = asyncio.get_running_loop()
+        started: list[asyncio.Future[None]] = []
+        while True:
+            line = json.loads(await loop.run_in_executor(None, sys.stdin.readline) or '{"end": true}')
+            if line.get("end"):
+                break
+            run_id = int(line["run"])
+            runs.append(run_id)
+            STREAMED_PLANS.update({str(run_id): line["plan"]} if line.get("plan") else {})
+            STREAMED_SYNCS.update({str(run_id): line["sync_id"]} if line.get("sync_id") else {})
+            STREAMED_STATES.update({str(run_id): line["poll_state"]} if line.get("poll_state") else {})
+            started.append(asyncio.ensure_future(one(run_id)))
+        await asyncio.gather(*started)
+
     sampler = asyncio.ensure_future(sample_memory())
-    if batch is not None:
-        await together()
+    if stream:
+        waits = asyncio.ensure_future(streamed())
+    elif batch is not None:
+        waits = asyncio.ensure_future(together())
     else:
-        await asyncio.gather(*(one(run_id) for run_id in runs))
+        waits = asyncio.ensure_future(asyncio.gather(*(one(run_id) for run_id in runs)))
+    timeout = None if deadline is None else max(0.0, deadline - time.time())
+    done, _ = await asyncio.wait([waits], timeout=timeout)
+    cut = 0
+    if not done:
+        waits.cancel()
+        await asyncio.gather(waits, return_exceptions=True)
+        cut = len(runs) - len(events)
+    else:
+        waits.result()
     if not sampler.done():  # every wait ended before the sample: there is nothing to measure
         sampler.cancel()
-    return {"events": events, **memory}
+    return {"events": events, "cut_at_deadline": cut, "runs": len(runs), **memory}
 
 
 def waiters(kind: str, poll_interval: float) -> tuple[Waiter | None, BatchWaiter, Floor | None]:
@@ -323,8 +416,28 @@ def waiters(kind: str, poll_interval: float) -> tuple[Waiter | None, BatchWaiter
     return make(poll_interval), one_by_one(make(0.01)), None
 
 
+def measured_waiters(
+    kind: str, poll_interval: float, order: dict[str, Any], runs_per_trigger: int | None, wait: Waiter | None
+) -> tuple[Waiter | None, BatchWaiter | None]:
+    """The waiters of the measured part: with the order's poll plans (and the runs' syncs) for ours and many."""
+    plans, sync_ids = order.get("plans"), order.get("sync_ids")
+    states = None
+    if order.get("stream"):
+        plans, sync_ids, states = STREAMED_PLANS, STREAMED_SYNCS, STREAMED_STATES
+    if kind == "many":
+        return None, many(poll_interval, runs_per_trigger, plans)
+    if kind == "ours" and (plans is not None or sync_ids is not None):
+        return ours(poll_interval, plans, sync_ids, states), None
+    return wait, None
+
+
 async def main_async(
-    channel: IO[str], kind: str, poll_interval: float, warm_run: int, profile: str | None
+    channel: IO[str],
+    kind: str,
+    poll_interval: float,
+    warm_run: int,
+    profile: str | None,
+    runs_per_trigger: int | None = None,
 ) -> dict[str, Any]:
     wait, warm, floor = waiters(kind, poll_interval)
     # Warm up the whole code path (lazy imports, first session, connection parsing) on a run
@@ -332,8 +445,11 @@ async def main_async(
     await warm([warm_run])
     FAILED_POLLS.clear()
     WATCH_ENDS.clear()
+    BATCH_EVENTS.clear()
+    PLANS.clear()
     print(json.dumps({"ready": os.getpid()}), file=channel, flush=True)
     order = json.loads(await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
+    wait, batch = measured_waiters(kind, poll_interval, order, runs_per_trigger, wait)
     gc.collect()
     rss_before = rss()
     await asyncio.sleep(max(0.0, order["start_at"] - time.time()))
@@ -341,8 +457,8 @@ async def main_async(
     cpu_start, wall_start = time.process_time(), time.time()
     if profiler:
         profiler.enable()
-    batch = many(poll_interval) if kind == "many" else None
-    result = await watch_all(wait, order["runs"], order["rss_at"], batch)
+    runs = [] if order.get("stream") else order["runs"]
+    result = await watch_all(wait, runs, order["rss_at"], batch, order.get("deadline"), bool(order.get("stream")))
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -353,12 +469,13 @@ async def main_async(
     return {
         "kind": kind,
         "pid": os.getpid(),
-        "triggers": len(order["runs"]),
+        "triggers": result["runs"],
         "cpu_seconds": cpu,
         "wall_seconds": wall,
         "rss_before": rss_before,
         "failed_polls": dict(FAILED_POLLS),
         "watch_ends": {str(run_id): at for run_id, at in WATCH_ENDS.items()},
+        "plans": dict(PLANS),
         **result,
     }
 
@@ -378,6 +495,9 @@ def main() -> int:
     parser.add_argument("--profile", help="write cProfile stats of the measured part to this file")
     parser.add_argument("--slot-seconds", type=float, help="ours: the triggers' wake-up slot instead of 0.25 s")
     parser.add_argument(
+        "--runs-per-trigger", type=int, help="many: one CensusSyncRunsTrigger per this many runs (default: one for all)"
+    )
+    parser.add_argument(
         "--observe-watches", action="store_true", help="ours, many: report when each run's wait loop saw it end"
     )
     args = parser.parse_args()
@@ -388,7 +508,9 @@ def main() -> int:
 
         watch_module.POLL_SLOT_SECONDS = args.slot_seconds
     channel = protocol_channel()
-    result = asyncio.run(main_async(channel, args.kind, args.poll_interval, args.warm_run, args.profile))
+    result = asyncio.run(
+        main_async(channel, args.kind, args.poll_interval, args.warm_run, args.profile, args.runs_per_trigger)
+    )
     print(json.dumps(result), file=channel, flush=True)
     return 0
 

@@ -73,6 +73,8 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "region": "us",
         "group_id": "projected_sickle",
         "base_url": "https://census-proxy.example.com/api/v2",
+        "max_requests_per_second": "25",
+        "request_budget": "learn",
     },
 }
 

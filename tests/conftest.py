@@ -66,7 +66,7 @@ def forget_routes_learnt_by_the_test() -> Iterator[None]:
     routes.forget()
 
 
-QUICK_BUDGET = BudgetRules(recovery=1.0, floor=20.0)
+QUICK_BUDGET = BudgetRules(regrow_seconds=1.0, floor=20.0)
 """The request budget's reactions for tests that inject 429s into a run's reads to test the wait's
 rules, polling many times a second: the budget still learns and pauses for ``Retry-After``, but
 recovers within a second and never slows a token below 20 requests a second (its production floor,

@@ -31,8 +31,10 @@ def sent_at(budget: Budget, *moments: float) -> Budget:
 
 
 def ten_a_second() -> Budget:
-    """A budget that sent ten requests in its first second and met a 429 right after, Retry-After 2."""
+    """A budget that sent ten requests in its first second; Census let six through, then answered 429, Retry-After 2."""
     busy = sent_at(Budget(), *(i / 10 for i in range(10)))
+    for moment in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
+        busy = busy.on_ok(moment + 0.05, sent_at=moment)
     return busy.on_limited(1.0, 2.0, sent_at=0.9)
 
 
@@ -68,12 +70,30 @@ def test_paced_requests_keep_a_headroom_so_jitter_cannot_bunch_one_too_many_into
     assert budget.next_slot(0.0) == pytest.approx(4 * 1.1 / 4)  # the fifth: 1.1 s after the first
 
 
-def test_a_429_halves_the_rate_requests_went_at_and_pauses_everyone() -> None:
+def test_a_429_sets_the_rate_to_what_census_let_through_in_the_second_before_and_pauses_everyone() -> None:
     budget = ten_a_second()
-    assert budget.rate == 5.0
+    assert (budget.rate, budget.admitted) == (6.0, 6)
     assert (budget.limited_at, budget.paused_until) == (1.0, 3.0)
     assert budget.next_slot(1.5) == 3.0
     assert budget.next_slot(3.0) == 3.0
+
+
+def test_answers_that_come_after_the_429_to_requests_of_the_second_before_raise_its_lesson() -> None:
+    """A 429 can come back before the answers to requests sent just ahead of it: they still count."""
+    budget = ten_a_second().on_ok(1.2, sent_at=0.6).on_ok(1.3, sent_at=0.7)
+    assert (budget.rate, budget.admitted) == (8.0, 8)
+    assert budget.on_ok(1.4, sent_at=1.1).rate == 8.0  # a request sent after the 429: not of its second
+
+
+def test_answers_are_counted_by_when_their_request_went_for_two_windows() -> None:
+    budget = Budget()
+    for moment in (0.5, 0.55, 0.9, 1.5, 2.4):
+        budget = budget.on_ok(moment + 3.0, sent_at=moment)
+    assert budget.let_through(0.5, 1.0) == 3
+    assert budget.let_through(1.0, 2.3) == 1
+    later = budget.on_ok(10.0, sent_at=3.0)
+    assert later.let_through(0.5, 1.0) == 0  # more than two windows older than the newest: dropped
+    assert later.let_through(1.5, 3.1) == 3
 
 
 def test_retry_after_is_honoured_once_for_everyone() -> None:
@@ -95,12 +115,24 @@ def test_retry_after_pauses_up_to_the_cap_of_a_wait(retry_after: float | None, p
     assert BudgetRules().max_pause == MAX_RETRY_AFTER_SECONDS
 
 
+def hundred_a_second(rules: BudgetRules | None = None, let_through: int = 0) -> Budget:
+    """A budget that sent 100 requests in its first second, ``let_through`` of them answered without a 429."""
+    budget = sent_at(Budget(rules or BudgetRules()), *(i / 100 for i in range(100)))
+    for i in range(let_through):
+        budget = budget.on_ok(0.99, sent_at=i / 100)
+    return budget
+
+
 @pytest.mark.parametrize(
     ("budget", "expected_rate"),
     [
         (Budget(), 0.2),  # nothing counted yet: the floor
-        (sent_at(Budget(), *(i / 100 for i in range(100))), 50.0),  # half of 100 a second
-        (sent_at(Budget(BudgetRules(cap=20.0)), *(i / 100 for i in range(100))), 10.0),  # half of what the cap let go
+        (hundred_a_second(let_through=30), 30.0),  # what Census let through, however many went
+        (hundred_a_second(), 0.2),  # none let through, no rate known: the floor
+        (hundred_a_second(BudgetRules(cap=20.0)), 10.0),  # a rate known (the cap): at most halved
+        (hundred_a_second(BudgetRules(cap=20.0), let_through=15), 15.0),
+        (replace(hundred_a_second(let_through=30), learned=40.0), 30.0),
+        (replace(hundred_a_second(let_through=5), learned=40.0), 20.0),  # few counted: half the rate known
         (sent_at(Budget(BudgetRules(floor=3.0)), 0.0), 3.0),
     ],
 )
@@ -108,21 +140,23 @@ def test_the_rate_after_a_429(budget: Budget, expected_rate: float) -> None:
     assert budget.on_limited(1.0, None, sent_at=0.0).rate == pytest.approx(expected_rate)
 
 
-def test_answers_grow_the_rate_back_slowly_then_lift_it() -> None:
-    budget = ten_a_second()  # 5 a second from 3.0, when the pause ends
-    assert budget.on_ok(2.0) is budget  # no growth during the pause
-    grown = budget.on_ok(13.0)
-    assert grown.rate == pytest.approx(5.0 + 0.02 * 5.0 * 10)  # 2% of the 429's rate per second
-    assert grown.on_ok(52.0).rate == pytest.approx(5.0 + 0.02 * 5.0 * 49)
-    lifted = grown.on_ok(53.0)  # twice the 429's rate: the limit no longer binds
-    assert (lifted.rate, lifted.learned, lifted.limited_rate) == (None, None, None)
-    assert Budget().on_ok(5.0) == Budget()
+def test_the_rate_stays_near_the_lesson_then_regrows_along_a_cube_and_is_lifted_when_nothing_waits() -> None:
+    budget = ten_a_second()  # 6 a second; the pause ends at 3.0
+    assert budget.on_ok(2.0, sent_at=1.5).rate == 6.0  # no growth during the pause
+    assert budget.on_ok(63.0, sent_at=62.0).rate == pytest.approx(6.0 * 1.008)  # a fifth of 300 s: +0.8 %
+    assert budget.on_ok(153.0, sent_at=152.0).rate == pytest.approx(6.0 * 1.125)  # half: +12.5 %
+    held = budget.on_ok(303.0, sent_at=302.0, held=True)
+    assert held.rate == pytest.approx(12.0)  # doubled, but requests wait: kept, or they would all go at once
+    assert held.on_ok(400.0, sent_at=399.0, held=True).rate == pytest.approx(12.0)
+    lifted = held.on_ok(304.0, sent_at=303.0)
+    assert (lifted.rate, lifted.learned, lifted.lesson) == (None, None, None)
+    assert Budget().on_ok(5.0, sent_at=4.0).learned is None
 
 
 def test_a_cap_bounds_what_was_learned() -> None:
     capped = replace(ten_a_second(), rules=BudgetRules(cap=2.0))
     assert capped.rate == 2.0
-    assert replace(capped, rules=BudgetRules(cap=8.0)).rate == 5.0
+    assert replace(capped, rules=BudgetRules(cap=8.0)).rate == 6.0
 
 
 @pytest.mark.parametrize(
@@ -132,7 +166,7 @@ def test_a_cap_bounds_what_was_learned() -> None:
         {"cap": -1.0},
         {"decrease": 1.0},
         {"decrease": 0.0},
-        {"recovery": 0.0},
+        {"regrow_seconds": 0.0},
         {"release": 1.0},
         {"floor": 0.0},
         {"max_pause": -1.0},
@@ -268,7 +302,7 @@ def test_the_way_out_of_a_slot_reports_a_429(raised: Exception, learned: bool) -
 def test_answers_grow_the_gate_back() -> None:
     clock = StandingClock()
     gate = paused_gate(clock)
-    clock.now = 100.0
+    clock.now = 400.0  # the rate doubled (300 s after the pause), and nothing waits
     with gate.slot() as slot:
         slot.answered(200)
         slot.answered(429)  # one answer per request: the first one counts
@@ -312,5 +346,5 @@ def test_the_gate_learns_census_limit_from_the_emulator() -> None:
                 slot.answered(response.status_code, float(response.headers.get("Retry-After", 0)))
             statuses.append(response.status_code)
         assert statuses.count(429) == emulator.rate_limited >= 1
-        assert gate.budget.rate is not None
+        assert gate.budget.lesson == 5.0  # one by one: the five Census let through before its 429
         assert gate.budget.paused_until > gate.budget.limited_at  # Retry-After was honoured

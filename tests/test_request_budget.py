@@ -166,7 +166,7 @@ async def test_a_429_to_one_wait_holds_every_wait_on_the_token(
         gate = only_gate()
         assert gate.budget.rate is None
         census_emulator.fail_next("429", count=1, method="GET", path_prefix=f"/sync_runs/{runs[0]}", retry_after=3)
-        await wait_until(lambda: gate.budget.limited_rate is not None)
+        await wait_until(lambda: gate.budget.lesson is not None)
         await wait_until(lambda: gate.waiting >= WAITS - 1 or time.monotonic() >= gate.budget.paused_until)
         held = gate.waiting
         refused = [request for request in census_emulator.requests if request.status == 429]
@@ -187,8 +187,7 @@ async def test_after_the_first_429s_every_wait_keeps_to_the_limit_census_taught(
         gate = only_gate()
 
         def learned() -> bool:
-            rate, paused_until = gate.budget.rate, gate.budget.paused_until
-            return rate is not None and rate <= census_rate_limit and time.monotonic() > paused_until
+            return gate.budget.lesson is not None and time.monotonic() > gate.budget.paused_until
 
         await wait_until(learned)
         refused, seen = census_emulator.rate_limited, len(census_emulator.requests)
@@ -312,7 +311,7 @@ def test_a_trigger_refused_with_429_is_resent_through_the_gate_and_starts_one_ru
     assert [post.status for post in census_emulator.requests_for("POST", trigger)] == [429, 200]
     assert [found["id"] for found in census_emulator.runs_of(sync_id)] == [run]
     gate = only_gate()
-    assert gate.budget.limited_rate is not None
+    assert gate.budget.lesson is not None
     assert gate.taken_after_waiting == 1  # the resent trigger waited its turn
 
 
@@ -339,7 +338,7 @@ async def test_two_tokens_have_budgets_of_their_own_and_neither_is_ever_shown(
     limited, free = gates[budget_gate.token_fingerprint(first)], gates[budget_gate.token_fingerprint(second)]
     assert len(gates) == 2
     assert limited.key.base_url == free.key.base_url == base_url
-    assert limited.budget.limited_rate is not None
+    assert limited.budget.lesson is not None
     assert free.budget.rate is None
     assert (free.taken_at_once, free.taken_after_waiting) == (10, 0)
     shown = [caplog.text, str(refused.value), repr(refused.value)]

@@ -226,20 +226,21 @@ class BudgetGate:
             after = self._budget
         if after is not before:
             log.warning(
-                "Census at %s answered 429: requests of this process on that token now go at most "
-                "%.2f per second, after a pause of %.1f s",
+                "Census at %s answered 429, having let %d requests through in the second before: requests of "
+                "this process on that token now go at most %.2f per second, after a pause of %.1f s",
                 self.key,
+                after.admitted,
                 after.rate or 0.0,
                 max(0.0, after.paused_until - after.limited_at),
             )
 
-    def _ok(self) -> None:
+    def _ok(self, sent_at: float) -> None:
         with self._lock:
             before = self._budget
-            self._budget = before.on_ok(self._clock())
+            self._budget = before.on_ok(self._clock(), sent_at, held=bool(self._queue))
             released = before.learned is not None and self._budget.learned is None
         if released:
-            log.info("Census at %s: no 429 for a while; the learned request limit is lifted", self.key)
+            log.info("Census at %s: the rate doubled without a 429 and nothing waits; its limit is lifted", self.key)
 
 
 class Slot:
@@ -263,7 +264,7 @@ class Slot:
         if status == 429:
             self.gate._limited(retry_after, self.sent_at)
         elif status < 500:
-            self.gate._ok()
+            self.gate._ok(self.sent_at)
 
     def _close(self, exc: BaseException | None) -> None:
         if isinstance(exc, CensusRateLimitError):

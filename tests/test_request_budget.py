@@ -203,7 +203,7 @@ async def test_after_the_first_429s_every_wait_keeps_to_the_limit_census_taught(
 
 
 def test_each_request_takes_its_place_in_line(census_emulator: CensusEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Triggers, cancels and a run's final read are urgent; a trigger's look before, and polls, routine."""
+    """Triggers, the looks at the sync's runs before them, cancels and a run's final read are urgent; polls routine."""
     connect(monkeypatch, census_emulator)
     taken: list[Priority] = []
     slot = BudgetGate.slot
@@ -230,7 +230,7 @@ def test_each_request_takes_its_place_in_line(census_emulator: CensusEmulator, m
     routine, urgent = Priority.ROUTINE, Priority.URGENT
     read, cancel = f"GET /sync_runs/{run}", f"POST /sync_runs/{run}/cancel"
     assert list(zip(paths_of(census_emulator), taken, strict=True)) == [
-        (f"GET /syncs/{sync_id}/sync_runs", routine),
+        (f"GET /syncs/{sync_id}/sync_runs", urgent),
         (f"POST /syncs/{sync_id}/trigger", urgent),
         (read, routine),
         (read, urgent),

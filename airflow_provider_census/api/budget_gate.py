@@ -19,11 +19,11 @@ Where it is wired: the transports' one-method seam, ``CensusClient._send`` and
 connection's extras choose it (``ClientSettings.request_budget``: ``learn`` or ``off``, no gate
 at all; ``ClientSettings.request_cap``, an explicit cap). A request's priority comes with it
 (``Request.priority``, from its endpoint): URGENT for a trigger and a cancel, and for a run's
-final read when its caller asks (``CensusHook.get_sync_run(..., urgent=True)`` and
-``aget_sync_run``); ROUTINE for every other read, the polls above all. A 429 retried by the
-retry policy goes back through the gate, which holds it until the pause it set for everyone
-ends; the policy does not wait for the ``Retry-After`` a second time (``RetryPolicy.retrying(...,
-paced=True)``).
+final read and a task's look at a sync's runs before it triggers, when its caller asks
+(``CensusHook.get_sync_run(..., urgent=True)``, ``aget_sync_run``, ``list_sync_runs``); ROUTINE
+for every other read, the polls above all. A 429 retried by the retry policy goes back through
+the gate, which holds it until the pause it set for everyone ends; the policy does not wait for
+the ``Retry-After`` a second time (``RetryPolicy.retrying(..., paced=True)``).
 """
 
 from __future__ import annotations

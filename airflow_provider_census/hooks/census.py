@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_census.api import endpoints as ep
 from airflow_provider_census.api import inputs, run_read
+from airflow_provider_census.api.budget import Priority
 from airflow_provider_census.api.errors import CensusError, CensusInputError
 from airflow_provider_census.api.inputs import PageQuery, census_id
 from airflow_provider_census.api.retry import RetryPolicy
@@ -352,11 +353,11 @@ class CensusHook(CatalogCalls, Provider21HookMethods, BaseHook):
         return await self._async.aget_sync_run(sync_run_id, sync_id=sync_id, urgent=urgent)
 
     def list_sync_runs(
-        self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
+        self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc", *, urgent: bool = False
     ) -> Page[SyncRun]:
-        return self.run(
-            ep.LIST_SYNC_RUNS, params=PageQuery(page, per_page, order).params(), sync_id=census_id(sync_id, "sync_id")
-        )
+        """A page of the sync's runs; ``urgent`` when a task waits on it to trigger (ahead of routine polls)."""
+        query, priority = PageQuery(page, per_page, order).params(), Priority.URGENT if urgent else None
+        return self.run(ep.LIST_SYNC_RUNS, params=query, sync_id=census_id(sync_id, "sync_id"), priority=priority)
 
     async def alist_sync_runs(
         self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"

@@ -68,12 +68,14 @@ class TriggeringHook(Protocol):
     def runs_listed(self) -> bool: ...
 
     def list_sync_runs(
-        self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc"
+        self, sync_id: int | str, page: int = 1, per_page: int = 25, order: str = "desc", *, urgent: bool = False
     ) -> Page[SyncRun]: ...
 
 
 def recent_runs_if_listed(hook: TriggeringHook, sync_id: int, purpose: str, per_page: int = 1) -> list[SyncRun] | None:
     """The sync's newest runs (newest first), or None when this Census does not list a sync's runs.
+
+    A task waits on this look to trigger, so it goes ahead of routine polls at the request budget.
 
     A V2 Census may not serve the run list (its reference does not document it); a 404 there
     cannot tell a missing route from a missing sync, so the caller goes on without the look,
@@ -81,7 +83,7 @@ def recent_runs_if_listed(hook: TriggeringHook, sync_id: int, purpose: str, per_
     """
     if hook.runs_listed():
         try:
-            return list(hook.list_sync_runs(sync_id, page=1, per_page=per_page, order="desc").items)
+            return list(hook.list_sync_runs(sync_id, page=1, per_page=per_page, order="desc", urgent=True).items)
         except CensusNotFoundError as exc:
             if not run_read.is_route_404(exc):
                 raise
@@ -195,7 +197,7 @@ def _run_started_after(
             if time.monotonic() + gap > deadline:
                 return None
             time.sleep(gap)
-        recent = hook.list_sync_runs(sync_id, per_page=10, order="desc").items
+        recent = hook.list_sync_runs(sync_id, per_page=10, order="desc", urgent=True).items
         candidates = [run.id for run in recent if run.id > baseline and _created_since(run, sent_at)]
         if candidates:
             return min(candidates)

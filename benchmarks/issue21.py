@@ -42,6 +42,8 @@ from run import (
     table,
 )
 
+from airflow_provider_census.testing.ratelimit import busiest_window
+
 LEARN = {"request_budget": "learn"}
 OFF = {"request_budget": "off"}
 RATE_LIMITED = "rate_limit"  # the request log's fault for a request the emulator's limit refused
@@ -104,17 +106,6 @@ def run_gets(log: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
         if item["method"] == "GET" and item["path"].startswith(prefix) and tail.isdigit():
             found[int(tail)].append(item)
     return found
-
-
-def busiest_window(moments: Sequence[float], seconds: float = 1.0) -> int:
-    """The most moments in any window of ``seconds`` (half-open, as the emulator's limit counts)."""
-    ordered = sorted(moments)
-    busiest, first = 0, 0
-    for last, moment in enumerate(ordered):
-        while ordered[first] <= moment - seconds:
-            first += 1
-        busiest = max(busiest, last - first + 1)
-    return busiest
 
 
 def windows_over(moments: Sequence[float], limit: int, start: float) -> list[int]:

@@ -90,7 +90,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
@@ -110,7 +110,7 @@ from airflow_provider_census.operators.census import CensusTriggerSyncOperator, 
 from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RecordedRequest, RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.airflow_runs import dag_bundle_folder, parse_dag_file, task_states, xcom
+from tests.airflow_runs import FAILURES, dag_bundle_folder, one_try_dag, parse_built_dag, task_states, xcom
 from tests.task_context import FakeTaskInstance, context_for, only_event
 
 POLL = 0.05
@@ -192,12 +192,6 @@ TASK_CLASSES: dict[str, type] = {
     "sensor": CensusSyncRunSensor,
     "syncs": CensusTriggerSyncsOperator,
 }
-FAILURES: dict[str, BaseException | None] = {}
-"""The exception each failed task reported to its ``on_failure_callback`` under ``dag.test()``."""
-
-
-def _record_failure(context: Any) -> None:
-    FAILURES[context["ti"].task_id] = context.get("exception")
 
 
 def task_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -207,31 +201,11 @@ def task_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
     return arguments
 
 
-def build_rule_dag(dag_id: str, task: str, kwargs: dict[str, Any]) -> Any:
+def build_rule_dag(dag_id: str, *, task: str, kwargs: dict[str, Any]) -> Any:
     """The DAG the DAG file builds: the one task under test, never retried."""
-    try:
-        from airflow.sdk import DAG
-    except ImportError:  # Airflow 2
-        from airflow import DAG  # type: ignore[assignment]
-
-    with DAG(
-        dag_id=dag_id,
-        start_date=datetime(2025, 1, 1),
-        schedule=None,
-        catchup=False,
-        default_args={"retries": 0, "on_failure_callback": _record_failure},
-    ) as dag:
+    with one_try_dag(dag_id) as dag:
         TASK_CLASSES[task](task_id=TASK_ID, **task_arguments(kwargs))
     return dag
-
-
-# Airflow parses a file only if it names both "airflow" and "dag".
-DAG_FILE = """\
-# An Airflow DAG file written by tests/test_rules_every_driver.py.
-from tests.test_rules_every_driver import build_rule_dag
-
-dag = build_rule_dag({dag_id!r}, {task!r}, {kwargs!r})
-"""
 
 
 def rebuilt(trigger: Any) -> Any:
@@ -433,8 +407,7 @@ class Cell:
         self.request.getfixturevalue("airflow_db")
         folder = dag_bundle_folder(self.request.getfixturevalue("tmp_path"), BUNDLE, self.monkeypatch)
         dag_id = "rules_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", self.request.node.name).strip("_")
-        source = DAG_FILE.format(dag_id=dag_id, task=self.task, kwargs=kwargs)
-        dag = parse_dag_file(folder / f"{dag_id}.py", source, dag_id)
+        dag = parse_built_dag(folder, build_rule_dag, dag_id, task=self.task, kwargs=kwargs)
         FAILURES.clear()
         if kill_when is None:
             dag_run = dag_test(dag)

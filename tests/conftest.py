@@ -6,6 +6,7 @@ pytest plugin, loaded here as its users load it (it is opt-in).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import re
@@ -148,15 +149,18 @@ def dag_test_naps_briefly() -> Iterator[None]:
     waits for its next poke, however soon it is due, a second at a time. Here that sleep is
     :data:`DAG_TEST_NAP`; every other ``time.sleep`` sleeps as asked.
     """
-    try:
-        from airflow.sdk.definitions.dag import DAG
-    except ImportError:  # Airflow 2
-        from airflow.models.dag import DAG  # type: ignore[assignment]
-    dag_test = inspect.unwrap(DAG.test).__code__
+    dag_tests = set()
+    for module_name in ("airflow.sdk.definitions.dag", "airflow.models.dag"):  # where DAG.test is, by version
+        try:
+            dag_class = importlib.import_module(module_name).DAG
+        except (ImportError, AttributeError):
+            continue
+        if hasattr(dag_class, "test"):
+            dag_tests.add(inspect.unwrap(dag_class.test).__code__)
     sleep = time.sleep
 
     def napping(seconds: float) -> None:
-        sleep(DAG_TEST_NAP if sys._getframe(1).f_code is dag_test else seconds)
+        sleep(DAG_TEST_NAP if sys._getframe(1).f_code in dag_tests else seconds)
 
     time.sleep = napping
     yield

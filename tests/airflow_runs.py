@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,52 @@ def parse_dag_file(path: Path, source: str, dag_id: str) -> Any:
     dag = bag.get_dag(dag_id)
     assert dag is not None, f"{path} defines no DAG {dag_id}"
     return dag
+
+
+FAILURES: dict[str, BaseException | None] = {}
+"""The exception each failed task of a :func:`one_try_dag` reported to its ``on_failure_callback``
+(``dag.test()`` runs it in this process); a test clears it before its run."""
+
+
+def record_failure(context: Any) -> None:
+    FAILURES[context["ti"].task_id] = context.get("exception")
+
+
+def one_try_dag(dag_id: str) -> Any:
+    """A DAG for ``dag.test()``: never scheduled, its tasks never retried, each failure kept in :data:`FAILURES`.
+
+    Use it as any DAG: ``with one_try_dag(dag_id) as dag:``, the tasks inside.
+    """
+    try:
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2
+        from airflow import DAG  # type: ignore[assignment]
+
+    return DAG(
+        dag_id=dag_id,
+        start_date=datetime(2025, 1, 1),
+        schedule=None,
+        catchup=False,
+        default_args={"retries": 0, "on_failure_callback": record_failure},
+    )
+
+
+# Airflow parses a file only if it names both "airflow" and "dag".
+BUILT_DAG_FILE = """\
+# An Airflow DAG file written by {module}.
+from {module} import {builder}
+
+dag = {builder}({dag_id!r}, **{kwargs!r})
+"""
+
+
+def parse_built_dag(folder: Path, builder: Callable[..., Any], dag_id: str, **kwargs: Any) -> Any:
+    """Write a DAG file whose DAG is ``builder(dag_id, **kwargs)`` and parse it as Airflow does: the DAG.
+
+    ``builder`` is a function of a test module (which the file imports), ``kwargs`` plain values.
+    """
+    source = BUILT_DAG_FILE.format(module=builder.__module__, builder=builder.__name__, dag_id=dag_id, kwargs=kwargs)
+    return parse_dag_file(folder / f"{dag_id}.py", source, dag_id)
 
 
 def example_dag(dag_id: str) -> Any:

@@ -6,11 +6,14 @@ pytest plugin, loaded here as its users load it (it is opt-in).
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,3 +137,31 @@ def hook(census_conn: CensusEmulator) -> CensusHook:
 def airflow_db() -> None:
     """A migrated SQLite metadata database in this run's AIRFLOW_HOME, made once per session."""
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+
+
+DAG_TEST_NAP = 0.05
+"""How long ``dag.test()`` sleeps, in tests, when no task of its run is ready (see :func:`dag_test_naps_briefly`)."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def dag_test_naps_briefly() -> Iterator[None]:
+    """``dag.test()`` sleeps a whole second whenever no task is ready to run: a sensor in reschedule mode
+    waits for its next poke, however soon it is due, a second at a time. Here that sleep is
+    :data:`DAG_TEST_NAP`; every other ``time.sleep`` sleeps as asked.
+    """
+    dag_tests = set()
+    for module_name in ("airflow.sdk.definitions.dag", "airflow.models.dag"):  # where DAG.test is, by version
+        try:
+            dag_class = importlib.import_module(module_name).DAG
+        except (ImportError, AttributeError):
+            continue
+        if hasattr(dag_class, "test"):
+            dag_tests.add(inspect.unwrap(dag_class.test).__code__)
+    sleep = time.sleep
+
+    def napping(seconds: float) -> None:
+        sleep(DAG_TEST_NAP if sys._getframe(1).f_code in dag_tests else seconds)
+
+    time.sleep = napping
+    yield
+    time.sleep = sleep

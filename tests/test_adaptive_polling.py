@@ -153,8 +153,14 @@ except ImportError:
 from airflow_provider_census.operators.census import CensusTriggerSyncOperator
 
 with DAG("{dag_id}", start_date=datetime(2024, 1, 1), schedule=None):
-    CensusTriggerSyncOperator(task_id="sync", sync_id={sync_id}, poll_interval=4.0, deferrable={deferrable})
+    CensusTriggerSyncOperator(task_id="sync", sync_id={sync_id}, poll_interval={poll_interval}, deferrable={deferrable})
 """
+
+
+RUN_SECONDS = 5.0
+POLL_INTERVAL = 2.5
+"""The shortest run and interval that still get a plan: its window's polls are at least 1 s apart
+(``MIN_WINDOW_GAP_SECONDS``) and at most half an interval, or the plan is not worth making."""
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
@@ -167,14 +173,14 @@ def test_a_run_with_history_is_waited_for_on_its_plan_through_airflow(
     capsys: pytest.CaptureFixture[str],
     deferrable: bool,
 ) -> None:
-    """A sync whose runs take about 8 s, polled every 4 s at most: the plan spends its polls where runs end."""
-    model = DurationModel(median=8.0, spread=0.05, seed=3, queued_seconds=0.2)
+    """A sync whose runs take about 5 s, polled every 2.5 s at most: the plan spends its polls where runs end."""
+    model = DurationModel(median=RUN_SECONDS, spread=0.05, seed=3, queued_seconds=0.2)
     sync_id = census_conn.add_sync(RunScript(outcome="completed"))
     census_conn.add_history(sync_id, model.sample(12))
     census_conn.script_durations(sync_id, model)
     dags = dag_bundle_folder(tmp_path, "census-adaptive", monkeypatch)
     dag_id = f"census_adaptive_{'deferred' if deferrable else 'worker'}"
-    source = DAG_FILE.format(dag_id=dag_id, sync_id=sync_id, deferrable=deferrable)
+    source = DAG_FILE.format(dag_id=dag_id, sync_id=sync_id, poll_interval=POLL_INTERVAL, deferrable=deferrable)
     with caplog.at_level("INFO"):
         dag_run = parse_dag_file(dags / f"{dag_id}.py", source, dag_id).test()
     assert task_states(dag_run) == {("sync", -1): "success"}
@@ -184,7 +190,7 @@ def test_a_run_with_history_is_waited_for_on_its_plan_through_airflow(
     reads = census_conn.reads_of(run["id"])
     schedule = schedule_for(
         [r for r in CensusHook().list_sync_runs(sync_id, per_page=20).items if r.id != run["id"]],
-        4.0,
+        POLL_INTERVAL,
         reads[0].started_at,
     )
     assert schedule is not None

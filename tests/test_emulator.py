@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from airflow_provider_census.testing import CensusEmulator, FaultProfile, RecordedRequest, RunScript
+from tests import emulator_cli
 
 pytest_plugins = ["pytester"]
 
@@ -755,14 +756,7 @@ def test_request_log(http: requests.Session, emu: CensusEmulator) -> None:
 
 
 def test_command_line_serves_until_terminated() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_census.testing", "--port", "0", "--token", "cli-token",
-         "--latency", "0.05"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=TESTING_DIR.parents[1],
-    )  # fmt: skip
+    process = emulator_cli.serve("--token", "cli-token", "--latency", "0.05")
     try:
         assert process.stdout is not None
         base_url = process.stdout.readline().strip()
@@ -772,59 +766,33 @@ def test_command_line_serves_until_terminated() -> None:
         assert response.status_code == 200
         assert response.json()["data"]["id"] == 60
     finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
+        emulator_cli.stop(process)
 
 
 def test_command_line_control_channel_scripts_runs_and_hands_out_the_request_log() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_census.testing", "--port", "0", "--token", "cli-token", "--control"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=TESTING_DIR.parents[1],
-    )  # fmt: skip
-    assert process.stdin is not None and process.stdout is not None
-    stdin, stdout = process.stdin, process.stdout
-
-    def command(call: dict[str, object]) -> dict[str, Any]:
-        stdin.write(json.dumps(call) + "\n")
-        stdin.flush()
-        return dict(json.loads(stdout.readline()))
-
-    try:
-        base_url = stdout.readline().strip()
-        stdout.readline()  # the token line
+    with emulator_cli.controlled("--token", "cli-token") as emulator:
+        assert emulator.token == "cli-token"
         before = time.time()
-        started = command({"call": "start_run", "script": {"advance": "time", "working_seconds": 5}})
+        started = emulator.command({"call": "start_run", "script": {"advance": "time", "working_seconds": 5}})
         assert before + 4 < started["ends_at"] < time.time() + 6
         response = requests.get(
-            f"{base_url}/sync_runs/{started['run_id']}", headers={"Authorization": "Bearer cli-token"}, timeout=5
+            f"{emulator.base_url}/sync_runs/{started['run_id']}",
+            headers={"Authorization": "Bearer cli-token"},
+            timeout=5,
         )
         assert response.json()["data"]["status"] in ("queued", "working")
-        assert command({"call": "run", "run_id": started["run_id"]})["run"]["id"] == started["run_id"]
-        logged = command({"call": "requests"})["requests"]
+        assert emulator.command({"call": "run", "run_id": started["run_id"]})["run"]["id"] == started["run_id"]
+        logged = emulator.command({"call": "requests"})["requests"]
         assert [(r["method"], r["path"], r["status"]) for r in logged] == [
             ("GET", f"/api/v1/sync_runs/{started['run_id']}", 200)
         ]
         assert before <= logged[0]["started_at"] <= logged[0]["finished_at"] <= time.time()
-        assert "known 'call'" in command({"call": "teapot"})["error"]
-        assert "start_run" in command({"call": "start_run", "script": {"outcome": "nonsense"}})["error"]
-    finally:
-        stdin.close()  # the emulator stops when its commands end
-        assert process.wait(timeout=10) == 0
+        assert "known 'call'" in emulator.command({"call": "teapot"})["error"]
+        assert "start_run" in emulator.command({"call": "start_run", "script": {"outcome": "nonsense"}})["error"]
 
 
 def test_command_line_rejects_unknown_fault_kinds() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_census.testing", "--port", "0", "--fault-rate", "0.5",
-         "--faults", "teapot"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=TESTING_DIR.parents[1],
-    )  # fmt: skip
+    result = emulator_cli.refusal("--fault-rate", "0.5", "--faults", "teapot")
     assert result.returncode == 2
     assert "teapot" in result.stderr
 

@@ -8,12 +8,8 @@ accepted).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +17,10 @@ import requests
 
 from airflow_provider_census.testing import CensusEmulator
 from airflow_provider_census.testing.ratelimit import RateLimit, busiest_window
+from tests import emulator_cli
 
 pytest_plugins = ["pytester"]
 
-REPOSITORY = Path(__file__).resolve().parents[1]
 ENOUGH = 500
 """Requests sent at once until one is refused: far more than any limit a test sets gets through in a second."""
 
@@ -141,49 +137,24 @@ def test_busiest_second_is_what_the_client_sent() -> None:
 
 
 def test_command_line_rate_limit_and_history_runs() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_census.testing", "--port", "0", "--rate-limit", "2", "--control"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPOSITORY,
-    )
-    assert process.stdin is not None and process.stdout is not None
-    stdin, stdout = process.stdin, process.stdout
-
-    def command(call: dict[str, object]) -> dict[str, Any]:
-        stdin.write(json.dumps(call) + "\n")
-        stdin.flush()
-        return dict(json.loads(stdout.readline()))
-
-    try:
-        base_url = stdout.readline().strip()
-        headers = {"Authorization": f"Bearer {stdout.readline().strip().removeprefix('token: ')}"}
+    with emulator_cli.controlled("--rate-limit", "2") as emulator:
+        headers = {"Authorization": f"Bearer {emulator.token}"}
         model = {"median": 30.0, "spread": 0.1, "seed": 3}
-        sync_id = command({"call": "history_sync", "model": model, "history": 6})["sync_id"]
-        started = command({"call": "trigger", "sync_id": sync_id})
+        sync_id = emulator.command({"call": "history_sync", "model": model, "history": 6})["sync_id"]
+        started = emulator.command({"call": "trigger", "sync_id": sync_id})
         assert started["ends_at"] > time.time()
         with requests.Session() as session:
-            statuses = [session.get(f"{base_url}/syncs/{sync_id}/sync_runs", headers=headers, timeout=10)
+            statuses = [session.get(f"{emulator.base_url}/syncs/{sync_id}/sync_runs", headers=headers, timeout=10)
                         for _ in range(ENOUGH)]  # fmt: skip
             listed = statuses[0].json()["data"]
         assert listed[0]["id"] == started["run_id"]
         assert [run["status"] for run in listed[1:]] == ["completed"] * 6
-        assert command({"call": "requests"})["rate_limited"] == sum(r.status_code == 429 for r in statuses) >= 1
-    finally:
-        stdin.close()
-        assert process.wait(timeout=10) == 0
+        refused = sum(response.status_code == 429 for response in statuses)
+        assert emulator.command({"call": "requests"})["rate_limited"] == refused >= 1
 
 
 def test_command_line_refuses_a_limit_below_one() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_census.testing", "--port", "0", "--rate-limit", "0"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPOSITORY,
-    )
+    result = emulator_cli.refusal("--rate-limit", "0")
     assert result.returncode == 2
     assert "--rate-limit" in result.stderr
 

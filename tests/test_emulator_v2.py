@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from airflow_provider_census.testing import DEFAULT_GROUP_ID, DEFAULT_PAT, CensusEmulator, FaultProfile, RunScript
+from tests import emulator_cli
 
 pytest_plugins = ["pytester"]
 
@@ -22,7 +19,6 @@ GROUP = "projected_sickle"
 BRAZE = "glimmering_donkey"
 BARE_404 = {"status": 404}
 FAST = RunScript(queued_polls=0, working_polls=0)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -591,26 +587,8 @@ def test_census_conn_skips_a_version_the_emulator_does_not_serve(pytester: pytes
 # -- the command line --------------------------------------------------------------------------
 
 
-def _serve(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_census.testing", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    """Stop the emulator and hand back what it printed on stderr."""
-    process.terminate()
-    _, stderr = process.communicate(timeout=10)
-    assert process.returncode == 0
-    return stderr
-
-
 def test_command_line_serves_both_versions_with_their_tokens() -> None:
-    process = _serve("--token", "cli-key", "--pat", "cli-pat", "--group-id", "cli_group")
+    process = emulator_cli.serve("--token", "cli-key", "--pat", "cli-pat", "--group-id", "cli_group")
     assert process.stdout is not None
     base_url = process.stdout.readline().strip()
     assert process.stdout.readline().strip() == "token: cli-key"
@@ -624,7 +602,7 @@ def test_command_line_serves_both_versions_with_their_tokens() -> None:
         with session("cli-key") as http:
             assert http.get(base_url + "/syncs/60", timeout=5).status_code == 200
     finally:
-        stderr = _stop(process)
+        stderr = emulator_cli.stop(process)
     assert f"API v1 at {base_url} (a workspace API key: cli-key)" in stderr
     assert f"API v2 at {v2_url} (an Activations personal access token: cli-pat, group_id: cli_group)" in stderr
 
@@ -633,7 +611,7 @@ def test_command_line_serves_both_versions_with_their_tokens() -> None:
     "flags", [["--api-version", "v2"], ["--api-version", "v2,"], ["--api-version", "v2", "--api-version", "v2"]]
 )
 def test_command_line_serves_only_the_versions_asked(flags: list[str]) -> None:
-    process = _serve("--pat", "cli-pat", *flags)
+    process = emulator_cli.serve("--pat", "cli-pat", *flags)
     assert process.stdout is not None
     base_url = process.stdout.readline().strip()
     assert process.stdout.readline().strip() == "token: cli-pat"
@@ -643,50 +621,27 @@ def test_command_line_serves_only_the_versions_asked(flags: list[str]) -> None:
             assert http.get(base_url + "/syncs/60", timeout=5).status_code == 200
             assert http.get(base_url.removesuffix("/api/v2") + "/api/v1/syncs/60", timeout=5).status_code == 404
     finally:
-        stderr = _stop(process)
+        stderr = emulator_cli.stop(process)
     assert "API v1" not in stderr
 
 
 def test_command_line_takes_a_comma_list_and_refuses_unknown_versions() -> None:
-    process = _serve("--api-version", "v2,v1")
+    process = emulator_cli.serve("--api-version", "v2,v1")
     assert process.stdout is not None
     try:
         assert process.stdout.readline().strip().endswith("/api/v1")
     finally:
-        stderr = _stop(process)
+        stderr = emulator_cli.stop(process)
     assert "API v2 at" in stderr
-    refused = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_census.testing", "--port", "0", "--api-version", "v3"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
+    refused = emulator_cli.refusal("--api-version", "v3")
     assert refused.returncode == 2
     assert "v3" in refused.stderr
 
 
 def test_command_line_control_channel_logs_the_version() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_census.testing", "--port", "0", "--pat", "cli-pat", "--control"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    )
-    assert process.stdin is not None and process.stdout is not None
-    try:
-        base_url = process.stdout.readline().strip()
-        process.stdout.readline()  # the token line: nothing else precedes the answers
-        v2_url = base_url.removesuffix("/api/v1") + "/api/v2"
+    with emulator_cli.controlled("--pat", "cli-pat") as emulator:
+        v2_url = emulator.base_url.removesuffix("/api/v1") + "/api/v2"
         with session("cli-pat") as http:
             assert http.get(v2_url + "/sync_runs/94", timeout=5).status_code == 200
-        process.stdin.write(json.dumps({"call": "requests"}) + "\n")
-        process.stdin.flush()
-        logged = json.loads(process.stdout.readline())["requests"]
+        logged = emulator.command({"call": "requests"})["requests"]
         assert [(r["api_version"], r["api_path"], r["status"]) for r in logged] == [("v2", "/sync_runs/94", 200)]
-    finally:
-        process.stdin.close()
-        assert process.wait(timeout=10) == 0

@@ -90,7 +90,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -109,7 +110,7 @@ from airflow_provider_census.operators.census import CensusTriggerSyncOperator, 
 from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RecordedRequest, RunScript
 from airflow_provider_census.version_compat import AIRFLOW_V_3_3_PLUS
-from tests.airflow_runs import dag_bundle_folder, parse_dag_file, task_states, xcom
+from tests.airflow_runs import FAILURES, dag_bundle_folder, one_try_dag, parse_built_dag, task_states, xcom
 from tests.task_context import FakeTaskInstance, context_for, only_event
 
 POLL = 0.05
@@ -191,12 +192,6 @@ TASK_CLASSES: dict[str, type] = {
     "sensor": CensusSyncRunSensor,
     "syncs": CensusTriggerSyncsOperator,
 }
-FAILURES: dict[str, BaseException | None] = {}
-"""The exception each failed task reported to its ``on_failure_callback`` under ``dag.test()``."""
-
-
-def _record_failure(context: Any) -> None:
-    FAILURES[context["ti"].task_id] = context.get("exception")
 
 
 def task_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -206,31 +201,11 @@ def task_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
     return arguments
 
 
-def build_rule_dag(dag_id: str, task: str, kwargs: dict[str, Any]) -> Any:
+def build_rule_dag(dag_id: str, *, task: str, kwargs: dict[str, Any]) -> Any:
     """The DAG the DAG file builds: the one task under test, never retried."""
-    try:
-        from airflow.sdk import DAG
-    except ImportError:  # Airflow 2
-        from airflow import DAG  # type: ignore[assignment]
-
-    with DAG(
-        dag_id=dag_id,
-        start_date=datetime(2025, 1, 1),
-        schedule=None,
-        catchup=False,
-        default_args={"retries": 0, "on_failure_callback": _record_failure},
-    ) as dag:
+    with one_try_dag(dag_id) as dag:
         TASK_CLASSES[task](task_id=TASK_ID, **task_arguments(kwargs))
     return dag
-
-
-# Airflow parses a file only if it names both "airflow" and "dag".
-DAG_FILE = """\
-# An Airflow DAG file written by tests/test_rules_every_driver.py.
-from tests.test_rules_every_driver import build_rule_dag
-
-dag = build_rule_dag({dag_id!r}, {task!r}, {kwargs!r})
-"""
 
 
 def rebuilt(trigger: Any) -> Any:
@@ -278,37 +253,74 @@ async def kill_in_triggerer(trigger: Any, condition: Callable[[], bool]) -> None
     await trigger.on_kill()
 
 
+def in_the_metadata_database(frame: FrameType | None) -> bool:
+    """Whether the code at ``frame`` runs inside a call to SQLAlchemy (a query of the metadata database)."""
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith("sqlalchemy"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextmanager
 def sigterm_when(condition: Callable[[], bool]) -> Iterator[None]:
     """Send this process's main thread SIGTERM once ``condition`` holds, as Airflow's supervisor kills a task.
 
     Airflow's task runner handles it with the task's ``on_kill``. Until it installs its handler,
     a SIGTERM would be caught here, and fail the test, instead of ending pytest.
+
+    The kill reaches the task's handler outside the metadata database (in its wait: a request to
+    Census, its sleep between polls, its own code), never inside a SQLAlchemy call such as the
+    XCom a sensor pushes at every poke: a SIGTERM that lands there is let pass and sent again
+    10 ms later. Airflow 2.11's handler raises ``AirflowTaskTerminated`` (a ``BaseException``)
+    where the signal lands; inside a query, SQLAlchemy drops the SQLite connection while the
+    statement it ran is still referenced by the exception's traceback, so the connection keeps
+    its lock on the database file, and Airflow's own write of the task's failure then waits out
+    SQLite's busy timeout and fails the cell with "database is locked" (a task process of its
+    own would lose that lock with the process; here the test shares it).
     """
     stray: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stray.append(signum))
-    sent, done = threading.Event(), threading.Event()
+    install = signal.signal
+    delivered, done = threading.Event(), threading.Event()
+
+    def caught_here(signum: int, frame: FrameType | None) -> None:
+        stray.append(signum)
+        delivered.set()
+
+    def guarded(handler: Callable[[int, FrameType | None], Any]) -> Callable[[int, FrameType | None], Any]:
+        def on_sigterm(signum: int, frame: FrameType | None) -> Any:
+            if in_the_metadata_database(frame):
+                return None  # the killer sends it again
+            delivered.set()
+            return handler(signum, frame)
+
+        return on_sigterm
+
+    def installing(signum: int, handler: Any) -> Any:
+        return install(signum, guarded(handler) if signum == signal.SIGTERM and callable(handler) else handler)
+
+    previous = install(signal.SIGTERM, caught_here)
     main = threading.main_thread().ident
     assert main is not None
 
     def kill() -> None:
         give_up_at = time.monotonic() + GIVE_UP_SECONDS
-        while not done.is_set() and time.monotonic() < give_up_at:
+        while not done.is_set() and not delivered.is_set() and time.monotonic() < give_up_at:
             if condition():
-                sent.set()
                 signal.pthread_kill(main, signal.SIGTERM)
-                return
             time.sleep(0.01)
 
     killer = threading.Thread(target=kill, name="sigterm-once", daemon=True)
+    signal.signal = installing  # type: ignore[assignment]
     killer.start()
     try:
         yield
     finally:
         done.set()
         killer.join()
-        signal.signal(signal.SIGTERM, previous)
-    assert sent.is_set(), "the task ended before it was killed"
+        signal.signal = install
+        install(signal.SIGTERM, previous)
+    assert delivered.is_set(), "the task ended before it was killed"
     assert not stray, "the kill came while no task ran"
 
 
@@ -395,8 +407,7 @@ class Cell:
         self.request.getfixturevalue("airflow_db")
         folder = dag_bundle_folder(self.request.getfixturevalue("tmp_path"), BUNDLE, self.monkeypatch)
         dag_id = "rules_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", self.request.node.name).strip("_")
-        source = DAG_FILE.format(dag_id=dag_id, task=self.task, kwargs=kwargs)
-        dag = parse_dag_file(folder / f"{dag_id}.py", source, dag_id)
+        dag = parse_built_dag(folder, build_rule_dag, dag_id, task=self.task, kwargs=kwargs)
         FAILURES.clear()
         if kill_when is None:
             dag_run = dag_test(dag)

@@ -33,7 +33,7 @@ from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RunScript
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger
 from airflow_provider_census.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_3_PLUS
-from tests.airflow_runs import dag_bundle_folder, task_states, xcom
+from tests.airflow_runs import FAILURES, dag_bundle_folder, one_try_dag, parse_built_dag, task_states, xcom
 
 pytestmark = pytest.mark.smoke
 
@@ -60,30 +60,10 @@ MODES = [pytest.param(False, id="poll"), pytest.param(True, id="deferrable")]
 # process sets it; the in-process runner of dag.test() does not); 2.11 and 3.3 pass it.
 CALLBACKS_GET_EXCEPTION = AIRFLOW_V_3_3_PLUS or not AIRFLOW_V_3_0_PLUS
 
-# What each failed task of the DAG under test reported to its on_failure_callback.
-FAILURES: dict[str, BaseException | None] = {}
-
-
-def _record_failure(context: Any) -> None:
-    FAILURES[context["ti"].task_id] = context.get("exception")
-
 
 def build_smoke_dag(dag_id: str, *, sync_id: int, sensor_sync_id: int, deferrable: bool) -> Any:
     """The DAG the smoke DAG file builds; its tasks poll every 0.1 s and never retry."""
-    from datetime import datetime
-
-    try:
-        from airflow.sdk import DAG
-    except ImportError:  # Airflow 2
-        from airflow import DAG  # type: ignore[assignment]
-
-    with DAG(
-        dag_id=dag_id,
-        start_date=datetime(2025, 1, 1),
-        schedule=None,
-        catchup=False,
-        default_args={"retries": 0, "on_failure_callback": _record_failure},
-    ) as dag:
+    with one_try_dag(dag_id) as dag:
         CensusTriggerSyncOperator(task_id="sync", sync_id=sync_id, deferrable=deferrable, poll_interval=0.1)
         trigger = CensusTriggerSyncOperator(task_id="trigger", sync_id=sensor_sync_id, wait_for_completion=False)
         wait = CensusSyncRunSensor(
@@ -96,15 +76,6 @@ def build_smoke_dag(dag_id: str, *, sync_id: int, sensor_sync_id: int, deferrabl
         )
         trigger >> wait
     return dag
-
-
-# Airflow parses a file only if it names both "airflow" and "dag".
-DAG_FILE = """\
-# An Airflow DAG file written by tests/test_smoke.py.
-from tests.test_smoke import build_smoke_dag
-
-dag = build_smoke_dag({dag_id!r}, sync_id={sync_id}, sensor_sync_id={sensor_sync_id}, deferrable={deferrable})
-"""
 
 
 @pytest.fixture
@@ -144,18 +115,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
 
 def run_smoke_dag(folder: Path, dag_id: str, **params: Any) -> Any:
     """Write the DAG file, parse it as Airflow does, and run the DAG with ``dag.test()``."""
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 2 to 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
-
-    path = folder / f"{dag_id}.py"
-    path.write_text(DAG_FILE.format(dag_id=dag_id, **params))
-    bag = DagBag(dag_folder=str(path))
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag(dag_id)
-    assert dag is not None, f"{path} defines no DAG {dag_id}"
-    return dag.test()
+    return parse_built_dag(folder, build_smoke_dag, dag_id, **params).test()
 
 
 def scripted_syncs(emulator: CensusEmulator, outcome: Literal["completed", "failed"]) -> tuple[int, int]:

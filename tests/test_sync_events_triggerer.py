@@ -23,6 +23,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,13 @@ def census_api_version(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def census_conn_id() -> str:
-    """A connection of each test's own: each test's emulator has the same sync ids, the database lasts the session."""
-    return f"census_watch_{next(CONNECTIONS)}"
+    """A connection of each test's own: each test's emulator has the same sync ids, and the database lasts the
+    session (and outlasts it where AIRFLOW_HOME is kept: the names are new in every session)."""
+    return f"census_watch_{SESSION}_{next(CONNECTIONS)}"
 
 
 CONNECTIONS = itertools.count(1)
+SESSION = uuid.uuid4().hex[:8]
 
 
 def write_to_db(folder: Path) -> None:

@@ -126,9 +126,9 @@ def hundred_a_second(rules: BudgetRules | None = None, let_through: int = 0) -> 
 @pytest.mark.parametrize(
     ("budget", "expected_rate"),
     [
-        (Budget(), 0.2),  # nothing counted yet: the floor
+        (Budget(), 0.2),  # nothing sent, nothing let through: the floor
         (hundred_a_second(let_through=30), 30.0),  # what Census let through, however many went
-        (hundred_a_second(), 0.2),  # none let through, no rate known: the floor
+        (hundred_a_second(), 50.0),  # none let through: this 429 measured nothing, half of what went
         (hundred_a_second(BudgetRules(cap=20.0)), 10.0),  # a rate known (the cap): at most halved
         (hundred_a_second(BudgetRules(cap=20.0), let_through=15), 15.0),
         (replace(hundred_a_second(let_through=30), learned=40.0), 30.0),
@@ -137,18 +137,28 @@ def hundred_a_second(rules: BudgetRules | None = None, let_through: int = 0) -> 
     ],
 )
 def test_the_rate_after_a_429(budget: Budget, expected_rate: float) -> None:
-    assert budget.on_limited(1.0, None, sent_at=0.0).rate == pytest.approx(expected_rate)
+    assert budget.on_limited(1.0, None, sent_at=0.99).rate == pytest.approx(expected_rate)
+
+
+def test_what_was_let_through_is_counted_in_the_second_before_the_refused_request_went() -> None:
+    """Not before the 429 came back: a busy event loop may read it seconds after its request went."""
+    budget = hundred_a_second(let_through=30)
+    assert budget.on_limited(5.0, None, sent_at=0.99).rate == 30.0
+    later = sent_at(budget, 4.8, 4.9).on_limited(5.0, None, sent_at=4.9)
+    assert later.rate == 1.0  # none let through in the second before 4.9: half of the two that went
 
 
 def test_the_rate_stays_near_the_lesson_then_regrows_along_a_cube_and_is_lifted_when_nothing_waits() -> None:
+    """While requests wait, a doubled rate starts a new curve from where it is: it keeps growing, never lets go."""
     budget = ten_a_second()  # 6 a second; the pause ends at 3.0
     assert budget.on_ok(2.0, sent_at=1.5).rate == 6.0  # no growth during the pause
     assert budget.on_ok(63.0, sent_at=62.0).rate == pytest.approx(6.0 * 1.008)  # a fifth of 300 s: +0.8 %
     assert budget.on_ok(153.0, sent_at=152.0).rate == pytest.approx(6.0 * 1.125)  # half: +12.5 %
     held = budget.on_ok(303.0, sent_at=302.0, held=True)
     assert held.rate == pytest.approx(12.0)  # doubled, but requests wait: kept, or they would all go at once
-    assert held.on_ok(400.0, sent_at=399.0, held=True).rate == pytest.approx(12.0)
-    lifted = held.on_ok(304.0, sent_at=303.0)
+    assert held.on_ok(400.0, sent_at=399.0, held=True).rate == pytest.approx(12.0 * (1 + (97 / 300) ** 3))
+    assert held.on_ok(304.0, sent_at=303.0).rate == pytest.approx(12.0, rel=1e-6)  # its new curve: flat at first
+    lifted = held.on_ok(604.0, sent_at=603.0)  # doubled again, and nothing waits
     assert (lifted.rate, lifted.learned, lifted.lesson) == (None, None, None)
     assert Budget().on_ok(5.0, sent_at=4.0).learned is None
 

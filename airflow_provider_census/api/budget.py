@@ -10,20 +10,22 @@ It learns Census's limit the way TCP learns a path's capacity, as CUBIC does:
 - **No cap until Census answers 429.** A deployment that never meets a limit sends every request
   the moment it is asked for, exactly as without a budget.
 - **A 429 sets the rate for everyone on the token at once, to what Census let through**: the
-  requests sent in the second before it that Census answered without a 429 (counted as their
-  answers come in, also those that arrive after the 429). That is Census's limit, measured, so
-  the rate needs no guess and no second 429 to find it. A 429 meeting a rate already learned
-  cuts it to at most :attr:`BudgetRules.decrease` of it, even when few answers were counted.
+  requests sent in the second before the refused one went that Census answered without a 429
+  (counted as their answers come in, also those that arrive after the 429; by when they went,
+  not when they were answered, since a busy event loop may read an answer seconds late). That
+  is Census's limit, measured, so the rate needs no guess and no second 429 to find it. A 429
+  meeting a rate already learned, or one where nothing was let through (it measured nothing),
+  keeps at least :attr:`BudgetRules.decrease` of the rate that was going, as TCP halves.
   Everyone pauses until ``now + Retry-After`` (capped at :attr:`BudgetRules.max_pause`, as a
   wait caps it). It is honoured once: the other 429s of requests sent before that moment
   answer the same overload and change nothing.
 - **The rate stays there, then probes for more**: it grows as a cube of the time since the
   pause ended, ``rate * (1 + (t / regrow_seconds) ** 3)``: +0.8 % after a fifth of
-  :attr:`BudgetRules.regrow_seconds`, +12.5 % after half of it, twice the rate after all of it. So it
-  hardly overshoots a limit it measured, and still finds a limit that was raised. Once it
+  :attr:`BudgetRules.regrow_seconds`, +12.5 % after half of it, twice the rate after all of
+  it. So it hardly overshoots a limit it measured, and still finds a limit that was raised. Once it
   doubled (:attr:`BudgetRules.release`) while no request waits, the learned limit is forgotten:
   uncapped again, until the next 429. Forgetting it only when nothing waits means it never
-  lets a line of held requests go at once.
+  lets a line of held requests go at once; while they wait, the curve starts again from there.
 - **An explicit cap** (requests per second, from the connection) bounds the rate at all times,
   for teams that share a token and know their share.
 
@@ -45,9 +47,11 @@ from enum import IntEnum
 _NEVER = -math.inf
 WINDOW_SECONDS = 1.0
 """The sending rate a 429 cuts, and what Census let through before it, are counted over windows this long."""
-ANSWER_BUCKET_SECONDS = 0.1
-"""Answers are counted by when their request went, in buckets this long, kept for two windows."""
-_KEPT_BUCKETS = round(2 * WINDOW_SECONDS / ANSWER_BUCKET_SECONDS)
+BUCKET_SECONDS = 0.1
+"""Requests and answers are counted by when the request went, in buckets this long, kept for two windows."""
+_KEPT_BUCKETS = round(2 * WINDOW_SECONDS / BUCKET_SECONDS)
+Counts = tuple[tuple[int, int], ...]
+"""Requests counted by the bucket of the moment they went: (bucket, count), oldest first."""
 
 
 class Priority(IntEnum):
@@ -104,24 +108,26 @@ class Budget:
     """What the budget of one token knows; start with ``Budget()`` or ``Budget(BudgetRules(cap=...))``.
 
     ``learned`` is the rate Census taught (None: no 429 yet, or forgotten since); ``lesson`` the
-    rate set at the last 429, ``limited_at`` when, and ``admitted`` the answers without a 429 to
-    requests sent in the second before it. ``next_at`` is the earliest the next request may go
-    by the pacing, ``paused_until`` the end of a ``Retry-After``. Requests sent are counted per
-    window (``window_start``, ``window_sent``, ``previous_sent``); answers without a 429 by when
-    their request went (``answered``: bucket and count, the last two windows).
+    rate its curve starts from (set at the last 429), ``limited_at`` when that 429 came,
+    ``refused_sent_at`` when its request went, and ``admitted`` the answers without a 429 to
+    requests sent in the second before that. ``next_at`` is the earliest the next request may go
+    by the pacing, ``paused_until`` the end of a ``Retry-After``, ``regrow_from`` where the rate's
+    curve starts (the pause's end, or where it doubled while requests waited). Requests sent are counted by
+    when they went (``sent_counts``), and so are answers without a 429 (``answered``), each by
+    bucket, for the last two windows.
     """
 
     rules: BudgetRules = BudgetRules()
     learned: float | None = None
     lesson: float | None = None
     limited_at: float = _NEVER
+    refused_sent_at: float = _NEVER
     admitted: int = 0
     paused_until: float = _NEVER
+    regrow_from: float = _NEVER
     next_at: float = _NEVER
-    window_start: float = _NEVER
-    window_sent: int = 0
-    previous_sent: int = 0
-    answered: tuple[tuple[int, int], ...] = ()
+    sent_counts: Counts = ()
+    answered: Counts = ()
 
     @property
     def rate(self) -> float | None:
@@ -137,38 +143,42 @@ class Budget:
         """A request went at ``now``: the next waits its turn under the rate, and it is counted."""
         rate = self.rate
         next_at = _NEVER if rate is None else max(self.next_at, now) + (1.0 + self.rules.headroom) / rate
-        counted = self._rolled(now)
-        return replace(counted, next_at=next_at, window_sent=counted.window_sent + 1)
+        return replace(self, next_at=next_at, sent_counts=_counted(self.sent_counts, now))
 
-    def sending_rate(self, now: float) -> int:
-        """Requests sent in the last whole window, or in the current one if more: the rate a 429 answers."""
-        counted = self._rolled(now)
-        return max(counted.previous_sent, counted.window_sent)
+    def sending_rate(self, moment: float) -> int:
+        """Requests sent in the window up to ``moment`` (to the bucket): the rate a 429 answers."""
+        return _between(self.sent_counts, moment - WINDOW_SECONDS, moment)
 
     def let_through(self, start: float, end: float) -> int:
         """Answers without a 429 counted so far to requests sent from ``start`` to ``end`` (to the bucket)."""
-        first, last = _bucket(start), _bucket(end)
-        return sum(count for bucket, count in self.answered if first <= bucket <= last)
+        return _between(self.answered, start, end)
 
     def on_limited(self, now: float, retry_after: float | None, sent_at: float) -> Budget:
         """Census answered 429 at ``now`` to a request sent at ``sent_at``, asking for ``retry_after`` seconds.
 
         A request sent before the last 429 was acted on met the same overload: nothing changes.
-        Otherwise the rate becomes what Census let through in the second before, and everyone pauses.
+        Otherwise the rate becomes what Census let through in the second before that request
+        went, and everyone pauses. Where nothing was let through, or a rate was already known, a
+        429 may not measure the limit: the rate is then at least halved from what was going (as
+        TCP halves), so that it neither collapses nor keeps meeting 429s.
         """
         if sent_at < self.limited_at:
             return self
-        admitted = self.let_through(now - WINDOW_SECONDS, now)
-        known = self.rate
-        kept = self.rules.floor if known is None else self.rules.decrease * min(known, self.sending_rate(now))
-        lesson = max(self.rules.floor, kept, float(admitted))
+        admitted = self.let_through(sent_at - WINDOW_SECONDS, sent_at)
+        known, going = self.rate, self.sending_rate(sent_at)
+        halved = self.rules.decrease * (going if known is None else min(known, going))
+        measured = known is None and admitted > 0
+        lesson = max(self.rules.floor, float(admitted) if measured else max(float(admitted), halved))
+        paused_until = max(self.paused_until, now + min(retry_after or 0.0, self.rules.max_pause))
         return replace(
             self,
             learned=lesson,
             lesson=lesson,
             limited_at=now,
+            refused_sent_at=sent_at,
             admitted=admitted,
-            paused_until=max(self.paused_until, now + min(retry_after or 0.0, self.rules.max_pause)),
+            paused_until=paused_until,
+            regrow_from=paused_until,
         )
 
     def on_ok(self, now: float, sent_at: float, held: bool = False) -> Budget:
@@ -178,36 +188,34 @@ class Budget:
         lesson (Census let one more through); any answer grows the learned rate along its curve,
         and forgets it once it doubled while nothing waits.
         """
-        counted = self._answer_counted(sent_at)
+        counted = replace(self, answered=_counted(self.answered, sent_at))
         if counted.learned is None or counted.lesson is None:
             return counted
-        lesson, admitted = counted.lesson, counted.admitted
-        if counted.limited_at - WINDOW_SECONDS <= sent_at < counted.limited_at:
+        lesson, admitted, since = counted.lesson, counted.admitted, counted.regrow_from
+        if _bucket(counted.refused_sent_at - WINDOW_SECONDS) <= _bucket(sent_at) <= _bucket(counted.refused_sent_at):
             admitted += 1
             lesson = max(lesson, float(admitted))
-        regrown = max(0.0, now - counted.paused_until) / self.rules.regrow_seconds
-        learned = lesson * (1.0 + regrown**3)
-        if learned >= self.rules.release * lesson and not held:
-            return replace(counted, learned=None, lesson=None, admitted=0)
-        return replace(counted, learned=min(learned, self.rules.release * lesson), lesson=lesson, admitted=admitted)
-
-    def _answer_counted(self, sent_at: float) -> Budget:
-        """The answers with one more to a request sent at ``sent_at``; buckets older than two windows dropped."""
-        bucket = _bucket(sent_at)
-        counts = dict(self.answered)
-        counts[bucket] = counts.get(bucket, 0) + 1
-        newest = max(counts)
-        kept = tuple(sorted((b, c) for b, c in counts.items() if b > newest - _KEPT_BUCKETS))
-        return replace(self, answered=kept)
-
-    def _rolled(self, now: float) -> Budget:
-        """The counts with the window moved on to the one ``now`` falls in."""
-        elapsed = now - self.window_start
-        if elapsed < WINDOW_SECONDS:
-            return self
-        previous = self.window_sent if elapsed < 2 * WINDOW_SECONDS else 0
-        return replace(self, window_start=now, window_sent=0, previous_sent=previous)
+        learned = lesson * (1.0 + (max(0.0, now - since) / self.rules.regrow_seconds) ** 3)
+        if learned >= self.rules.release * lesson:
+            if not held:
+                return replace(counted, learned=None, lesson=None, admitted=0)
+            lesson, since = learned, now  # still held back, and no 429: the curve starts again from here
+        return replace(counted, learned=learned, lesson=lesson, admitted=admitted, regrow_from=since)
 
 
 def _bucket(moment: float) -> int:
-    return math.floor(moment / ANSWER_BUCKET_SECONDS)
+    return math.floor(moment / BUCKET_SECONDS)
+
+
+def _counted(counts: Counts, moment: float) -> Counts:
+    """``counts`` with one more at ``moment``; buckets two windows older than the newest dropped."""
+    tally = dict(counts)
+    bucket = _bucket(moment)
+    tally[bucket] = tally.get(bucket, 0) + 1
+    newest = max(tally)
+    return tuple(sorted((b, c) for b, c in tally.items() if b > newest - _KEPT_BUCKETS))
+
+
+def _between(counts: Counts, start: float, end: float) -> int:
+    first, last = _bucket(start), _bucket(end)
+    return sum(count for bucket, count in counts if first <= bucket <= last)

@@ -101,7 +101,7 @@ def test_retry_after_is_honoured_once_for_everyone() -> None:
     budget = ten_a_second()
     assert budget.on_limited(1.2, 60.0, sent_at=0.95) is budget
     again = budget.sent(3.0).on_limited(3.1, 1.0, sent_at=3.0)  # a request sent after it: a new overload
-    assert again.rate == pytest.approx(0.5)  # half of the one request a second that went since
+    assert again.rate == pytest.approx(3.0)  # half of the rate known
     assert again.paused_until == pytest.approx(4.1)
 
 
@@ -146,6 +146,15 @@ def test_what_was_let_through_is_counted_in_the_second_before_the_refused_reques
     assert budget.on_limited(5.0, None, sent_at=0.99).rate == 30.0
     later = sent_at(budget, 4.8, 4.9).on_limited(5.0, None, sent_at=4.9)
     assert later.rate == 1.0  # none let through in the second before 4.9: half of the two that went
+
+
+def test_a_429_just_after_the_pause_halves_the_rate_known_and_does_not_collapse_it() -> None:
+    """The first request after a pause meets a 429 (answers of the burst before still fill Census's second):
+    one request went in the second before it, none was let through; the rate halves, it does not drop to 0.5."""
+    learned = hundred_a_second(let_through=50).on_limited(1.0, 1.0, sent_at=0.99)
+    assert learned.rate == 50.0
+    again = learned.sent(2.0).on_limited(2.3, 1.0, sent_at=2.0)
+    assert again.rate == 25.0
 
 
 def test_the_rate_stays_near_the_lesson_then_regrows_along_a_cube_and_is_lifted_when_nothing_waits() -> None:

@@ -14,8 +14,9 @@ It learns Census's limit the way TCP learns a path's capacity, as CUBIC does:
   (counted as their answers come in, also those that arrive after the 429; by when they went,
   not when they were answered, since a busy event loop may read an answer seconds late). That
   is Census's limit, measured, so the rate needs no guess and no second 429 to find it. A 429
-  meeting a rate already learned, or one where nothing was let through (it measured nothing),
-  keeps at least :attr:`BudgetRules.decrease` of the rate that was going, as TCP halves.
+  meeting a rate already learned keeps at least :attr:`BudgetRules.decrease` of it, as TCP
+  halves (the requests of the second before may be few: the ones just after a pause); one
+  where nothing was let through (it measured nothing) keeps half of what was going.
   Everyone pauses until ``now + Retry-After`` (capped at :attr:`BudgetRules.max_pause`, as a
   wait caps it). It is honoured once: the other 429s of requests sent before that moment
   answer the same overload and change nothing.
@@ -158,15 +159,16 @@ class Budget:
 
         A request sent before the last 429 was acted on met the same overload: nothing changes.
         Otherwise the rate becomes what Census let through in the second before that request
-        went, and everyone pauses. Where nothing was let through, or a rate was already known, a
-        429 may not measure the limit: the rate is then at least halved from what was going (as
-        TCP halves), so that it neither collapses nor keeps meeting 429s.
+        went, and everyone pauses. Where a rate was already known, it is at least halved (as TCP
+        halves): just after a pause, the second before holds few requests, and a rate made of them
+        would collapse. Where nothing was let through, the 429 measured nothing: half of what was
+        going.
         """
         if sent_at < self.limited_at:
             return self
         admitted = self.let_through(sent_at - WINDOW_SECONDS, sent_at)
-        known, going = self.rate, self.sending_rate(sent_at)
-        halved = self.rules.decrease * (going if known is None else min(known, going))
+        known = self.rate
+        halved = self.rules.decrease * (self.sending_rate(sent_at) if known is None else known)
         measured = known is None and admitted > 0
         lesson = max(self.rules.floor, float(admitted) if measured else max(float(admitted), halved))
         paused_until = max(self.paused_until, now + min(retry_after or 0.0, self.rules.max_pause))

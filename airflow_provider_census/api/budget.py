@@ -23,8 +23,8 @@ It learns Census's limit the way TCP learns a path's capacity, as CUBIC does:
 - **The rate stays there, then probes for more**: it grows as a cube of the time since the
   pause ended, ``rate * (1 + (t / regrow_seconds) ** 3)``: +0.8 % after a fifth of
   :attr:`BudgetRules.regrow_seconds`, +12.5 % after half of it, twice the rate after all of
-  it. So it hardly overshoots a limit it measured, and still finds a limit that was raised. Once it
-  doubled (:attr:`BudgetRules.release`) while no request waits, the learned limit is forgotten:
+  it. So it hardly overshoots a limit it measured, and still finds a limit that was raised. Once
+  it doubled (:attr:`BudgetRules.release`) while no request waits, the learned limit is forgotten:
   uncapped again, until the next 429. Forgetting it only when nothing waits means it never
   lets a line of held requests go at once; while they wait, the curve starts again from there.
 - **An explicit cap** (requests per second, from the connection) bounds the rate at all times,
@@ -69,8 +69,8 @@ class BudgetRules:
     """How the budget reacts; rates in requests per second.
 
     :param cap: an explicit limit (None: only what Census teaches).
-    :param decrease: a 429 meeting a learned rate keeps at least this share of it (of the rate
-        requests went at, when lower), whatever few answers were counted before it.
+    :param decrease: a 429 meeting a learned rate keeps at least this share of it, whatever few
+        answers were counted before it; a 429 that measured nothing, this share of what went.
     :param regrow_seconds: after a 429 the rate doubles over this many seconds, along a cube
         (flat at first, steep at the end).
     :param release: the learned limit is forgotten once the rate grew to this many times the
@@ -113,9 +113,9 @@ class Budget:
     ``refused_sent_at`` when its request went, and ``admitted`` the answers without a 429 to
     requests sent in the second before that. ``next_at`` is the earliest the next request may go
     by the pacing, ``paused_until`` the end of a ``Retry-After``, ``regrow_from`` where the rate's
-    curve starts (the pause's end, or where it doubled while requests waited). Requests sent are counted by
-    when they went (``sent_counts``), and so are answers without a 429 (``answered``), each by
-    bucket, for the last two windows.
+    curve starts (the pause's end, or where it doubled while requests waited). Requests sent are
+    counted by when they went (``sent_counts``), and so are answers without a 429
+    (``answered``), each by bucket, for the last two windows.
     """
 
     rules: BudgetRules = BudgetRules()

@@ -1,4 +1,4 @@
-"""The request budget: the pure AIMD state table by table (api/budget.py), and its gate (api/budget_gate.py).
+"""The request budget: the pure state table by table (api/budget.py), and its gate (api/budget_gate.py).
 
 The gate's tests run on a clock of their own: it stands still while requests line up, then
 moves on, so the order in which they go is decided by the gate alone, whatever the machine's load.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
+import random
 import threading
 import time
 from dataclasses import replace
@@ -16,7 +18,7 @@ from dataclasses import replace
 import pytest
 import requests
 
-from airflow_provider_census.api.budget import Budget, BudgetRules, Priority
+from airflow_provider_census.api.budget import BUCKET_SECONDS, WINDOW_SECONDS, Budget, BudgetRules, Priority
 from airflow_provider_census.api.budget_gate import BudgetGate, GateKey, gate_for, token_fingerprint
 from airflow_provider_census.api.errors import CensusRateLimitError, CensusServerError
 from airflow_provider_census.core.wait import MAX_RETRY_AFTER_SECONDS
@@ -94,6 +96,22 @@ def test_answers_are_counted_by_when_their_request_went_for_two_windows() -> Non
     later = budget.on_ok(10.0, sent_at=3.0)
     assert later.let_through(0.5, 1.0) == 0  # more than two windows older than the newest: dropped
     assert later.let_through(1.5, 3.1) == 3
+
+
+@pytest.mark.parametrize("lateness", [0.0, 0.3, 2.5], ids=["in-order", "a-little-late", "some-too-late"])
+def test_answers_are_counted_as_a_tally_of_all_of_them_would(lateness: float) -> None:
+    """The tally takes shortcuts for answers in the newest bucket; in any order it counts as a full tally."""
+    chance = random.Random(21)
+    budget, moments = Budget(), []
+    for step in range(600):
+        moment = max(0.0, step * 0.01 - chance.uniform(0.0, lateness))
+        budget, moments = budget.on_ok(step * 0.01, sent_at=moment), [*moments, moment]
+        newest = max(math.floor(m / BUCKET_SECONDS) for m in moments)
+        kept = [m for m in moments if math.floor(m / BUCKET_SECONDS) > newest - 2 * WINDOW_SECONDS / BUCKET_SECONDS]
+        start = chance.uniform(0.0, step * 0.01)
+        first, last = math.floor(start / BUCKET_SECONDS), math.floor((start + 1.0) / BUCKET_SECONDS)
+        expected = sum(first <= math.floor(m / BUCKET_SECONDS) <= last for m in kept)
+        assert budget.let_through(start, start + 1.0) == expected
 
 
 def test_retry_after_is_honoured_once_for_everyone() -> None:

@@ -210,12 +210,23 @@ def _bucket(moment: float) -> int:
 
 
 def _counted(counts: Counts, moment: float) -> Counts:
-    """``counts`` with one more at ``moment``; buckets two windows older than the newest dropped."""
-    tally = dict(counts)
+    """``counts`` with one more at ``moment``; buckets two windows older than the newest dropped.
+
+    Every request and every answer is counted, limit or not, so the usual cases are kept cheap:
+    one more in the newest bucket, or a new newest bucket. An answer counted in an older bucket
+    (its request went a while ago) takes the general path; one older than the buckets kept is not counted.
+    """
     bucket = _bucket(moment)
+    newest = counts[-1][0] if counts else None
+    if bucket == newest:
+        return (*counts[:-1], (bucket, counts[-1][1] + 1))
+    if newest is None or bucket > newest:
+        return (*(kept for kept in counts if kept[0] > bucket - _KEPT_BUCKETS), (bucket, 1))
+    if bucket <= newest - _KEPT_BUCKETS:
+        return counts
+    tally = dict(counts)
     tally[bucket] = tally.get(bucket, 0) + 1
-    newest = max(tally)
-    return tuple(sorted((b, c) for b, c in tally.items() if b > newest - _KEPT_BUCKETS))
+    return tuple(sorted(tally.items()))
 
 
 def _between(counts: Counts, start: float, end: float) -> int:

@@ -55,7 +55,7 @@ def deprecations(make: Callable[[], Any]) -> tuple[Any, list[str]]:
 
 def census_sensor(sync_run_id: int | str, **kwargs: Any) -> CensusSensor:
     kwargs.setdefault("poke_interval", 0.02)
-    kwargs.setdefault("timeout", 10)
+    kwargs.setdefault("timeout", 60)  # a hang guard: the waits here end otherwise
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AirflowProviderDeprecationWarning)
         return CensusSensor(task_id="sensor", sync_run_id=sync_run_id, **kwargs)

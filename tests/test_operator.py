@@ -25,6 +25,7 @@ from airflow_provider_census.api.errors import (
 )
 from airflow_provider_census.core.steps import WaitState
 from airflow_provider_census.hooks.census import CensusHook
+from airflow_provider_census.operators.base import execution_timeout_margin
 from airflow_provider_census.operators.census import MAX_RETRIGGERS_AFTER_SKIPS, CensusTriggerSyncOperator
 from airflow_provider_census.testing import RUN_READS, CensusEmulator, RunScript
 from airflow_provider_census.triggers.census import CensusSyncRunTrigger
@@ -81,6 +82,17 @@ def test_deferral_hands_over_json_kwargs_and_no_timeout(census_conn: CensusEmula
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert kwargs["cancel_deadline"] == pytest.approx(time.time() + 600 - 30, abs=5)
     assert kwargs["wait_deadline"] == pytest.approx(time.time() + 60, abs=5)
+
+
+def test_the_run_is_canceled_a_tenth_of_execution_timeout_before_the_kill_and_at_most_30_s() -> None:
+    """The margin on its own: the cancel-deadline row of tests/test_rules_every_driver.py moves the deadline."""
+    assert [execution_timeout_margin(total) for total in (2.0, 60.0, 300.0, 600.0, 3600.0)] == [
+        0.2,
+        6.0,
+        30.0,
+        30.0,
+        30.0,
+    ]
 
 
 FAILURES: list[tuple[RunScript, type[CensusRunError]]] = [

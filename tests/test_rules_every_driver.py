@@ -106,6 +106,7 @@ from airflow_provider_census.api.errors import (
     CensusRunUnknownStateError,
     CensusSyncRunsFailedError,
 )
+from airflow_provider_census.operators import base as operators_base
 from airflow_provider_census.operators.census import CensusTriggerSyncOperator, CensusTriggerSyncsOperator
 from airflow_provider_census.sensors.census import CensusSyncRunSensor
 from airflow_provider_census.testing import CensusEmulator, RecordedRequest, RunScript
@@ -117,14 +118,30 @@ POLL = 0.05
 """Every driver's poll (or poke) interval."""
 WAIT_TIMEOUT = 0.3
 """``timeout`` of the wait-deadline row."""
-EXECUTION_TIMEOUT = 2.0
-"""``execution_timeout`` of the cancel-deadline row: the run is canceled 0.2 s before Airflow's kill."""
+EXECUTION_TIMEOUT = 60.0
+"""``execution_timeout`` of the cancel-deadline row for a task that owns the run: Airflow's kill comes this
+long after the task started, and :data:`CANCEL_AFTER` moves the cancel deadline to just after the start."""
+CANCEL_AFTER = 0.5
+"""When the cell's cancel deadline falls, in seconds after the task started, instead of a tenth of
+``execution_timeout`` before the kill (:func:`~airflow_provider_census.operators.base.execution_timeout_margin`,
+checked on its own in ``tests/test_operator.py``). The cancel then comes long before Airflow's kill however
+slow the machine: with the shipped margin only a short timeout keeps the cell quick, and a cancel due 0.2 s
+before a kill 2 s away raced the machine's speed."""
+SENSOR_EXECUTION_TIMEOUT = 1.0
+"""``execution_timeout`` of a sensor's cancel-deadline cell: Airflow's kill (poking) ends the wait at it."""
+SENSOR_OWN_TIMEOUT = 1.5
+"""``timeout`` of a sensor's cancel-deadline cell: its own timeout ends the wait, deferred (no kill there)."""
 SENSOR_TIMEOUT = 20.0
 """A sensor's ``timeout`` where the rule under test must end the wait first: a hang becomes a failure."""
-RUNS_ON_TIMEOUT = 1.5
-"""``timeout`` where, the rule being that nothing happens (no cancel), the wait must still end."""
-RULE_FIRST_TIMEOUT = 3.0
-"""``timeout`` where a rule must end the wait well before it (a sensor that breaks the rule then times out)."""
+RUNS_ON_TIMEOUT = 5.0
+"""``timeout`` where, the rule being that nothing happens (no cancel), the wait must still end: after a
+kill (Airflow 3.3 lets an in-process task run on). The kill must come first, once the run was read twice:
+far sooner than this even on a busy machine."""
+RULE_FIRST_TIMEOUT = 10.0
+"""``timeout`` where a rule must end the wait well before it (a sensor that breaks the rule then times out):
+a rescheduled sensor's few pokes, each a try of its own, take over a second on a busy machine."""
+BROKEN_RULE_TIMEOUT = 3.0
+"""``timeout`` of a cell where the provider breaks the rule on this Airflow (``xfail``): it is what ends the wait."""
 MAX_FAILURES = 3
 UNKNOWN_TIMEOUT = 0.3
 RETRY_AFTER = 0.01
@@ -344,10 +361,19 @@ def dag_test(dag: Any) -> Any:
 class Cell:
     """One cell of the table: a driver, the emulator, and where its DAG file goes."""
 
-    def __init__(self, driver: Driver, census: CensusEmulator, request: pytest.FixtureRequest) -> None:
+    def __init__(self, rule: str, driver: Driver, census: CensusEmulator, request: pytest.FixtureRequest) -> None:
+        self.rule = rule
         self.driver = driver
         self.census = census
         self.request = request
+
+    @property
+    def rule_first_timeout(self) -> float:
+        """:data:`RULE_FIRST_TIMEOUT`; where this Airflow cannot keep the rule (an xfail), :data:`BROKEN_RULE_TIMEOUT`:
+        there the wait ends only at the timeout, and a long one would only make the expected failure slow."""
+        if not AIRFLOW_V_3_3_PLUS and (self.rule, self.driver.name) in DIVERGES_BEFORE_3_3:
+            return BROKEN_RULE_TIMEOUT
+        return RULE_FIRST_TIMEOUT
 
     @property
     def task(self) -> str:
@@ -531,13 +557,14 @@ def cancel_deadline(cell: Cell) -> None:
         # Not the sensor's rule: it only watches the run. Airflow's kill (poking) or the sensor's own
         # timeout (deferred: the trigger has no cancel deadline) ends the wait; the run is never canceled.
         outcome = cell.run(
-            sync_id, cell.outside_run(sync_id), execution_timeout=EXECUTION_TIMEOUT / 2, timeout=RUNS_ON_TIMEOUT
+            sync_id, cell.outside_run(sync_id), execution_timeout=SENSOR_EXECUTION_TIMEOUT, timeout=SENSOR_OWN_TIMEOUT
         )
         cell.expect_error(outcome, AirflowSensorTimeout if cell.driver.deferrable else "AirflowTaskTimeout")
         run = cell.only_run(sync_id)
         assert cell.cancels(run["id"]) == []
         assert_going(run)
         return
+    cell.monkeypatch.setattr(operators_base, "execution_timeout_margin", lambda total: total - CANCEL_AFTER)
     outcome = cell.run(sync_id, execution_timeout=EXECUTION_TIMEOUT)
     run = cell.only_run(sync_id)
     cell.expect_error(
@@ -629,7 +656,7 @@ def failures_limit(cell: Cell) -> None:
     sync_id = cell.sync(RunScript(outcome="never"))
     run_id = cell.outside_run(sync_id)
     cell.fail_reads_after_the_first("429", 1000)
-    outcome = cell.run(sync_id, run_id, max_poll_failures=MAX_FAILURES, timeout=RULE_FIRST_TIMEOUT)
+    outcome = cell.run(sync_id, run_id, max_poll_failures=MAX_FAILURES, timeout=cell.rule_first_timeout)
     cell.expect_error(outcome, CensusPollingError, f"failed {MAX_FAILURES} times in a row", "429")
     run = cell.only_run(sync_id)
     assert cell.failed_reads(run["id"]) == ["429"] * (MAX_FAILURES * cell.driver.requests_per_poll)
@@ -640,7 +667,7 @@ def failures_from_first_look(cell: Cell) -> None:
     sync_id = cell.sync(RunScript(outcome="never"))
     run_id = cell.outside_run(sync_id)
     cell.census.fail_next("429", count=1000, method="GET", path_prefix=cell.read_prefix, retry_after=RETRY_AFTER)
-    outcome = cell.run(sync_id, run_id, max_poll_failures=MAX_FAILURES, timeout=RULE_FIRST_TIMEOUT)
+    outcome = cell.run(sync_id, run_id, max_poll_failures=MAX_FAILURES, timeout=cell.rule_first_timeout)
     cell.expect_error(outcome, CensusPollingError, f"failed {MAX_FAILURES} times in a row", "429")
     run = cell.only_run(sync_id)
     expected = MAX_FAILURES * cell.driver.requests_per_poll
@@ -662,7 +689,7 @@ def failure_not_transient(cell: Cell) -> None:
 def unknown_state(cell: Cell) -> None:
     sync_id = cell.sync(RunScript(outcome="unknown", status_name="exploded", queued_polls=0, working_polls=0))
     outcome = cell.run(
-        sync_id, cell.outside_run(sync_id), unknown_state_timeout=UNKNOWN_TIMEOUT, timeout=RULE_FIRST_TIMEOUT
+        sync_id, cell.outside_run(sync_id), unknown_state_timeout=UNKNOWN_TIMEOUT, timeout=cell.rule_first_timeout
     )
     cell.expect_error(outcome, CensusRunUnknownStateError, "'exploded'")
     assert cell.only_run(sync_id)["status"] == "exploded"
@@ -926,7 +953,7 @@ def run_cell(rule: str, driver_name: str, census: CensusEmulator, request: pytes
     if driver.task == "watcher":
         asyncio.run(watcher_cell(census, rule))
         return
-    RULES[rule](Cell(driver, census, request))
+    RULES[rule](Cell(rule, driver, census, request))
 
 
 @pytest.mark.v2_routes

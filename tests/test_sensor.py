@@ -25,9 +25,14 @@ from tests.task_context import FakeTaskInstance, context_for, only_event, run_de
 pytestmark = pytest.mark.v2_routes
 
 
+HANG_GUARD_SECONDS = 60
+"""A sensor's ``timeout`` where the wait must end otherwise: it turns a hang into a failure, far beyond
+what any wait here takes on a busy machine. Tests of the timeout itself set a short one."""
+
+
 def sensor(sync_run_id: int | str, **kwargs: Any) -> CensusSyncRunSensor:
     kwargs.setdefault("poke_interval", 0.02)
-    kwargs.setdefault("timeout", 10)
+    kwargs.setdefault("timeout", HANG_GUARD_SECONDS)
     return CensusSyncRunSensor(task_id="wait_for_run", sync_run_id=sync_run_id, **kwargs)
 
 
@@ -126,7 +131,7 @@ def test_every_way_a_run_ends_through_the_sensor(
     if census_v2_routes == "documented" and script.outcome == "canceled":
         error_name = "CensusRunFailedError"  # test_status has no `canceled`: the run is its status, 'failed'
     run_id = census_conn.trigger(census_conn.add_sync(script))
-    task = sensor(run_id, deferrable=deferrable, mode="poke", timeout=3, unknown_state_timeout=0.2)
+    task = sensor(run_id, deferrable=deferrable, mode="poke", unknown_state_timeout=0.2)
     if error_name is None:
         assert run_deferred(task, context_for()) in (run_id, None)
         assert census_conn.run(run_id)["status"] == "completed"

@@ -185,7 +185,9 @@ async def test_unknown_state_ends_after_its_timeout_and_never_counts_as_success(
 
 
 async def test_wait_deadline_stops_waiting_and_leaves_the_run_going(census_conn: CensusEmulator) -> None:
-    run_id = started_run(census_conn, RunScript(outcome="never"))
+    # Working from its first read on: on a busy machine the deadline can pass before the first poll, and
+    # then the read at the deadline is the only one.
+    run_id = started_run(census_conn, RunScript(outcome="never", queued_polls=0))
     wait_deadline = time.time() + 0.2
     event = await only_event(make_trigger(run_id, wait_deadline=wait_deadline, task_state={"kept": wait_deadline}))
     assert (event["status"], event["canceled_run"], event["task_state"]) == ("timeout", False, {"kept": wait_deadline})
@@ -335,12 +337,20 @@ async def test_polls_wake_on_a_shared_grid_of_slots(
     so the polls of many triggers that fall due together wake in one pass of the event loop."""
     loop = asyncio.get_running_loop()
     asked: list[tuple[float, float]] = []
-    real_call_at = loop.call_at
+    real_call_at, real_time = loop.call_at, loop.time
+    last_read: list[float] = []
+
+    def spy_time() -> float:
+        last_read[:] = [real_time()]
+        return last_read[0]
 
     def spy_call_at(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
-        asked.append((loop.time(), when))
+        # The time the sleeper read just before it asked, not a later reading: on a busy machine
+        # time goes on between the two, and the wake-up is due from the first.
+        asked.append((last_read[0], when))
         return real_call_at(when, callback, *args, **kwargs)
 
+    monkeypatch.setattr(loop, "time", spy_time)
     monkeypatch.setattr(loop, "call_at", spy_call_at)
     delays = [0.01, 0.02, 0.03]
     await asyncio.gather(*(watch_module.sleep_to_slot(delay, poll_interval) for delay in delays))

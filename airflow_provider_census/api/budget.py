@@ -159,9 +159,9 @@ class Budget:
 
         A request sent before the last 429 was acted on met the same overload: nothing changes.
         Otherwise the rate becomes what Census let through in the second before that request
-        went, and everyone pauses. Where a rate was already known, it is at least halved (as TCP
-        halves): just after a pause, the second before holds few requests, and a rate made of them
-        would collapse. Where nothing was let through, the 429 measured nothing: half of what was
+        went, and everyone pauses. Where a rate was already known, at least half of it is kept (as
+        TCP halves): just after a pause, the second before holds few requests, and a rate made of
+        them alone would collapse. Where nothing was let through, the 429 measured nothing: half of what was
         going.
         """
         if sent_at < self.limited_at:
